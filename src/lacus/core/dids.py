@@ -1,0 +1,373 @@
+"""DIDs: files, datasets and containers; their content (attach/detach), status and search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from lacus.core.clock import utcnow
+from lacus.core.filters import Filter, name_condition, to_condition
+from lacus.core.scopes import get_scope
+from lacus.db.tables import contents, dids
+from lacus.errors import (
+    DIDAlreadyExists,
+    DIDNotFound,
+    InvalidInput,
+    UnsupportedOperation,
+)
+from lacus.naming import validate_name, validate_scope
+from lacus.types import DIDInfo, DIDType
+
+DIDKey = tuple[str, str]
+BATCH = 500
+
+
+def did_info(row: Any) -> DIDInfo:
+    return DIDInfo(
+        scope=row.scope,
+        name=row.name,
+        type=row.did_type,
+        account=row.account,
+        open=None if row.is_open is None else bool(row.is_open),
+        bytes=row.bytes,
+        length=row.length,
+        adler32=row.adler32,
+        md5=row.md5,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def chunks(items: Sequence[Any], size: int = BATCH) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def add_collection(
+    conn: Connection, scope: str, name: str, did_type: DIDType, *, account: str
+) -> None:
+    """Create an empty, open dataset or an empty container."""
+    validate_scope(scope)
+    validate_name(name)
+    if did_type is DIDType.FILE:
+        raise InvalidInput("files are created by uploading or registering replicas")
+    get_scope(conn, scope)
+    now = utcnow()
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(dids).values(
+                    scope=scope,
+                    name=name,
+                    did_type=did_type.value,
+                    account=account,
+                    is_open=True,
+                    bytes=0,
+                    length=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        raise DIDAlreadyExists(f"DID {scope}:{name} exists already") from None
+
+
+def find_did(conn: Connection, scope: str, name: str) -> DIDInfo | None:
+    row = conn.execute(select(dids).where(dids.c.scope == scope, dids.c.name == name)).first()
+    return did_info(row) if row is not None else None
+
+
+def get_did(conn: Connection, scope: str, name: str) -> DIDInfo:
+    """The DID; a container's bytes and length count the distinct files below it."""
+    info = find_did(conn, scope, name)
+    if info is None:
+        raise DIDNotFound(f"DID {scope}:{name} does not exist")
+    if info["type"] == DIDType.CONTAINER:
+        info["length"], info["bytes"] = _container_totals(conn, scope, name)
+    return info
+
+
+def _container_totals(conn: Connection, scope: str, name: str) -> tuple[int, int]:
+    tree = file_tree(scope, name)
+    files = select(tree.c.child_scope, tree.c.child_name).distinct().subquery()
+    row = conn.execute(
+        select(func.count(), func.coalesce(func.sum(dids.c.bytes), 0)).select_from(
+            files.join(
+                dids, and_(dids.c.scope == files.c.child_scope, dids.c.name == files.c.child_name)
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def file_tree(scope: str, name: str) -> CTE:
+    """Recursive CTE of every (parent, child) edge below ``scope:name``."""
+    base = select(
+        contents.c.scope,
+        contents.c.name,
+        contents.c.child_scope,
+        contents.c.child_name,
+        contents.c.child_type,
+    ).where(contents.c.scope == scope, contents.c.name == name)
+    tree = base.cte("tree", recursive=True)
+    step = select(
+        contents.c.scope,
+        contents.c.name,
+        contents.c.child_scope,
+        contents.c.child_name,
+        contents.c.child_type,
+    ).join(
+        tree,
+        and_(
+            contents.c.scope == tree.c.child_scope,
+            contents.c.name == tree.c.child_name,
+            tree.c.child_type != DIDType.FILE.value,
+        ),
+    )
+    return tree.union(step)
+
+
+def files_query(scope: str, name: str, did_type: str) -> Select[Any]:
+    """Select the distinct file rows of ``dids`` at or below a DID."""
+    if did_type == DIDType.FILE:
+        return select(dids).where(dids.c.scope == scope, dids.c.name == name)
+    tree = file_tree(scope, name)
+    files = (
+        select(tree.c.child_scope, tree.c.child_name)
+        .where(tree.c.child_type == DIDType.FILE.value)
+        .distinct()
+        .subquery()
+    )
+    return select(dids).join(
+        files, and_(dids.c.scope == files.c.child_scope, dids.c.name == files.c.child_name)
+    )
+
+
+def list_files(conn: Connection, scope: str, name: str) -> list[DIDInfo]:
+    did = get_did_row_type(conn, scope, name)
+    query = files_query(scope, name, did).order_by(dids.c.scope, dids.c.name)
+    return [did_info(row) for row in conn.execute(query)]
+
+
+def get_did_row_type(conn: Connection, scope: str, name: str) -> str:
+    did_type = conn.execute(
+        select(dids.c.did_type).where(dids.c.scope == scope, dids.c.name == name)
+    ).scalar_one_or_none()
+    if did_type is None:
+        raise DIDNotFound(f"DID {scope}:{name} does not exist")
+    return str(did_type)
+
+
+def list_content(conn: Connection, scope: str, name: str) -> list[DIDInfo]:
+    """The DIDs attached directly to a dataset or container."""
+    get_did_row_type(conn, scope, name)
+    query = (
+        select(dids)
+        .join(
+            contents,
+            and_(contents.c.child_scope == dids.c.scope, contents.c.child_name == dids.c.name),
+        )
+        .where(contents.c.scope == scope, contents.c.name == name)
+        .order_by(dids.c.scope, dids.c.name)
+    )
+    return [did_info(row) for row in conn.execute(query)]
+
+
+def list_parents(conn: Connection, scope: str, name: str) -> list[DIDKey]:
+    rows = conn.execute(
+        select(contents.c.scope, contents.c.name).where(
+            contents.c.child_scope == scope, contents.c.child_name == name
+        )
+    )
+    return [(row.scope, row.name) for row in rows]
+
+
+def search_dids(
+    conn: Connection,
+    scope: str,
+    *,
+    name: str = "*",
+    filters: Sequence[Filter] = (),
+    did_type: DIDType | None = None,
+    after: str | None = None,
+    limit: int = 1000,
+) -> list[DIDInfo]:
+    """One page of the DIDs of ``scope`` matching the pattern and filters, in name order."""
+    query = select(dids).where(dids.c.scope == scope, name_condition(name))
+    if did_type is not None:
+        query = query.where(dids.c.did_type == did_type.value)
+    for flt in filters:
+        query = query.where(to_condition(flt))
+    if after is not None:
+        query = query.where(dids.c.name > after)
+    query = query.order_by(dids.c.name).limit(limit)
+    return [did_info(row) for row in conn.execute(query)]
+
+
+def _existing(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, Any]:
+    found: dict[DIDKey, Any] = {}
+    for part in chunks(list(keys)):
+        rows = conn.execute(select(dids).where(tuple_(dids.c.scope, dids.c.name).in_(part)))
+        found.update({(row.scope, row.name): row for row in rows})
+    return found
+
+
+def attach(
+    conn: Connection,
+    scope: str,
+    name: str,
+    children: Sequence[DIDKey],
+    *,
+    ignore_duplicates: bool = False,
+) -> int:
+    """Attach ``children`` to a dataset (files) or container (datasets, containers).
+
+    Set-based: one lookup of the children, one insert, one update of the parent's totals.
+    Returns how many were attached.
+    """
+    parent = conn.execute(
+        select(dids).where(dids.c.scope == scope, dids.c.name == name).with_for_update()
+    ).first()
+    if parent is None:
+        raise DIDNotFound(f"DID {scope}:{name} does not exist")
+    if parent.did_type == DIDType.FILE:
+        raise UnsupportedOperation(f"{scope}:{name} is a file: nothing can be attached to a file")
+    if parent.did_type == DIDType.DATASET and not parent.is_open:
+        raise UnsupportedOperation(f"dataset {scope}:{name} is closed: reopen it to attach files")
+    unique = list(dict.fromkeys(children))
+    found = _existing(conn, unique)
+    for key in unique:
+        row = found.get(key)
+        if row is None:
+            raise DIDNotFound(f"DID {key[0]}:{key[1]} does not exist")
+        _check_child_type(parent.did_type, f"{scope}:{name}", row)
+    already = _attached(conn, scope, name, unique)
+    if already and not ignore_duplicates:
+        first = sorted(already)[0]
+        raise DIDAlreadyExists(f"{first[0]}:{first[1]} is attached to {scope}:{name} already")
+    new = [key for key in unique if key not in already]
+    if parent.did_type == DIDType.CONTAINER:
+        _refuse_cycles(conn, (scope, name), new)
+    if not new:
+        return 0
+    now = utcnow()
+    conn.execute(
+        insert(contents),
+        [
+            {
+                "scope": scope,
+                "name": name,
+                "child_scope": key[0],
+                "child_name": key[1],
+                "child_type": found[key].did_type,
+                "created_at": now,
+            }
+            for key in new
+        ],
+    )
+    added_bytes = sum(found[key].bytes or 0 for key in new)
+    _update_totals(conn, scope, name, parent.did_type, len(new), added_bytes, now)
+    return len(new)
+
+
+def _update_totals(
+    conn: Connection, scope: str, name: str, did_type: str, count: int, size: int, now: Any
+) -> None:
+    values: dict[str, Any] = {"length": dids.c.length + count, "updated_at": now}
+    if did_type == DIDType.DATASET:
+        values["bytes"] = dids.c.bytes + size
+    conn.execute(update(dids).where(dids.c.scope == scope, dids.c.name == name).values(**values))
+
+
+def _check_child_type(parent_type: str, parent: str, row: Any) -> None:
+    if parent_type == DIDType.DATASET and row.did_type != DIDType.FILE:
+        raise UnsupportedOperation(
+            f"{row.scope}:{row.name} is a {row.did_type}: only files go into dataset {parent}"
+        )
+    if parent_type == DIDType.CONTAINER and row.did_type == DIDType.FILE:
+        raise UnsupportedOperation(
+            f"{row.scope}:{row.name} is a file: files go into datasets, not into container {parent}"
+        )
+
+
+def _attached(conn: Connection, scope: str, name: str, keys: Sequence[DIDKey]) -> set[DIDKey]:
+    attached: set[DIDKey] = set()
+    for part in chunks(list(keys)):
+        rows = conn.execute(
+            select(contents.c.child_scope, contents.c.child_name).where(
+                contents.c.scope == scope,
+                contents.c.name == name,
+                tuple_(contents.c.child_scope, contents.c.child_name).in_(part),
+            )
+        )
+        attached.update((row.child_scope, row.child_name) for row in rows)
+    return attached
+
+
+def _refuse_cycles(conn: Connection, parent: DIDKey, children: Sequence[DIDKey]) -> None:
+    """A container must not end up inside itself."""
+    for child in children:
+        if child == parent:
+            raise UnsupportedOperation(f"{parent[0]}:{parent[1]} cannot contain itself")
+        tree = file_tree(*child)
+        hit = conn.execute(
+            select(tree.c.child_scope)
+            .where(tree.c.child_scope == parent[0], tree.c.child_name == parent[1])
+            .limit(1)
+        ).first()
+        if hit is not None:
+            raise UnsupportedOperation(
+                f"attaching {child[0]}:{child[1]} to {parent[0]}:{parent[1]} would make a cycle"
+            )
+
+
+def detach(conn: Connection, scope: str, name: str, children: Sequence[DIDKey]) -> int:
+    """Detach ``children``; each must be attached. Returns how many were detached."""
+    parent = conn.execute(
+        select(dids).where(dids.c.scope == scope, dids.c.name == name).with_for_update()
+    ).first()
+    if parent is None:
+        raise DIDNotFound(f"DID {scope}:{name} does not exist")
+    unique = list(dict.fromkeys(children))
+    attached = _attached(conn, scope, name, unique)
+    missing = [key for key in unique if key not in attached]
+    if missing:
+        raise DIDNotFound(f"{missing[0][0]}:{missing[0][1]} is not attached to {scope}:{name}")
+    found = _existing(conn, unique)
+    for part in chunks(unique):
+        conn.execute(
+            delete(contents).where(
+                contents.c.scope == scope,
+                contents.c.name == name,
+                tuple_(contents.c.child_scope, contents.c.child_name).in_(part),
+            )
+        )
+    removed_bytes = sum(found[key].bytes or 0 for key in unique)
+    _update_totals(conn, scope, name, parent.did_type, -len(unique), -removed_bytes, utcnow())
+    return len(unique)
+
+
+def set_open(conn: Connection, scope: str, name: str, *, is_open: bool) -> None:
+    did_type = get_did_row_type(conn, scope, name)
+    if did_type != DIDType.DATASET:
+        raise UnsupportedOperation(f"{scope}:{name} is a {did_type}: only datasets open and close")
+    now = utcnow()
+    conn.execute(
+        update(dids)
+        .where(dids.c.scope == scope, dids.c.name == name)
+        .values(is_open=is_open, closed_at=None if is_open else now, updated_at=now)
+    )

@@ -1,0 +1,105 @@
+"""DID search filters: ``key=value``, ``key!=value``, ``key>n``, ``key>=n``, ``key<n``, ``key<=n``.
+
+Keys ``name`` (with ``*`` wildcards), ``type``, ``bytes`` and ``length`` filter DID columns; every
+other key filters free-form metadata. Parsing is pure; ``to_condition`` turns a filter into SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+
+from lacus.db.tables import did_meta, dids
+from lacus.errors import InvalidMetadataFilter
+from lacus.types import DIDType
+
+_FILTER_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]{0,99})\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*")
+_NUMERIC_COLUMNS = {"bytes": dids.c.bytes, "length": dids.c.length}
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    key: str
+    op: str
+    value: str
+
+
+def parse_filter(text: str) -> Filter:
+    match = _FILTER_RE.fullmatch(text)
+    if match is None:
+        raise InvalidMetadataFilter(
+            f"invalid filter {text[:80]!r}: expected key=value, key!=value, key>n, key>=n, "
+            "key<n or key<=n"
+        )
+    key, op, value = match.groups()
+    if op in ("<", ">", "<=", ">=") and _number(value) is None:
+        raise InvalidMetadataFilter(f"invalid filter {text[:80]!r}: {op} needs a number")
+    if key == "type" and (op not in ("=", "!=") or value not in {t.value for t in DIDType}):
+        raise InvalidMetadataFilter("the type filter takes =file, =dataset or =container")
+    if key == "name" and op not in ("=", "!="):
+        raise InvalidMetadataFilter("the name filter takes = or != with a pattern")
+    return Filter(key, op, value)
+
+
+def parse_filters(texts: list[str]) -> list[Filter]:
+    return [parse_filter(text) for text in texts]
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number else None  # NaN compares with nothing
+
+
+def like_pattern(pattern: str) -> str:
+    """Turn a ``*`` wildcard pattern into a LIKE pattern (escape character ``\\``)."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def name_condition(pattern: str) -> ColumnElement[bool]:
+    if "*" in pattern:
+        return dids.c.name.like(like_pattern(pattern), escape="\\")
+    return dids.c.name == pattern
+
+
+def _compare(column: ColumnElement[object], op: str, value: object) -> ColumnElement[bool]:
+    match op:
+        case "=":
+            return column == value
+        case "!=":
+            return column != value
+        case "<":
+            return column < value
+        case "<=":
+            return column <= value
+        case ">":
+            return column > value
+        case _:
+            return column >= value
+
+
+def to_condition(flt: Filter) -> ColumnElement[bool]:
+    if flt.key == "name":
+        condition = name_condition(flt.value)
+        return ~condition if flt.op == "!=" else condition
+    if flt.key == "type":
+        return _compare(dids.c.did_type, flt.op, flt.value)
+    number = _number(flt.value)
+    if flt.key in _NUMERIC_COLUMNS:
+        if number is None:
+            raise InvalidMetadataFilter(f"the {flt.key} filter needs a number")
+        return _compare(_NUMERIC_COLUMNS[flt.key], flt.op, number)
+    meta = did_meta.alias()
+    joined = and_(meta.c.scope == dids.c.scope, meta.c.name == dids.c.name, meta.c.key == flt.key)
+    if flt.op in ("=", "!="):
+        equal = meta.c.value_text == flt.value
+        if number is not None:
+            equal = or_(equal, meta.c.value_num == number)
+        found = exists(select(meta.c.key).where(joined, equal))
+        return found if flt.op == "=" else ~found
+    return exists(select(meta.c.key).where(joined, _compare(meta.c.value_num, flt.op, number)))

@@ -1,0 +1,20 @@
+"""Alembic environment: the engine comes from the caller (lacus.db.migrate), never from a file."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from lacus.db.tables import metadata
+
+engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

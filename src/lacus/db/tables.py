@@ -1,0 +1,199 @@
+"""The catalog schema, in SQLAlchemy Core. Alembic migrations in ``migrations/`` build the same schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SCOPE = String(25)
+NAME = String(250)
+ACCOUNT = String(25)
+TIMESTAMP = DateTime()
+
+
+def _ts(name: str, *, nullable: bool = False) -> Column[object]:
+    return Column(name, TIMESTAMP, nullable=nullable)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account", ACCOUNT, primary_key=True),
+    Column("account_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("email", String(255)),
+    Column("admin", Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("identity", String(255), primary_key=True),
+    Column("identity_type", String(16), primary_key=True),
+    Column("account", ACCOUNT, ForeignKey("accounts.account"), nullable=False),
+    Column("password_hash", String(255)),
+    _ts("created_at"),
+    Index(None, "account"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token", String(100), primary_key=True),
+    Column("account", ACCOUNT, ForeignKey("accounts.account"), nullable=False),
+    Column("identity", String(255)),
+    _ts("expires_at"),
+    _ts("created_at"),
+    Index(None, "expires_at"),
+)
+
+scopes = Table(
+    "scopes",
+    metadata,
+    Column("scope", SCOPE, primary_key=True),
+    Column("account", ACCOUNT, ForeignKey("accounts.account"), nullable=False),
+    Column("status", String(16), nullable=False),
+    _ts("created_at"),
+    Index(None, "account"),
+)
+
+dids = Table(
+    "dids",
+    metadata,
+    Column("scope", SCOPE, ForeignKey("scopes.scope"), primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("did_type", String(10), nullable=False),
+    Column("account", ACCOUNT, nullable=False),
+    Column("is_open", Boolean),
+    Column("bytes", BigInteger),
+    Column("length", BigInteger),
+    Column("adler32", String(8)),
+    Column("md5", String(32)),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("closed_at", nullable=True),
+    Index(None, "did_type"),
+    Index(None, "created_at"),
+)
+
+did_meta = Table(
+    "did_meta",
+    metadata,
+    Column("scope", SCOPE, primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("key", String(100), primary_key=True),
+    Column("value_text", Text, nullable=False),
+    Column("value_num", Float),
+    Column("value_json", Text, nullable=False),
+    ForeignKeyConstraint(["scope", "name"], ["dids.scope", "dids.name"], ondelete="CASCADE"),
+    Index(None, "key", "value_text"),
+    Index(None, "key", "value_num"),
+)
+
+contents = Table(
+    "contents",
+    metadata,
+    Column("scope", SCOPE, primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("child_scope", SCOPE, primary_key=True),
+    Column("child_name", NAME, primary_key=True),
+    Column("child_type", String(10), nullable=False),
+    _ts("created_at"),
+    ForeignKeyConstraint(["scope", "name"], ["dids.scope", "dids.name"]),
+    ForeignKeyConstraint(["child_scope", "child_name"], ["dids.scope", "dids.name"]),
+    Index(None, "child_scope", "child_name"),
+)
+
+rses = Table(
+    "rses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rse", String(100), nullable=False, unique=True),
+    Column("rse_type", String(10), nullable=False),
+    Column("deterministic", Boolean, nullable=False),
+    Column("availability_read", Boolean, nullable=False),
+    Column("availability_write", Boolean, nullable=False),
+    Column("availability_delete", Boolean, nullable=False),
+    Column("total_bytes", BigInteger),
+    Column("used_bytes", BigInteger, nullable=False),
+    Column("files", BigInteger, nullable=False),
+    _ts("created_at"),
+)
+
+rse_attributes = Table(
+    "rse_attributes",
+    metadata,
+    Column("rse_id", Integer, ForeignKey("rses.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(100), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Index(None, "key", "value"),
+)
+
+rse_protocols = Table(
+    "rse_protocols",
+    metadata,
+    Column("rse_id", Integer, ForeignKey("rses.id", ondelete="CASCADE"), primary_key=True),
+    Column("scheme", String(20), primary_key=True),
+    Column("hostname", String(255), primary_key=True),
+    Column("port", Integer, primary_key=True),
+    Column("prefix", String(1024), nullable=False),
+    Column("impl", String(255), nullable=False),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("scope", SCOPE, primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("rse_id", Integer, ForeignKey("rses.id"), primary_key=True),
+    Column("bytes", BigInteger, nullable=False),
+    Column("adler32", String(8)),
+    Column("md5", String(32)),
+    Column("path", String(1024)),
+    Column("state", String(16), nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("accessed_at", nullable=True),
+    _ts("tombstone", nullable=True),
+    ForeignKeyConstraint(["scope", "name"], ["dids.scope", "dids.name"]),
+    Index(None, "rse_id", "state"),
+)
+
+ALL_TABLES = [
+    replicas,
+    rse_protocols,
+    rse_attributes,
+    rses,
+    contents,
+    did_meta,
+    dids,
+    scopes,
+    tokens,
+    identities,
+    accounts,
+]
+"""Every table, children before parents (the order to empty them in)."""

@@ -1,0 +1,242 @@
+"""The Lacus error tree.
+
+Every error knows the HTTP status the server answers with and the Rucio exception class name sent in
+the ``ExceptionClass`` header, so the official ``rucio`` client raises its own matching exception.
+Errors are mapped to responses once, in the server's error handler, and back into these classes once,
+in the client.
+
+    LacusError
+    ├── InvalidInput (400)
+    │   ├── InvalidName
+    │   ├── InvalidMetadataFilter
+    │   └── InvalidRequest
+    ├── Unauthenticated (401)
+    ├── AccessDenied (403)
+    ├── NotFound (404)
+    │   ├── AccountNotFound, ScopeNotFound, DIDNotFound, RSENotFound, ReplicaNotFound,
+    │   └── ProtocolNotFound, StorageFileNotFound, LocalFileError
+    ├── AlreadyExists (409)
+    │   └── AccountAlreadyExists, ScopeAlreadyExists, DIDAlreadyExists, RSEAlreadyExists,
+    │       ReplicaAlreadyExists, FileAlreadyOnStorage
+    ├── UnsupportedOperation (409)
+    ├── PayloadTooLarge (413)
+    ├── ChecksumMismatch (422)
+    ├── StorageError (502)
+    │   ├── StorageFull (507)
+    │   ├── StoragePermissionDenied (403)
+    │   └── StorageUnavailable (503)
+    └── ServerError (500)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class LacusError(Exception):
+    """Base of every error Lacus raises on purpose."""
+
+    http_status: ClassVar[int] = 500
+    rucio_class: ClassVar[str] = "RucioException"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.__class__.__doc__ or self.__class__.__name__)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InvalidInput(LacusError):
+    """The input is not valid."""
+
+    http_status = 400
+    rucio_class = "InvalidObject"
+
+
+class InvalidName(InvalidInput):
+    """A scope or name is not valid."""
+
+
+class InvalidMetadataFilter(InvalidInput):
+    """A metadata filter cannot be parsed."""
+
+
+class InvalidRequest(InvalidInput):
+    """The request is malformed."""
+
+
+class Unauthenticated(LacusError):
+    """Cannot authenticate."""
+
+    http_status = 401
+    rucio_class = "CannotAuthenticate"
+
+
+class AccessDenied(LacusError):
+    """The account may not do this."""
+
+    http_status = 403
+    rucio_class = "AccessDenied"
+
+
+class NotFound(LacusError):
+    """The resource does not exist."""
+
+    http_status = 404
+    rucio_class = "RucioException"
+
+
+class AccountNotFound(NotFound):
+    """The account does not exist."""
+
+    rucio_class = "AccountNotFound"
+
+
+class ScopeNotFound(NotFound):
+    """The scope does not exist."""
+
+    rucio_class = "ScopeNotFound"
+
+
+class DIDNotFound(NotFound):
+    """The DID does not exist."""
+
+    rucio_class = "DataIdentifierNotFound"
+
+
+class RSENotFound(NotFound):
+    """The RSE does not exist."""
+
+    rucio_class = "RSENotFound"
+
+
+class ReplicaNotFound(NotFound):
+    """The replica does not exist."""
+
+    rucio_class = "ReplicaNotFound"
+
+
+class ProtocolNotFound(NotFound):
+    """The RSE has no protocol this client can use."""
+
+    rucio_class = "RSEProtocolNotSupported"
+
+
+class StorageFileNotFound(NotFound):
+    """The file does not exist on the storage."""
+
+    rucio_class = "SourceNotFound"
+
+
+class LocalFileError(NotFound):
+    """A local file cannot be read or written."""
+
+    rucio_class = "InputValidationError"
+
+
+class AlreadyExists(LacusError):
+    """The resource exists already."""
+
+    http_status = 409
+    rucio_class = "Duplicate"
+
+
+class AccountAlreadyExists(AlreadyExists):
+    """The account exists already."""
+
+
+class ScopeAlreadyExists(AlreadyExists):
+    """The scope exists already."""
+
+
+class DIDAlreadyExists(AlreadyExists):
+    """The DID exists already."""
+
+    rucio_class = "DataIdentifierAlreadyExists"
+
+
+class RSEAlreadyExists(AlreadyExists):
+    """The RSE exists already."""
+
+
+class ReplicaAlreadyExists(AlreadyExists):
+    """The replica exists already."""
+
+
+class FileAlreadyOnStorage(AlreadyExists):
+    """A file exists already at this path on the storage."""
+
+    rucio_class = "FileReplicaAlreadyExists"
+
+
+class UnsupportedOperation(LacusError):
+    """The operation is not possible in the resource's current state."""
+
+    http_status = 409
+    rucio_class = "UnsupportedOperation"
+
+
+class PayloadTooLarge(LacusError):
+    """The request body is too large."""
+
+    http_status = 413
+    rucio_class = "InputValidationError"
+
+
+class ChecksumMismatch(LacusError):
+    """The bytes on the storage do not match the expected size or checksum."""
+
+    http_status = 422
+    rucio_class = "FileConsistencyMismatch"
+
+
+class StorageError(LacusError):
+    """The storage failed."""
+
+    http_status = 502
+    rucio_class = "ServiceUnavailable"
+
+
+class StorageFull(StorageError):
+    """The storage has no space left."""
+
+    http_status = 507
+    rucio_class = "RSEWriteBlocked"
+
+
+class StoragePermissionDenied(StorageError):
+    """The storage refused access."""
+
+    http_status = 403
+    rucio_class = "RSEAccessDenied"
+
+
+class StorageUnavailable(StorageError):
+    """The storage cannot be reached."""
+
+    http_status = 503
+    rucio_class = "RSEAccessDenied"
+
+
+class ServerError(LacusError):
+    """The server failed unexpectedly."""
+
+    http_status = 500
+    rucio_class = "RucioException"
+
+
+def _all_subclasses(cls: type[LacusError]) -> list[type[LacusError]]:
+    found: list[type[LacusError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_class(name: str) -> type[LacusError]:
+    """Return the Lacus error class called ``name`` (as sent in ``ExceptionClass``), else LacusError."""
+    for cls in [LacusError, *_all_subclasses(LacusError)]:
+        if cls.__name__ == name:
+            return cls
+    return LacusError

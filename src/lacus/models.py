@@ -1,0 +1,97 @@
+"""Wire models: the JSON bodies the REST API accepts (shared by server and client)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lacus.types import MetaValue
+
+Scope = Annotated[str, Field(min_length=1, max_length=25)]
+Name = Annotated[str, Field(min_length=1, max_length=250)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class DIDRef(Body):
+    scope: Scope
+    name: Name
+
+
+class AccountBody(Body):
+    type: str = "user"
+    email: str | None = Field(default=None, max_length=255)
+    admin: bool = False
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+
+
+class RSEBody(Body):
+    rse_type: str = Field(default="disk", pattern="^(disk|tape|DISK|TAPE)$")
+    deterministic: bool = True
+    total_bytes: int | None = Field(default=None, ge=0)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class RSEUpdateBody(Body):
+    total_bytes: int | None = Field(default=None, ge=0)
+    availability_read: bool | None = None
+    availability_write: bool | None = None
+    availability_delete: bool | None = None
+
+
+class AttributeBody(Body):
+    value: str | int | float | bool
+
+
+class ProtocolBody(Body):
+    hostname: str = Field(default="", max_length=255)
+    port: int = Field(default=0, ge=0, le=65535)
+    prefix: str = Field(min_length=1, max_length=1024)
+    impl: str = Field(default="", max_length=255)
+
+
+class CollectionBody(Body):
+    type: str = Field(pattern="^(dataset|container|DATASET|CONTAINER)$")
+    meta: dict[str, MetaValue] = Field(default_factory=dict)
+
+
+class AttachBody(Body):
+    dids: list[DIDRef] = Field(max_length=100_000)
+    ignore_duplicate: bool = False
+
+
+class StatusBody(Body):
+    open: bool
+
+
+class MetaBody(Body):
+    value: MetaValue
+
+
+class MetaBulkBody(Body):
+    meta: dict[str, MetaValue]
+
+
+class FileBody(Body):
+    scope: Scope
+    name: Name
+    bytes: int = Field(ge=0)
+    adler32: str = Field(pattern="^[0-9a-f]{8}$")
+    md5: str | None = Field(default=None, pattern="^[0-9a-f]{32}$")
+    path: str | None = Field(default=None, max_length=1024)
+    meta: dict[str, MetaValue] = Field(default_factory=dict)
+
+
+class ReplicasBody(Body):
+    rse: str = Field(min_length=1, max_length=100)
+    files: list[FileBody] = Field(max_length=100_000)
+    dataset: DIDRef | None = None
+
+
+class ReplicaListBody(Body):
+    dids: list[DIDRef] = Field(min_length=1, max_length=10_000)
+    rse: str | None = None
+    all_states: bool = False

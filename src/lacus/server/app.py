@@ -1,0 +1,87 @@
+"""The ASGI application: ``create_app(settings)``; errors are mapped to responses here, once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lacus._version import __version__
+from lacus.errors import (
+    AccessDenied,
+    InvalidRequest,
+    LacusError,
+    NotFound,
+    ServerError,
+    Unauthenticated,
+    UnsupportedOperation,
+)
+from lacus.server.limits import BodyLimit
+from lacus.server.responses import error_response
+from lacus.server.routes import accounts, auth, dids, ping, replicas, rses, scopes
+from lacus.service import Lake, Settings
+
+log = logging.getLogger("lacus.server")
+
+
+def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
+    """Build the server of one lake. ``lake`` lets a caller share an existing catalog engine."""
+    owned = lake is None
+    the_lake = lake or Lake(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            the_lake.close()
+
+    app = FastAPI(title="Lacus", version=__version__, lifespan=lifespan, redirect_slashes=False)
+    app.state.lake = the_lake
+    for module in (ping, auth, accounts, scopes, rses, dids, replicas):
+        app.include_router(module.router)
+    app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _lacus_error(_request: Request, exc: LacusError) -> Response:
+    return error_response(exc)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    if not errors:
+        return error_response(InvalidRequest("invalid request"))
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    return error_response(InvalidRequest(f"invalid {where}: {first.get('msg', 'invalid value')}"))
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    mapping: dict[int, type[LacusError]] = {
+        401: Unauthenticated,
+        403: AccessDenied,
+        404: NotFound,
+        405: UnsupportedOperation,
+    }
+    error_class = mapping.get(exc.status_code, InvalidRequest)
+    detail = exc.detail if isinstance(exc.detail, str) else "invalid request"
+    if exc.status_code == 404:
+        detail = "no such resource"
+    elif exc.status_code == 405:
+        detail = "method not allowed on this resource"
+    response = error_response(error_class(detail))
+    response.status_code = exc.status_code if exc.status_code < 500 else 400
+    return response
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(ServerError(f"internal error ({type(exc).__name__}); see the server log"))

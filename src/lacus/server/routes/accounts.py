@@ -1,0 +1,59 @@
+"""Accounts and their scopes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from lacus.models import AccountBody
+from lacus.naming import validate_account
+from lacus.server.deps import LakeDep, PrincipalDep
+from lacus.server.responses import created, json_response, stream
+from lacus.service import accounts, scopes
+from lacus.types import AccountType
+
+router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+
+@router.get("/")
+def list_accounts(lake: LakeDep, principal: PrincipalDep) -> Response:
+    return stream(accounts.list_accounts(lake, principal))
+
+
+@router.get("/whoami")
+def whoami(lake: LakeDep, principal: PrincipalDep) -> Response:
+    return json_response(accounts.get_account(lake, principal, principal.account))
+
+
+@router.get("/{account}")
+def get_account(account: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    return json_response(accounts.get_account(lake, principal, validate_account(account)))
+
+
+@router.post("/{account}", status_code=201)
+def add_account(
+    account: str, body: AccountBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    accounts.add_account(
+        lake,
+        principal,
+        account,
+        account_type=AccountType(body.type.lower())
+        if body.type.lower() in AccountType
+        else AccountType.USER,
+        email=body.email,
+        admin=body.admin,
+        password=body.password,
+    )
+    return created()
+
+
+@router.get("/{account}/scopes/")
+def list_account_scopes(account: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    found = scopes.list_scopes(lake, principal, account=validate_account(account))
+    return json_response([scope["scope"] for scope in found])
+
+
+@router.post("/{account}/scopes/{scope}", status_code=201)
+def add_scope(account: str, scope: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    scopes.add_scope(lake, principal, scope, account=validate_account(account))
+    return created()

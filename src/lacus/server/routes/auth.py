@@ -1,0 +1,50 @@
+"""Authentication, in Rucio's dialect: ``/auth/userpass`` issues ``X-Rucio-Auth-Token``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from lacus.core.clock import utcnow
+from lacus.errors import Unauthenticated
+from lacus.server.deps import LakeDep, PrincipalDep
+from lacus.server.responses import json_response
+from lacus.service.auth import login_userpass, token_expiry
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.get("/userpass")
+def userpass(
+    lake: LakeDep,
+    x_rucio_account: Annotated[str | None, Header()] = None,
+    x_rucio_username: Annotated[str | None, Header()] = None,
+    x_rucio_password: Annotated[str | None, Header()] = None,
+) -> Response:
+    if not x_rucio_username or x_rucio_password is None:
+        raise Unauthenticated("send X-Rucio-Username and X-Rucio-Password")
+    account = x_rucio_account or x_rucio_username
+    token, expires_at = login_userpass(lake, account, x_rucio_username, x_rucio_password)
+    response = json_response({"token": token, "expires_at": expires_at})
+    response.headers["X-Rucio-Auth-Token"] = token
+    response.headers["X-Rucio-Auth-Token-Expires"] = expires_at.strftime(
+        "%a, %d %b %Y %H:%M:%S UTC"
+    )
+    return response
+
+
+@router.get("/validate")
+def validate(
+    lake: LakeDep,
+    principal: PrincipalDep,
+    x_rucio_auth_token: Annotated[str | None, Header()] = None,
+) -> Response:
+    expires_at = token_expiry(lake, x_rucio_auth_token) if x_rucio_auth_token else utcnow()
+    return json_response(
+        {
+            "account": principal.account,
+            "lifetime": expires_at,
+            "seconds_left": max(0, int((expires_at - utcnow()).total_seconds())),
+        }
+    )

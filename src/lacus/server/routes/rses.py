@@ -1,0 +1,85 @@
+"""RSEs, their attributes and protocols."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from lacus.models import AttributeBody, ProtocolBody, RSEBody, RSEUpdateBody
+from lacus.naming import validate_rse
+from lacus.server.deps import LakeDep, PrincipalDep
+from lacus.server.responses import created, json_response, stream
+from lacus.service import rses
+from lacus.types import ProtocolInfo, RSEType
+
+router = APIRouter(prefix="/rses", tags=["rses"])
+
+
+@router.get("/")
+def list_rses(lake: LakeDep, principal: PrincipalDep) -> Response:
+    return stream(rses.list_rses(lake, principal))
+
+
+@router.post("/{rse}", status_code=201)
+def add_rse(rse: str, body: RSEBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    rses.add_rse(
+        lake,
+        principal,
+        validate_rse(rse),
+        rse_type=RSEType(body.rse_type.lower()),
+        deterministic=body.deterministic,
+        total_bytes=body.total_bytes,
+        attributes=body.attributes,
+    )
+    return created()
+
+
+@router.get("/{rse}")
+def get_rse(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    return json_response(rses.get_rse(lake, principal, rse))
+
+
+@router.put("/{rse}")
+def update_rse(rse: str, body: RSEUpdateBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    rses.update_rse(lake, principal, rse, **body.model_dump())
+    return json_response(rses.get_rse(lake, principal, rse))
+
+
+@router.get("/{rse}/attr/")
+def list_attributes(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    return json_response(rses.get_rse(lake, principal, rse)["attributes"])
+
+
+@router.post("/{rse}/attr/{key}", status_code=201)
+def set_attribute(
+    rse: str, key: str, body: AttributeBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    value = body.value
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    rses.set_attribute(lake, principal, rse, key, text)
+    return created()
+
+
+@router.delete("/{rse}/attr/{key}")
+def delete_attribute(rse: str, key: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    rses.delete_attribute(lake, principal, rse, key)
+    return json_response({"deleted": key})
+
+
+@router.get("/{rse}/protocols")
+def list_protocols(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    return json_response(rses.get_rse(lake, principal, rse)["protocols"])
+
+
+@router.post("/{rse}/protocols/{scheme}", status_code=201)
+def add_protocol(
+    rse: str, scheme: str, body: ProtocolBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    protocol = ProtocolInfo(
+        scheme=scheme,
+        hostname=body.hostname,
+        port=body.port,
+        prefix=body.prefix,
+        impl=body.impl or scheme,
+    )
+    rses.add_protocol(lake, principal, rse, protocol)
+    return created()

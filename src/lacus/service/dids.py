@@ -1,0 +1,144 @@
+"""DID use cases: reading is open to every account; writing needs the scope's owner or an admin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from lacus.core import dids, metadata
+from lacus.core.dids import DIDKey
+from lacus.core.filters import parse_filters
+from lacus.core.scopes import get_scope
+from lacus.naming import validate_name, validate_scope
+from lacus.service.lake import Lake, Principal
+from lacus.service.scopes import require_writer
+from lacus.types import DIDInfo, DIDType, MetaValue
+
+
+def add_collection(
+    lake: Lake,
+    principal: Principal,
+    scope: str,
+    name: str,
+    did_type: DIDType,
+    *,
+    meta: Mapping[str, MetaValue] | None = None,
+) -> None:
+    validate_scope(scope)
+    validate_name(name)
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        dids.add_collection(conn, scope, name, did_type, account=principal.account)
+        if meta:
+            metadata.set_metadata(conn, scope, name, meta)
+
+
+def get_did(lake: Lake, principal: Principal, scope: str, name: str) -> DIDInfo:
+    with lake.read() as conn:
+        return dids.get_did(conn, scope, name)
+
+
+def search_dids(
+    lake: Lake,
+    principal: Principal,
+    scope: str,
+    *,
+    name: str = "*",
+    filters: Sequence[str] = (),
+    did_type: DIDType | None = None,
+    limit: int | None = None,
+) -> Iterator[DIDInfo]:
+    """Stream the matching DIDs of a scope, a page per short read transaction."""
+    validate_scope(scope)
+    parsed = parse_filters(list(filters))
+    with lake.read() as conn:
+        get_scope(conn, scope)
+    after: str | None = None
+    remaining = limit
+    page_size = lake.settings.page_size
+    while remaining is None or remaining > 0:
+        size = page_size if remaining is None else min(page_size, remaining)
+        with lake.read() as conn:
+            page = dids.search_dids(
+                conn, scope, name=name, filters=parsed, did_type=did_type, after=after, limit=size
+            )
+        yield from page
+        if len(page) < size:
+            return
+        after = page[-1]["name"]
+        if remaining is not None:
+            remaining -= len(page)
+
+
+def list_content(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDInfo]:
+    with lake.read() as conn:
+        return dids.list_content(conn, scope, name)
+
+
+def list_parents(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDKey]:
+    with lake.read() as conn:
+        dids.get_did_row_type(conn, scope, name)
+        return dids.list_parents(conn, scope, name)
+
+
+def list_files(lake: Lake, principal: Principal, scope: str, name: str) -> Iterator[DIDInfo]:
+    """Stream the files at or below a DID, a page per read transaction."""
+    from lacus.core.replicas import list_file_page
+
+    after: DIDKey | None = None
+    size = lake.settings.page_size
+    while True:
+        with lake.read() as conn:
+            page = list_file_page(conn, scope, name, after=after, limit=size)
+        yield from (dids.did_info(row) for row in page)
+        if len(page) < size:
+            return
+        after = (page[-1].scope, page[-1].name)
+
+
+def attach(
+    lake: Lake,
+    principal: Principal,
+    scope: str,
+    name: str,
+    children: Sequence[DIDKey],
+    *,
+    ignore_duplicates: bool = False,
+) -> int:
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        return dids.attach(conn, scope, name, children, ignore_duplicates=ignore_duplicates)
+
+
+def detach(
+    lake: Lake, principal: Principal, scope: str, name: str, children: Sequence[DIDKey]
+) -> int:
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        return dids.detach(conn, scope, name, children)
+
+
+def set_open(lake: Lake, principal: Principal, scope: str, name: str, *, is_open: bool) -> None:
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        if is_open:
+            principal.require_admin("reopen datasets")
+        dids.set_open(conn, scope, name, is_open=is_open)
+
+
+def get_metadata(lake: Lake, principal: Principal, scope: str, name: str) -> dict[str, MetaValue]:
+    with lake.read() as conn:
+        return metadata.get_metadata(conn, scope, name)
+
+
+def set_metadata(
+    lake: Lake, principal: Principal, scope: str, name: str, items: Mapping[str, MetaValue]
+) -> None:
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        metadata.set_metadata(conn, scope, name, items)
+
+
+def delete_metadata(lake: Lake, principal: Principal, scope: str, name: str, key: str) -> None:
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        metadata.delete_metadata(conn, scope, name, key)

@@ -1,0 +1,136 @@
+"""A lake: its settings, its catalog engine, and the transactions use cases run in."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from lacus.core import accounts, rses
+from lacus.db import make_engine, transaction, upgrade
+from lacus.errors import AccessDenied, AlreadyExists
+from lacus.service.settings import Settings, default_database_url, write_settings
+from lacus.types import AccountType, ProtocolInfo, RSEType
+
+ROOT = "root"
+
+DEMO_RSES: list[tuple[str, dict[str, str], RSEType]] = [
+    ("ALPHA_DISK", {"site": "ALPHA", "qos": "DISK", "country": "CH"}, RSEType.DISK),
+    ("BETA_DISK", {"site": "BETA", "qos": "DISK", "country": "NL"}, RSEType.DISK),
+    ("GAMMA_TAPE", {"site": "GAMMA", "qos": "TAPE", "country": "ES"}, RSEType.TAPE),
+]
+"""The three POSIX RSEs every new lake starts with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: an authenticated account."""
+
+    account: str
+    admin: bool = False
+
+    def require_admin(self, action: str) -> None:
+        if not self.admin:
+            raise AccessDenied(f"account {self.account!r} may not {action}: admins only")
+
+
+class Lake:
+    """The catalog of one lake and the transactions to use it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self._token_cache: dict[str, tuple[Principal, datetime, float]] = {}
+        self._token_lock = threading.Lock()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One read-write transaction, committed when the block ends."""
+        with transaction(self.engine, write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction."""
+        with transaction(self.engine, write=False) as conn:
+            yield conn
+
+    def cached_principal(self, token: str) -> Principal | None:
+        with self._token_lock:
+            hit = self._token_cache.get(token)
+        if hit is None:
+            return None
+        principal, expires_at, cached_at = hit
+        from lacus.core.clock import utcnow
+
+        if (
+            time.monotonic() - cached_at > self.settings.token_cache_seconds
+            or expires_at <= utcnow()
+        ):
+            with self._token_lock:
+                self._token_cache.pop(token, None)
+            return None
+        return principal
+
+    def cache_principal(self, token: str, principal: Principal, expires_at: datetime) -> None:
+        with self._token_lock:
+            if len(self._token_cache) > 10_000:
+                self._token_cache.clear()
+            self._token_cache[token] = (principal, expires_at, time.monotonic())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def init_lake(
+    lake_dir: str | Path,
+    *,
+    root_password: str | None = None,
+    database_url: str | None = None,
+    with_rses: bool = True,
+) -> tuple[Settings, str]:
+    """Create a lake in ``lake_dir``: config, migrated catalog, root account, three POSIX RSEs.
+
+    Returns the settings and the root password (generated when not given).
+    """
+    lake_dir = Path(lake_dir).resolve()
+    if (lake_dir / "lake.json").exists():
+        raise AlreadyExists(f"{lake_dir} holds a lake already")
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    password = root_password or secrets.token_urlsafe(18)
+    settings = Settings(
+        lake_dir=lake_dir, database_url=database_url or default_database_url(lake_dir)
+    )
+    lake = Lake(settings)
+    try:
+        upgrade(lake.engine)
+        with lake.write() as conn:
+            seed_catalog(conn, password, lake_dir if with_rses else None)
+    finally:
+        lake.close()
+    write_settings(settings)
+    return settings, password
+
+
+def seed_catalog(conn: Connection, root_password: str, rse_root: Path | None) -> None:
+    """The root account, its identity and scope, and (with ``rse_root``) the demo RSEs."""
+    accounts.add_account(conn, ROOT, account_type=AccountType.SERVICE, admin=True)
+    accounts.add_userpass(conn, ROOT, ROOT, root_password)
+    if rse_root is None:
+        return
+    for name, attributes, rse_type in DEMO_RSES:
+        prefix = rse_root / "rses" / name
+        prefix.mkdir(parents=True, exist_ok=True)
+        rse_id = rses.add_rse(conn, name, rse_type=rse_type, attributes=attributes)
+        rses.add_protocol(
+            conn,
+            rse_id,
+            ProtocolInfo(scheme="file", hostname="", port=0, prefix=str(prefix), impl="posix"),
+        )

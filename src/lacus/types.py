@@ -1,0 +1,121 @@
+"""Plain types shared by every layer: enums with readable values, and the shapes of catalog records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import NotRequired, TypedDict
+
+MetaValue = str | int | float | bool | None
+
+
+class DIDType(StrEnum):
+    FILE = "file"
+    DATASET = "dataset"
+    CONTAINER = "container"
+
+
+class ReplicaState(StrEnum):
+    AVAILABLE = "available"
+    COPYING = "copying"
+    UNAVAILABLE = "unavailable"
+    BAD = "bad"
+    BEING_DELETED = "being_deleted"
+
+
+class AccountType(StrEnum):
+    USER = "user"
+    SERVICE = "service"
+    GROUP = "group"
+
+
+class IdentityType(StrEnum):
+    USERPASS = "userpass"
+    OIDC = "oidc"
+
+
+class RSEType(StrEnum):
+    DISK = "disk"
+    TAPE = "tape"
+
+
+class AccountInfo(TypedDict):
+    account: str
+    account_type: str
+    status: str
+    email: str | None
+    admin: bool
+    created_at: datetime
+
+
+class ScopeInfo(TypedDict):
+    scope: str
+    account: str
+    created_at: datetime
+
+
+class DIDInfo(TypedDict):
+    scope: str
+    name: str
+    type: str
+    account: str
+    open: bool | None
+    bytes: int | None
+    length: int | None
+    adler32: str | None
+    md5: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProtocolInfo(TypedDict):
+    scheme: str
+    hostname: str
+    port: int
+    prefix: str
+    impl: str
+
+
+class RSEInfo(TypedDict):
+    rse: str
+    id: int
+    rse_type: str
+    deterministic: bool
+    availability_read: bool
+    availability_write: bool
+    availability_delete: bool
+    total_bytes: int | None
+    used_bytes: int
+    files: int
+    attributes: dict[str, str]
+    protocols: list[ProtocolInfo]
+    created_at: datetime
+
+
+class FileSpec(TypedDict):
+    """One file to register: its DID, size and checksums, and optionally its path on the RSE."""
+
+    scope: str
+    name: str
+    bytes: int
+    adler32: str
+    md5: NotRequired[str | None]
+    path: NotRequired[str | None]
+    meta: NotRequired[dict[str, MetaValue]]
+
+
+class ReplicaInfo(TypedDict):
+    scope: str
+    name: str
+    bytes: int
+    adler32: str | None
+    md5: str | None
+    rses: dict[str, ReplicaLocation]
+
+
+class ReplicaLocation(TypedDict):
+    state: str
+    path: str
+    pfn: str
+    created_at: datetime
+    accessed_at: datetime | None
