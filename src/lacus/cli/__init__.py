@@ -1,0 +1,1 @@
+"""The ``lacus`` command line."""

@@ -1,0 +1,59 @@
+"""The ``lacus`` command: every error ends as one readable line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from lacus.cli import data, dids, lake, rses, scopes
+from lacus.cli._output import error_console
+from lacus.errors import LacusError
+
+app = typer.Typer(
+    name="lacus",
+    help="Lacus: a policy-driven data lake for open science.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(lake.init)
+app.command()(lake.serve)
+app.command()(lake.login)
+app.command()(lake.whoami)
+app.add_typer(rses.app, name="rse")
+app.add_typer(scopes.app, name="scope")
+app.command()(data.upload)
+app.command()(data.download)
+app.command()(dids.ls)
+app.command()(dids.files)
+app.command()(dids.replicas)
+app.add_typer(dids.dataset_app, name="dataset")
+app.add_typer(dids.container_app, name="container")
+app.command()(dids.attach)
+app.command()(dids.detach)
+app.command()(dids.close)
+app.add_typer(dids.meta_app, name="meta")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    try:
+        result = app(args=argv, prog_name="lacus", standalone_mode=False)
+    except LacusError as exc:
+        error_console().print(f"error: {exc.message}", markup=False)
+        return 1
+    except click.exceptions.Abort:
+        error_console().print("aborted", markup=False)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Uploads: files and directory trees, streamed to the RSE and verified, then registered.
+
+A directory becomes a dataset of its files; a directory with sub-directories becomes a container
+of the datasets and containers below it, and its own files go into a dataset ``<name>.files``.
+Nested collections are named by their path joined with ``.`` (``obs1.raw``), so names never clash
+within one upload. Every file is written, verified on the storage (size and adler32 read back),
+and only then registered: a failure at any step deletes the bytes this upload wrote and leaves no
+catalog entry for them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from lacus.checksums import Checksums
+from lacus.client._storage import backend_for
+from lacus.errors import (
+    AccessDenied,
+    DIDAlreadyExists,
+    InvalidInput,
+    LacusError,
+    LocalFileError,
+)
+from lacus.naming import deterministic_path, validate_name, validate_scope
+from lacus.storage import StorageBackend, write_verified
+from lacus.types import MetaValue
+
+if TYPE_CHECKING:
+    from lacus.client._client import Client
+
+REGISTER_BATCH = 5000
+DIDKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class FileItem:
+    local: Path
+    name: str
+    dataset: str | None
+    size: int = 0
+    path: str = ""
+    checksums: Checksums | None = None
+    registered: bool = False
+
+
+@dataclass(slots=True)
+class Plan:
+    files: list[FileItem] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    containers: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+def plan_upload(paths: list[Path], *, dataset: str | None) -> Plan:
+    """Decide what each local path becomes (pure apart from reading directories)."""
+    plan = Plan()
+    for path in paths:
+        if path.is_dir():
+            if dataset is not None:
+                raise InvalidInput(
+                    f"{path} is a directory: it becomes its own dataset, so --dataset does not apply"
+                )
+            _plan_directory(path, validate_name(path.resolve().name), plan)
+        elif path.is_file():
+            plan.files.append(FileItem(local=path, name=validate_name(path.name), dataset=dataset))
+        else:
+            raise LocalFileError(f"cannot read {path}: no such file or directory")
+    names = [item.name for item in plan.files]
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise InvalidInput(f"two local files are both named {duplicate!r}: names must be unique")
+    collections = plan.datasets + [name for name, _ in plan.containers]
+    if len(set(collections)) != len(collections):
+        raise InvalidInput("two directories of this upload map to the same collection name")
+    return plan
+
+
+def _plan_directory(directory: Path, name: str, plan: Plan) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read directory {directory}: {exc.strerror}") from None
+    files = [entry for entry in entries if entry.is_file()]
+    subdirs = [entry for entry in entries if entry.is_dir()]
+    if not subdirs:
+        plan.datasets.append(name)
+        target = name
+    else:
+        children = []
+        for sub in subdirs:
+            child = validate_name(f"{name}.{sub.name}")
+            _plan_directory(Path(sub.path), child, plan)
+            children.append(child)
+        target = validate_name(f"{name}.files")
+        if files:
+            plan.datasets.append(target)
+            children.append(target)
+        plan.containers.append((name, children))
+    for entry in files:
+        plan.files.append(
+            FileItem(local=Path(entry.path), name=validate_name(entry.name), dataset=target)
+        )
+
+
+class _ProgressReader:
+    """A file object that reports how many bytes were read."""
+
+    def __init__(self, raw: BinaryIO, progress: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self._progress(count or 0)
+        return int(count or 0)
+
+    def readable(self) -> bool:
+        return True
+
+
+class Uploader:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        rse: str,
+        scope: str,
+        md5: bool = True,
+        workers: int = 4,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.rse = rse
+        self.scope = validate_scope(scope)
+        self.md5 = md5
+        self.workers = max(1, workers)
+        self.progress = progress
+
+    def upload(
+        self,
+        paths: list[Path],
+        *,
+        dataset: str | None = None,
+        meta: Mapping[str, MetaValue] | None = None,
+    ) -> list[dict[str, Any]]:
+        if dataset is not None:
+            validate_name(dataset)
+        plan = plan_upload(paths, dataset=dataset)
+        for item in plan.files:
+            try:
+                item.size = item.local.stat().st_size
+            except OSError as exc:
+                raise LocalFileError(f"cannot read {item.local}: {exc.strerror}") from None
+            if not os.access(item.local, os.R_OK):
+                raise LocalFileError(f"cannot read {item.local}: permission denied")
+        rse = self.client.get_rse(self.rse)
+        if not rse["availability_write"]:
+            raise AccessDenied(f"RSE {self.rse} is not available for writing")
+        backend = backend_for(rse)
+        for item in plan.files:
+            item.path = (
+                deterministic_path(self.scope, item.name)
+                if rse["deterministic"]
+                else f"{self.scope}/{item.name}"
+            )
+        written = self._write_all(backend, plan.files)
+        try:
+            self._register(plan, meta)
+        except BaseException:
+            self._remove(backend, [item for item in written if not item.registered])
+            raise
+        self._link_containers(plan)
+        return [
+            {
+                "did": f"{self.scope}:{item.name}",
+                "local": str(item.local),
+                "rse": self.rse,
+                "path": item.path,
+                "bytes": item.size,
+                "adler32": item.checksums.adler32 if item.checksums else None,
+                "md5": item.checksums.md5 if item.checksums else None,
+                "dataset": f"{self.scope}:{item.dataset}" if item.dataset else None,
+            }
+            for item in plan.files
+        ]
+
+    def _write_one(self, backend: StorageBackend, item: FileItem) -> FileItem:
+        try:
+            source: BinaryIO = open(item.local, "rb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {item.local}: {exc.strerror}") from None
+        with source:
+            reader: Any = _ProgressReader(source, self.progress) if self.progress else source
+            item.checksums = write_verified(backend, item.path, reader, md5=self.md5)
+        if item.checksums.bytes != item.size:
+            backend.delete(item.path)
+            raise LocalFileError(f"{item.local} changed size while it was being uploaded")
+        return item
+
+    def _write_all(self, backend: StorageBackend, items: list[FileItem]) -> list[FileItem]:
+        if len(items) <= 1 or self.workers == 1:
+            done: list[FileItem] = []
+            try:
+                for item in items:
+                    done.append(self._write_one(backend, item))
+            except BaseException:
+                self._remove(backend, done)
+                raise
+            return done
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures: list[Future[FileItem]] = [
+                pool.submit(self._write_one, backend, item) for item in items
+            ]
+            finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in finished if f.exception() is not None]
+            if failed:
+                for future in pending:
+                    future.cancel()
+                wait(pending)
+                ok = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+                self._remove(backend, ok)
+                error = failed[0].exception()
+                assert error is not None
+                raise error
+        return [future.result() for future in futures]
+
+    def _remove(self, backend: StorageBackend, items: list[FileItem]) -> None:
+        for item in items:
+            try:
+                backend.delete(item.path)
+            except LacusError:
+                pass
+
+    def _register(self, plan: Plan, meta: Mapping[str, MetaValue] | None) -> None:
+        groups: dict[str | None, list[FileItem]] = {}
+        for item in plan.files:
+            groups.setdefault(item.dataset, []).append(item)
+        for name in plan.datasets:
+            groups.setdefault(name, [])
+        for dataset, items in groups.items():
+            did = f"{self.scope}:{dataset}" if dataset else None
+            if not items and did is not None:
+                self._ensure_dataset(did)
+            for start in range(0, len(items), REGISTER_BATCH):
+                batch = items[start : start + REGISTER_BATCH]
+                files = []
+                for item in batch:
+                    assert item.checksums is not None
+                    spec: dict[str, Any] = {
+                        "scope": self.scope,
+                        "name": item.name,
+                        "bytes": item.checksums.bytes,
+                        "adler32": item.checksums.adler32,
+                        "md5": item.checksums.md5,
+                        "path": item.path,
+                    }
+                    if meta:
+                        spec["meta"] = dict(meta)
+                    files.append(spec)
+                self.client.add_replicas(self.rse, files, dataset=did)
+                for item in batch:
+                    item.registered = True
+
+    def _ensure_dataset(self, did: str) -> None:
+        try:
+            self.client.add_dataset(did)
+        except DIDAlreadyExists:
+            pass
+
+    def _link_containers(self, plan: Plan) -> None:
+        for name, children in reversed(plan.containers):
+            did = f"{self.scope}:{name}"
+            try:
+                self.client.add_container(did)
+            except DIDAlreadyExists:
+                pass
+            if children:
+                self.client.attach(
+                    did, [f"{self.scope}:{child}" for child in children], ignore_duplicates=True
+                )
