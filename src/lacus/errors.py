@@ -2,8 +2,8 @@
 
 Every error knows the HTTP status the server answers with and the Rucio exception class name sent in
 the ``ExceptionClass`` header, so the official ``rucio`` client raises its own matching exception.
-Errors are mapped to responses once, in the server's error handler, and back into these classes once,
-in the client.
+Errors are mapped to responses once, in the server's error handler, and back into these classes
+once, in the client.
 
     LacusError
     ├── InvalidInput (400)
@@ -235,8 +235,9 @@ def _all_subclasses(cls: type[LacusError]) -> list[type[LacusError]]:
 
 
 def error_class(name: str) -> type[LacusError]:
-    """Return the Lacus error class called ``name`` (as sent in ``ExceptionClass``), else LacusError."""
-    for cls in [LacusError, *_all_subclasses(LacusError)]:
-        if cls.__name__ == name:
-            return cls
+    """The Lacus error class called ``name`` (sent in ``X-Lacus-Error``), else LacusError."""
+    candidates: list[type[LacusError]] = [LacusError, *_all_subclasses(LacusError)]
+    for candidate in candidates:
+        if candidate.__name__ == name:
+            return candidate
     return LacusError

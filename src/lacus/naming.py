@@ -1,8 +1,8 @@
 """Names of scopes and DIDs, and where a DID lives on a deterministic RSE.
 
-Pure functions, no I/O. The path layout is Rucio's ``hash`` algorithm, so a Rucio client computes the
-same path for the same DID: ``scope/ab/cd/name`` with ``ab`` and ``cd`` the first two hex pairs of
-md5(``scope:name``); scopes of users and groups (``user.jdoe``) become directories (``user/jdoe``).
+Pure functions, no I/O. The path layout is Rucio's ``hash`` algorithm, so a Rucio client
+computes the same path for the same DID: ``scope/ab/cd/name`` with ``ab`` and ``cd`` the first two
+hex pairs of md5(``scope:name``); user and group scopes (``user.jdoe``) become ``user/jdoe``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plain types shared by every layer: enums with readable values, and the shapes of catalog records."""
+"""Plain types shared by every layer: enums with readable values, shapes of catalog records."""
 
 from __future__ import annotations
 

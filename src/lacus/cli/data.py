@@ -31,7 +31,9 @@ def upload(
         str | None, typer.Option(help="Attach the files to this dataset (created if missing).")
     ] = None,
     md5: Annotated[bool, typer.Option(help="Also compute and verify md5 (adler32 always).")] = True,
-    meta: Annotated[list[str] | None, typer.Option(help="Metadata key=value for every file.")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option(help="Metadata key=value for every file.")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Files uploaded in parallel.")] = 4,
     json: JsonOption = False,
 ) -> None:
@@ -40,8 +42,14 @@ def upload(
     progress, advance = transfer_progress("upload", _local_size(paths))
     with client() as lacus, progress:
         results = lacus.upload(
-            paths, rse=rse, scope=scope, dataset=dataset, md5=md5, meta=values,
-            workers=workers, progress=advance,
+            paths,
+            rse=rse,
+            scope=scope,
+            dataset=dataset,
+            md5=md5,
+            meta=values,
+            workers=workers,
+            progress=advance,
         )
     if json:
         emit_json(results)

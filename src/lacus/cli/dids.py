@@ -11,7 +11,9 @@ from lacus.cli._common import JsonOption, client, parse_pairs, parse_value
 from lacus.cli._output import console, emit_json, emit_object, human_bytes, table
 
 dataset_app = typer.Typer(help="Datasets: sets of files.", no_args_is_help=True)
-container_app = typer.Typer(help="Containers: sets of datasets and containers.", no_args_is_help=True)
+container_app = typer.Typer(
+    help="Containers: sets of datasets and containers.", no_args_is_help=True
+)
 meta_app = typer.Typer(help="Free-form metadata on DIDs.", no_args_is_help=True)
 
 _DID_COLUMNS = [
@@ -28,7 +30,9 @@ def ls(
     pattern: Annotated[str, typer.Argument(help="scope:name pattern, '*' as wildcard.")],
     filter: Annotated[
         list[str] | None,
-        typer.Option("--filter", "-f", help="Metadata filter: key=value, key>n, key<n (repeatable)."),
+        typer.Option(
+            "--filter", "-f", help="Metadata filter: key=value, key>n, key<n (repeatable)."
+        ),
     ] = None,
     did_type: Annotated[
         str | None, typer.Option("--type", help="file, dataset, container or collection.")
@@ -62,7 +66,9 @@ def files(did: str, json: JsonOption = False) -> None:
 def replicas(
     did: str,
     rse: Annotated[str | None, typer.Option(help="Only replicas on this RSE.")] = None,
-    all_states: Annotated[bool, typer.Option("--all-states", help="Not only available ones.")] = False,
+    all_states: Annotated[
+        bool, typer.Option("--all-states", help="Not only available ones.")
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """List the replicas of the files of a DID."""
@@ -85,8 +91,14 @@ def replicas(
         )
         table(
             rows,
-            [("did", "DID"), ("bytes", "size"), ("adler32", "adler32"), ("rse", "RSE"),
-             ("state", "state"), ("pfn", "PFN")],
+            [
+                ("did", "DID"),
+                ("bytes", "size"),
+                ("adler32", "adler32"),
+                ("rse", "RSE"),
+                ("state", "state"),
+                ("pfn", "PFN"),
+            ],
             formatters={"bytes": human_bytes},
         )
 
@@ -98,7 +110,10 @@ def add_dataset(
 ) -> None:
     """Create an empty, open dataset."""
     with client() as lacus:
-        lacus.add_dataset(did, meta={k: parse_value(v) for k, v in parse_pairs(meta or [], what="metadata").items()})
+        lacus.add_dataset(
+            did,
+            meta={k: parse_value(v) for k, v in parse_pairs(meta or [], what="metadata").items()},
+        )
     console().print(f"Added dataset {did}")
 
 
@@ -109,7 +124,10 @@ def add_container(
 ) -> None:
     """Create an empty container."""
     with client() as lacus:
-        lacus.add_container(did, meta={k: parse_value(v) for k, v in parse_pairs(meta or [], what="metadata").items()})
+        lacus.add_container(
+            did,
+            meta={k: parse_value(v) for k, v in parse_pairs(meta or [], what="metadata").items()},
+        )
     console().print(f"Added container {did}")
 
 
@@ -157,7 +175,9 @@ def meta_get(did: str, json: JsonOption = False) -> None:
 @meta_app.command("set")
 def meta_set(
     did: str,
-    pairs: Annotated[list[str], typer.Argument(help="key=value pairs (numbers and true/false are typed).")],
+    pairs: Annotated[
+        list[str], typer.Argument(help="key=value pairs (numbers and true/false are typed).")
+    ],
 ) -> None:
     """Set metadata on a DID."""
     values = {key: parse_value(value) for key, value in parse_pairs(pairs, what="metadata").items()}

@@ -79,7 +79,9 @@ def login(
     if not config.account:
         config = ClientConfig(config.url, typer.prompt("Account"), config.password, None)
     if not config.password:
-        config = ClientConfig(config.url, config.account, typer.prompt("Password", hide_input=True), None)
+        config = ClientConfig(
+            config.url, config.account, typer.prompt("Password", hide_input=True), None
+        )
     with Client(config.url, account=config.account, password=config.password) as checked:
         me = checked.whoami()
     path = save_config(ClientConfig(config.url, config.account, config.password, None))
@@ -94,4 +96,12 @@ def whoami(json: JsonOption = False) -> None:
     if json:
         emit_object(me)
     else:
-        table([me], [("account", "account"), ("account_type", "type"), ("admin", "admin"), ("server", "server")])
+        table(
+            [me],
+            [
+                ("account", "account"),
+                ("account_type", "type"),
+                ("admin", "admin"),
+                ("server", "server"),
+            ],
+        )

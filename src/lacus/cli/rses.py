@@ -79,12 +79,18 @@ def info(rse: str, json: JsonOption = False) -> None:
         emit_object(found)
         return
     out = console()
-    out.print(f"[bold]{found['rse']}[/bold]  ({found['rse_type']}, "
-              f"{'deterministic' if found['deterministic'] else 'non-deterministic'})")
-    out.print(f"  files: {found['files']}   used: {human_bytes(found['used_bytes'])}   "
-              f"total: {human_bytes(found['total_bytes']) or 'unlimited'}")
-    out.print(f"  read: {found['availability_read']}  write: {found['availability_write']}  "
-              f"delete: {found['availability_delete']}")
+    out.print(
+        f"[bold]{found['rse']}[/bold]  ({found['rse_type']}, "
+        f"{'deterministic' if found['deterministic'] else 'non-deterministic'})"
+    )
+    out.print(
+        f"  files: {found['files']}   used: {human_bytes(found['used_bytes'])}   "
+        f"total: {human_bytes(found['total_bytes']) or 'unlimited'}"
+    )
+    out.print(
+        f"  read: {found['availability_read']}  write: {found['availability_write']}  "
+        f"delete: {found['availability_delete']}"
+    )
     for key, value in sorted(found["attributes"].items()):
         out.print(f"  attribute {key} = {value}")
     for proto in found["protocols"]:

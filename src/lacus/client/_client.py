@@ -65,7 +65,12 @@ class Client:
         return self.session.token
 
     def add_account(
-        self, account: str, *, password: str | None = None, email: str | None = None, admin: bool = False
+        self,
+        account: str,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+        admin: bool = False,
     ) -> None:
         body = {"type": "user", "email": email, "admin": admin, "password": password}
         self.session.request("POST", f"/accounts/{_p(validate_account(account))}", json=body)
@@ -77,7 +82,9 @@ class Client:
         self.session.request("POST", f"/accounts/{_p(owner)}/scopes/{_p(scope)}")
 
     def list_scopes(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.session.json("GET", "/scopes/", params={"detail": "true"})
+        result: list[dict[str, Any]] = self.session.json(
+            "GET", "/scopes/", params={"detail": "true"}
+        )
         return result
 
     # -- RSEs ------------------------------------------------------------------------------------
@@ -135,10 +142,14 @@ class Client:
     def add_container(self, did: str, *, meta: Mapping[str, MetaValue] | None = None) -> None:
         self._add_collection(did, "container", meta)
 
-    def _add_collection(self, did: str, did_type: str, meta: Mapping[str, MetaValue] | None) -> None:
+    def _add_collection(
+        self, did: str, did_type: str, meta: Mapping[str, MetaValue] | None
+    ) -> None:
         scope, name = parse_did(did)
         self.session.request(
-            "POST", f"/dids/{_p(scope)}/{_p(name)}", json={"type": did_type, "meta": dict(meta or {})}
+            "POST",
+            f"/dids/{_p(scope)}/{_p(name)}",
+            json={"type": did_type, "meta": dict(meta or {})},
         )
 
     def get_did(self, did: str) -> dict[str, Any]:
@@ -195,12 +206,16 @@ class Client:
 
     def get_metadata(self, did: str) -> dict[str, MetaValue]:
         scope, name = parse_did(did)
-        result: dict[str, MetaValue] = self.session.json("GET", f"/dids/{_p(scope)}/{_p(name)}/meta")
+        result: dict[str, MetaValue] = self.session.json(
+            "GET", f"/dids/{_p(scope)}/{_p(name)}/meta"
+        )
         return result
 
     def set_metadata(self, did: str, meta: Mapping[str, MetaValue]) -> None:
         scope, name = parse_did(did)
-        self.session.request("POST", f"/dids/{_p(scope)}/{_p(name)}/meta", json={"meta": dict(meta)})
+        self.session.request(
+            "POST", f"/dids/{_p(scope)}/{_p(name)}/meta", json={"meta": dict(meta)}
+        )
 
     # -- replicas --------------------------------------------------------------------------------
     def add_replicas(
@@ -249,7 +264,7 @@ class Client:
         workers: int = 4,
         progress: Progress | None = None,
     ) -> list[dict[str, Any]]:
-        """Download DIDs (files, datasets, containers, wildcards); see :mod:`lacus.client.download`."""
+        """Download files, datasets, containers or wildcards; see :mod:`lacus.client.download`."""
         from lacus.client.download import Downloader
 
         downloader = Downloader(self, rse=rse, workers=workers, progress=progress)

@@ -1,4 +1,4 @@
-"""The HTTP session: tokens obtained and refreshed transparently, errors mapped back to Lacus errors."""
+"""The HTTP session: tokens obtained and refreshed transparently, errors mapped to Lacus errors."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ class Session:
 
     def __init__(self, config: ClientConfig, *, http: httpx.Client | None = None) -> None:
         self.config = config
-        self.http = http or httpx.Client(base_url=config.url, timeout=httpx.Timeout(60.0, connect=10.0))
+        self.http = http or httpx.Client(
+            base_url=config.url, timeout=httpx.Timeout(60.0, connect=10.0)
+        )
         self._token = config.token
         self._expires = float("inf") if config.token else 0.0
         self._lock = threading.Lock()
@@ -64,9 +66,13 @@ class Session:
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise StorageUnavailable(f"cannot reach the Lacus server at {self.config.url}: {exc}") from None
+            raise StorageUnavailable(
+                f"cannot reach the Lacus server at {self.config.url}: {exc}"
+            ) from None
 
-    def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: Any = None
+    ) -> httpx.Response:
         content = orjson.dumps(json) if json is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else {}
         for attempt in (1, 2):
@@ -84,14 +90,18 @@ class Session:
         response = self.request(method, path, json=json, params=params)
         return orjson.loads(response.content) if response.content else None
 
-    def ndjson(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Iterator[Any]:
+    def ndjson(
+        self, method: str, path: str, *, json: Any = None, params: Any = None
+    ) -> Iterator[Any]:
         """Stream a newline-delimited JSON response, one object at a time."""
         content = orjson.dumps(json) if json is not None else None
         headers = {"X-Rucio-Auth-Token": self.token}
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:
-            with self.http.stream(method, path, content=content, params=params, headers=headers) as response:
+            with self.http.stream(
+                method, path, content=content, params=params, headers=headers
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise_for_error(response)
@@ -99,7 +109,9 @@ class Session:
                     if line:
                         yield orjson.loads(line)
         except httpx.TransportError as exc:
-            raise StorageUnavailable(f"cannot reach the Lacus server at {self.config.url}: {exc}") from None
+            raise StorageUnavailable(
+                f"cannot reach the Lacus server at {self.config.url}: {exc}"
+            ) from None
 
 
 def _seconds_until(value: str | None) -> float:

@@ -50,7 +50,9 @@ class Downloader:
         self.progress = progress
         self._backends: dict[str, StorageBackend | LacusError] = {}
 
-    def download(self, dids: list[str], directory: Path, *, structure: bool) -> list[dict[str, Any]]:
+    def download(
+        self, dids: list[str], directory: Path, *, structure: bool
+    ) -> list[dict[str, Any]]:
         targets = self._targets(dids, directory, structure=structure)
         if self.workers == 1 or len(targets) <= 1:
             results = [self._fetch(target) for target in targets]
@@ -71,7 +73,7 @@ class Downloader:
 
     # -- what to fetch ---------------------------------------------------------------------------
     def _expand(self, did: str) -> list[dict[str, Any]]:
-        scope, _, name = did.partition(":")
+        name = did.partition(":")[2]
         if "*" in name:
             found = list(self.client.list_dids(did))
             if not found:
@@ -99,7 +101,9 @@ class Downloader:
                         targets[dest] = Target(file_key[0], file_key[1], dest, replica)
         return list(targets.values())
 
-    def _layout(self, key: DIDKey, did_type: str, structure: bool) -> dict[DIDKey, list[PurePosixPath]]:
+    def _layout(
+        self, key: DIDKey, did_type: str, structure: bool
+    ) -> dict[DIDKey, list[PurePosixPath]]:
         """Local directories of each file below ``key`` (empty: the default ``scope/``)."""
         if not structure or did_type == "file":
             return {}
@@ -137,15 +141,16 @@ class Downloader:
         did = f"{target.scope}:{target.name}"
         expected = Checksums(bytes=replica["bytes"], adler32=replica["adler32"], md5=None)
         result: dict[str, Any] = {"did": did, "path": str(target.dest), "bytes": replica["bytes"]}
-        if target.dest.is_file() and target.dest.stat().st_size == expected.bytes:
-            if checksum_file(target.dest, md5=False).adler32 == expected.adler32:
-                if self.progress:
-                    self.progress(expected.bytes)
-                return {**result, "status": "present", "rse": None}
+        if _already_present(target.dest, expected):
+            if self.progress:
+                self.progress(expected.bytes)
+            return {**result, "status": "present", "rse": None}
         errors: list[LacusError] = []
         for rse_name, location in _ordered(replica["rses"], self.rse):
             try:
-                read_verified(self._backend(rse_name), location["path"], target.dest, expected=expected)
+                read_verified(
+                    self._backend(rse_name), location["path"], target.dest, expected=expected
+                )
             except LacusError as exc:
                 errors.append(exc)
                 continue
@@ -161,6 +166,12 @@ class Downloader:
             "error": "; ".join(error.message for error in errors),
             "error_class": type(errors[-1]),
         }
+
+
+def _already_present(dest: Path, expected: Checksums) -> bool:
+    if not dest.is_file() or dest.stat().st_size != expected.bytes:
+        return False
+    return checksum_file(dest, md5=False).adler32 == expected.adler32
 
 
 def _ordered(rses: dict[str, Any], preferred: str | None) -> list[tuple[str, Any]]:

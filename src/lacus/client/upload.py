@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -62,7 +63,7 @@ def plan_upload(paths: list[Path], *, dataset: str | None) -> Plan:
         if path.is_dir():
             if dataset is not None:
                 raise InvalidInput(
-                    f"{path} is a directory: it becomes its own dataset, so --dataset does not apply"
+                    f"{path} is a directory: it becomes its own dataset; --dataset does not apply"
                 )
             _plan_directory(path, validate_name(path.resolve().name), plan)
         elif path.is_file():
@@ -226,7 +227,11 @@ class Uploader:
                 for future in pending:
                     future.cancel()
                 wait(pending)
-                ok = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+                ok = [
+                    f.result()
+                    for f in futures
+                    if f.done() and not f.cancelled() and f.exception() is None
+                ]
                 self._remove(backend, ok)
                 error = failed[0].exception()
                 assert error is not None
@@ -235,10 +240,8 @@ class Uploader:
 
     def _remove(self, backend: StorageBackend, items: list[FileItem]) -> None:
         for item in items:
-            try:
+            with suppress(LacusError):
                 backend.delete(item.path)
-            except LacusError:
-                pass
 
     def _register(self, plan: Plan, meta: Mapping[str, MetaValue] | None) -> None:
         groups: dict[str | None, list[FileItem]] = {}
@@ -271,18 +274,14 @@ class Uploader:
                     item.registered = True
 
     def _ensure_dataset(self, did: str) -> None:
-        try:
+        with suppress(DIDAlreadyExists):
             self.client.add_dataset(did)
-        except DIDAlreadyExists:
-            pass
 
     def _link_containers(self, plan: Plan) -> None:
         for name, children in reversed(plan.containers):
             did = f"{self.scope}:{name}"
-            try:
+            with suppress(DIDAlreadyExists):
                 self.client.add_container(did)
-            except DIDAlreadyExists:
-                pass
             if children:
                 self.client.attach(
                     did, [f"{self.scope}:{child}" for child in children], ignore_duplicates=True

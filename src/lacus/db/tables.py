@@ -1,4 +1,4 @@
-"""The catalog schema, in SQLAlchemy Core. Alembic migrations in ``migrations/`` build the same schema."""
+"""The catalog schema in SQLAlchemy Core; the Alembic migrations build the same schema."""
 
 from __future__ import annotations
 

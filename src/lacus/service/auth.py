@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from lacus.core import accounts
+from lacus.core.clock import utcnow
 from lacus.errors import Unauthenticated
 from lacus.service.lake import Lake, Principal
 
@@ -37,6 +38,8 @@ def authenticate(lake: Lake, token: str) -> Principal:
     return principal
 
 
-def token_expiry(lake: Lake, token: str) -> datetime:
+def token_expiry(lake: Lake, token: str) -> tuple[datetime, int]:
+    """When the token expires, and how many whole seconds it has left."""
     with lake.read() as conn:
-        return accounts.validate_token(conn, token)[1]
+        expires_at = accounts.validate_token(conn, token)[1]
+    return expires_at, max(0, int((expires_at - utcnow()).total_seconds()))

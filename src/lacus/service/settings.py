@@ -1,4 +1,4 @@
-"""Settings of a lake: read from ``DIR/lake.json``, overridden by ``LACUS_*`` environment variables."""
+"""Settings of a lake, from ``DIR/lake.json``; ``LACUS_DATABASE_URL`` overrides the database."""
 
 from __future__ import annotations
 

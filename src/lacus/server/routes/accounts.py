@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from lacus.errors import InvalidInput
 from lacus.models import AccountBody
 from lacus.naming import validate_account
 from lacus.server.deps import LakeDep, PrincipalDep
@@ -12,6 +13,15 @@ from lacus.service import accounts, scopes
 from lacus.types import AccountType
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+
+def _account_type(value: str) -> AccountType:
+    try:
+        return AccountType(value.lower())
+    except ValueError:
+        raise InvalidInput(
+            f"invalid account type {value[:30]!r}: use user, service or group"
+        ) from None
 
 
 @router.get("/")
@@ -37,9 +47,7 @@ def add_account(
         lake,
         principal,
         account,
-        account_type=AccountType(body.type.lower())
-        if body.type.lower() in AccountType
-        else AccountType.USER,
+        account_type=_account_type(body.type),
         email=body.email,
         admin=body.admin,
         password=body.password,

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from lacus.core.clock import utcnow
 from lacus.errors import Unauthenticated
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import json_response
@@ -40,11 +39,9 @@ def validate(
     principal: PrincipalDep,
     x_rucio_auth_token: Annotated[str | None, Header()] = None,
 ) -> Response:
-    expires_at = token_expiry(lake, x_rucio_auth_token) if x_rucio_auth_token else utcnow()
+    if not x_rucio_auth_token:
+        raise Unauthenticated("send the token to validate in X-Rucio-Auth-Token")
+    expires_at, seconds_left = token_expiry(lake, x_rucio_auth_token)
     return json_response(
-        {
-            "account": principal.account,
-            "lifetime": expires_at,
-            "seconds_left": max(0, int((expires_at - utcnow()).total_seconds())),
-        }
+        {"account": principal.account, "lifetime": expires_at, "seconds_left": seconds_left}
     )

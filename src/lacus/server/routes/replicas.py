@@ -1,4 +1,4 @@
-"""Replicas: bulk registration (``POST /replicas``) and streamed listing (``POST /replicas/list``)."""
+"""Replicas: bulk registration (``POST /replicas``), streamed listing (``POST /replicas/list``)."""
 
 from __future__ import annotations
 

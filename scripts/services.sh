@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make sure the services the tests talk to are installed and running (idempotent).
+# PostgreSQL: the catalog's production database. Installed with apt-get when missing.
+set -euo pipefail
+
+log() { printf 'services: %s\n' "$*"; }
+
+postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  if postgres_up; then log "PostgreSQL is up"; return; fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  conf="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -q "^host all all 127.0.0.1/32 trust" "$conf"; then
+    sed -i '1i host all all 127.0.0.1/32 trust' "$conf"
+  fi
+  log "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
+  postgres_up || { log "PostgreSQL did not start"; exit 1; }
+}
+
+ensure_postgres
