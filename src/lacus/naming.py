@@ -97,14 +97,15 @@ def parse_did(did: str, *, default_scope: str | None = None) -> tuple[str, str]:
 def deterministic_path(scope: str, name: str) -> str:
     """Return the RSE-relative path of a DID in Rucio's ``hash`` layout."""
     digest = hashlib.md5(f"{scope}:{name}".encode(), usedforsecurity=False).hexdigest()
-    if scope.startswith(("user.", "group.")):
+    if scope.startswith(("user", "group")):  # Rucio's test: no dot after the prefix
         scope = scope.replace(".", "/")
     return f"{scope}/{digest[0:2]}/{digest[2:4]}/{name}"
 
 
 def make_pfn(scheme: str, hostname: str, port: int, prefix: str, path: str) -> str:
     """The physical file name of ``path`` (RSE-relative) under one protocol of an RSE."""
-    base = prefix.rstrip("/")
+    stripped = prefix.strip("/")
+    base = "/" + stripped if stripped else ""  # a relative prefix still starts the URL path
     if scheme in ("file", "posix"):
         return f"file://{base}/{path}"
     host = f"{hostname}:{port}" if port else hostname
