@@ -2,7 +2,8 @@
 
 Pure functions, no I/O. The path layout is Rucio's ``hash`` algorithm, so a Rucio client
 computes the same path for the same DID: ``scope/ab/cd/name`` with ``ab`` and ``cd`` the first two
-hex pairs of md5(``scope:name``); user and group scopes (``user.jdoe``) become ``user/jdoe``.
+hex pairs of md5(``scope:name``); in scopes starting with ``user`` or ``group`` dots become
+slashes (``user.jdoe`` → ``user/jdoe``).
 """
 
 from __future__ import annotations
