@@ -67,7 +67,9 @@ def _postgres_database(name: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A fresh, empty database per backend for the whole session."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'catalog.db'}"
@@ -140,7 +142,9 @@ def server(session_server: RunningServer, lake: Lake) -> RunningServer:
 
 
 @pytest.fixture
-def client(server: RunningServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Client]:
+def client(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Client]:
     """A root client of the test server; also exported as LACUS_* for CLI tests."""
     monkeypatch.setenv("LACUS_URL", server.url)
     monkeypatch.setenv("LACUS_ACCOUNT", "root")

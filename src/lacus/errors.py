@@ -25,6 +25,7 @@ once, in the client.
     │   ├── StorageFull (507)
     │   ├── StoragePermissionDenied (403)
     │   └── StorageUnavailable (503)
+    ├── ServerUnavailable (503)
     └── ServerError (500)
 """
 
@@ -217,6 +218,13 @@ class StorageUnavailable(StorageError):
 
     http_status = 503
     rucio_class = "RSEAccessDenied"
+
+
+class ServerUnavailable(LacusError):
+    """The Lacus server cannot be reached."""
+
+    http_status = 503
+    rucio_class = "ServiceUnavailable"
 
 
 class ServerError(LacusError):

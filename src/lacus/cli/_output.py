@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+_NOTHING = object()
+
 
 def console() -> Console:
     return Console(highlight=False, soft_wrap=True)
@@ -30,9 +33,11 @@ def error_console() -> Console:
 def emit_json(items: Iterable[Any]) -> None:
     """Write ``items`` as one JSON array, streamed (a listing never has to fit in memory)."""
     out = sys.stdout
+    iterator = iter(items)
+    first = next(iterator, _NOTHING)  # an error (unknown DID...) comes before any output
     out.write("[")
     count = 0
-    for item in items:
+    for item in iterator if first is _NOTHING else chain([first], iterator):
         out.write(",\n" if count else "\n")
         out.write(orjson.dumps(item).decode())
         count += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,9 @@ def _local_size(paths: list[Path]) -> int:
             total += path.stat().st_size
         elif path.is_dir():
             for root, _dirs, names in os.walk(path):
-                total += sum(os.path.getsize(os.path.join(root, name)) for name in names)
+                for name in names:  # a file that cannot be read is reported by the upload
+                    with contextlib.suppress(OSError):
+                        total += os.path.getsize(os.path.join(root, name))
     return total
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from lacus.cli import data, dids, lake, rses, scopes
@@ -44,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     except LacusError as exc:
         error_console().print(f"error: {exc.message}", markup=False)
         return 1
-    except click.exceptions.Abort:
+    except typer.Abort:
         error_console().print("aborted", markup=False)
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: unknown command, missing argument...
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when the help was shown instead (a group without its command)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            error_console().print(f"error: {message}{hint}", markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from lacus.client.config import ClientConfig
-from lacus.errors import LacusError, ServerError, StorageUnavailable, Unauthenticated, error_class
+from lacus.errors import LacusError, ServerError, ServerUnavailable, Unauthenticated, error_class
 
 REFRESH_MARGIN = 60.0
 
@@ -25,7 +25,7 @@ class Session:
             base_url=config.url, timeout=httpx.Timeout(60.0, connect=10.0)
         )
         self._token = config.token
-        self._expires = float("inf") if config.token else 0.0
+        self._refresh_at = float("inf") if config.token else 0.0
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -35,7 +35,7 @@ class Session:
     def token(self) -> str:
         with self._lock:
             if self._token is None or (
-                self.config.password and time.monotonic() > self._expires - REFRESH_MARGIN
+                self.config.password and time.monotonic() > self._refresh_at
             ):
                 self._login()
             assert self._token is not None
@@ -60,13 +60,14 @@ class Session:
         self._token = response.headers["X-Rucio-Auth-Token"]
         body = response.json()
         lifetime = _seconds_until(body.get("expires_at"))
-        self._expires = time.monotonic() + lifetime
+        # Refresh a minute before expiry, or half-way through a short-lived token.
+        self._refresh_at = time.monotonic() + lifetime - min(REFRESH_MARGIN, lifetime / 2)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise StorageUnavailable(
+            raise ServerUnavailable(
                 f"cannot reach the Lacus server at {self.config.url}: {exc}"
             ) from None
 
@@ -95,23 +96,30 @@ class Session:
     ) -> Iterator[Any]:
         """Stream a newline-delimited JSON response, one object at a time."""
         content = orjson.dumps(json) if json is not None else None
-        headers = {"X-Rucio-Auth-Token": self.token}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            with self.http.stream(
-                method, path, content=content, params=params, headers=headers
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise_for_error(response)
-                for line in response.iter_lines():
-                    if line:
-                        yield orjson.loads(line)
-        except httpx.TransportError as exc:
-            raise StorageUnavailable(
-                f"cannot reach the Lacus server at {self.config.url}: {exc}"
-            ) from None
+        for attempt in (1, 2):
+            headers = {"X-Rucio-Auth-Token": self.token}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                with self.http.stream(
+                    method, path, content=content, params=params, headers=headers
+                ) as response:
+                    if response.status_code == 401 and attempt == 1 and self.config.password:
+                        with self._lock:
+                            self._token = None
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        raise_for_error(response)
+                    for line in response.iter_lines():
+                        if line:
+                            yield orjson.loads(line)
+                    return
+            except httpx.TransportError as exc:
+                raise ServerUnavailable(
+                    f"cannot reach the Lacus server at {self.config.url}: {exc}"
+                ) from None
+        raise Unauthenticated("the server refused the refreshed token")
 
 
 def _seconds_until(value: str | None) -> float:

@@ -87,6 +87,9 @@ def _plan_directory(directory: Path, name: str, plan: Plan) -> None:
         raise LocalFileError(f"cannot read directory {directory}: {exc.strerror}") from None
     files = [entry for entry in entries if entry.is_file()]
     subdirs = [entry for entry in entries if entry.is_dir()]
+    for entry in entries:
+        if not entry.is_file() and not entry.is_dir():  # a dangling link, a socket, a FIFO
+            raise LocalFileError(f"cannot read {entry.path}: not a regular file or directory")
     if not subdirs:
         plan.datasets.append(name)
         target = name
@@ -249,36 +252,55 @@ class Uploader:
             groups.setdefault(item.dataset, []).append(item)
         for name in plan.datasets:
             groups.setdefault(name, [])
+        if sum(1 for items in groups.values() if items) > 1:
+            # Files of several datasets (a tree): register them all first, so that a clash
+            # anywhere registers none of them; then create and fill the datasets.
+            self._add_replicas(plan.files, meta, dataset=None)
+            for dataset, items in groups.items():
+                if dataset is None:
+                    continue
+                collection = f"{self.scope}:{dataset}"
+                self._ensure_dataset(collection)
+                refs = [f"{self.scope}:{item.name}" for item in items]
+                for start in range(0, len(refs), REGISTER_BATCH):
+                    batch = refs[start : start + REGISTER_BATCH]
+                    self.client.attach(collection, batch, ignore_duplicates=True)
+            return
         for dataset, items in groups.items():
             did = f"{self.scope}:{dataset}" if dataset else None
             if not items and did is not None:
                 self._ensure_dataset(did)
-            for start in range(0, len(items), REGISTER_BATCH):
-                batch = items[start : start + REGISTER_BATCH]
-                files = []
-                for item in batch:
-                    assert item.checksums is not None
-                    spec: dict[str, Any] = {
-                        "scope": self.scope,
-                        "name": item.name,
-                        "bytes": item.checksums.bytes,
-                        "adler32": item.checksums.adler32,
-                        "md5": item.checksums.md5,
-                        "path": item.path,
-                    }
-                    if meta:
-                        spec["meta"] = dict(meta)
-                    files.append(spec)
-                self.client.add_replicas(self.rse, files, dataset=did)
-                for item in batch:
-                    item.registered = True
+            self._add_replicas(items, meta, dataset=did)
+
+    def _add_replicas(
+        self, items: list[FileItem], meta: Mapping[str, MetaValue] | None, *, dataset: str | None
+    ) -> None:
+        for start in range(0, len(items), REGISTER_BATCH):
+            batch = items[start : start + REGISTER_BATCH]
+            files = []
+            for item in batch:
+                assert item.checksums is not None
+                spec: dict[str, Any] = {
+                    "scope": self.scope,
+                    "name": item.name,
+                    "bytes": item.checksums.bytes,
+                    "adler32": item.checksums.adler32,
+                    "md5": item.checksums.md5,
+                    "path": item.path,
+                }
+                if meta:
+                    spec["meta"] = dict(meta)
+                files.append(spec)
+            self.client.add_replicas(self.rse, files, dataset=dataset)
+            for item in batch:
+                item.registered = True
 
     def _ensure_dataset(self, did: str) -> None:
         with suppress(DIDAlreadyExists):
             self.client.add_dataset(did)
 
     def _link_containers(self, plan: Plan) -> None:
-        for name, children in reversed(plan.containers):
+        for name, children in plan.containers:  # post-order: child containers exist first
             did = f"{self.scope}:{name}"
             with suppress(DIDAlreadyExists):
                 self.client.add_container(did)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,10 @@ def _check(key: str, value: Any) -> None:
         raise InvalidInput(f"metadata {key!r}: values are strings, numbers, booleans or null")
     if isinstance(value, str) and (len(value) > MAX_VALUE or "\x00" in value):
         raise InvalidInput(f"metadata {key!r}: a value has at most {MAX_VALUE} characters, no NUL")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise InvalidInput(f"metadata {key!r}: integers must fit in 64-bit (signed)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"metadata {key!r}: numbers must be finite")
 
 
 def _row(scope: str, name: str, key: str, value: MetaValue) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, tuple_
+from sqlalchemy import Connection, and_, insert, or_, select, tuple_
 
 from lacus.core.clock import utcnow
-from lacus.core.dids import DIDKey, chunks, files_query, get_did_row_type
+from lacus.core.dids import DIDKey, chunks, files_query, get_did_row_type, names_by_scope
 from lacus.core.rses import adjust_usage
 from lacus.core.scopes import require_scopes
 from lacus.db.tables import dids, replicas, rse_protocols, rses
@@ -140,10 +140,10 @@ def _stored_path(spec: FileSpec, deterministic: bool) -> str | None:
 
 def _existing_files(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, Any]:
     found: dict[DIDKey, Any] = {}
-    for part in chunks(list(keys)):
+    for scope, names in names_by_scope(keys):
         rows = conn.execute(
             select(dids.c.scope, dids.c.name, dids.c.did_type, dids.c.bytes, dids.c.adler32).where(
-                tuple_(dids.c.scope, dids.c.name).in_(part)
+                dids.c.scope == scope, dids.c.name.in_(names)
             )
         )
         for row in rows:
@@ -156,10 +156,12 @@ def _existing_files(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, An
 
 
 def _refuse_existing_replicas(conn: Connection, rse_id: int, keys: Sequence[DIDKey]) -> None:
-    for part in chunks(list(keys)):
+    for scope, names in names_by_scope(keys):
         row = conn.execute(
             select(replicas.c.scope, replicas.c.name)
-            .where(replicas.c.rse_id == rse_id, tuple_(replicas.c.scope, replicas.c.name).in_(part))
+            .where(
+                replicas.c.rse_id == rse_id, replicas.c.scope == scope, replicas.c.name.in_(names)
+            )
             .limit(1)
         ).first()
         if row is not None:
@@ -177,7 +179,11 @@ def list_file_page(
     did_type = get_did_row_type(conn, scope, name)
     query = files_query(scope, name, did_type)
     if after is not None:
-        query = query.where(tuple_(dids.c.scope, dids.c.name) > tuple_(*after))
+        # Spelled out, not a row comparison: PostgreSQL would use ``(scope, name) > after`` as the
+        # index range of every join lookup, making each page cost O(files) lookups of O(files).
+        query = query.where(
+            or_(dids.c.scope > after[0], and_(dids.c.scope == after[0], dids.c.name > after[1]))
+        )
     return list(conn.execute(query.order_by(dids.c.scope, dids.c.name).limit(limit)))
 
 

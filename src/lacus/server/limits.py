@@ -30,14 +30,32 @@ class BodyLimit:
                     await error_response(too_large)(scope, receive, send)
                     return
         received = 0
+        exceeded = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message: dict[str, Any] = dict(await receive())
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise too_large
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # Whatever the app makes of the aborted body read (FastAPI answers 400 "error
+            # parsing the body"), the client is told the body was too large.
+            nonlocal started
+            if exceeded and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLarge:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await error_response(too_large)(scope, receive, send)

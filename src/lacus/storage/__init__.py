@@ -1,0 +1,26 @@
+"""Where the bytes live: one protocol, one backend per storage technology, verified copies.
+
+``open_backend("file", prefix="/data/rse1")`` returns a backend; ``write_verified`` and
+``read_verified`` are the copies the upload, download and transfer code calls.
+"""
+
+from lacus.storage._base import (
+    FileStat,
+    StorageBackend,
+    VerifyingBackend,
+    known_schemes,
+    open_backend,
+)
+from lacus.storage.posix import PosixBackend
+from lacus.storage.verified import read_verified, write_verified
+
+__all__ = [
+    "FileStat",
+    "PosixBackend",
+    "StorageBackend",
+    "VerifyingBackend",
+    "known_schemes",
+    "open_backend",
+    "read_verified",
+    "write_verified",
+]

@@ -1,0 +1,214 @@
+"""The storage protocol, the helpers every backend shares, and the scheme registry."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import secrets
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from lacus.checksums import CHUNK_SIZE, ChecksumAccumulator, Checksums
+from lacus.errors import InvalidName, ProtocolNotFound
+
+__all__ = [
+    "CHUNK_SIZE",
+    "FileStat",
+    "StorageBackend",
+    "StreamHasher",
+    "VerifyingBackend",
+    "check_path",
+    "is_part_name",
+    "known_schemes",
+    "open_backend",
+    "part_name",
+]
+
+_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed faster than handed to a thread
+_PART_RE = re.compile(r"\..+\.lacus-part-[0-9a-f]+")
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """What the storage says about one file."""
+
+    path: str
+    bytes: int
+    mtime: float
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """Files on one RSE, addressed by paths relative to the RSE's prefix (``virgo/ab/cd/f.h5``)."""
+
+    url: str
+
+    def stat(self, path: str) -> FileStat: ...
+
+    def put(
+        self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
+    ) -> Checksums: ...
+
+    def get(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]: ...
+
+    def delete(self, path: str) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def checksum(self, path: str, algorithm: str = "adler32") -> str: ...
+
+
+@runtime_checkable
+class VerifyingBackend(StorageBackend, Protocol):
+    """A backend that can read a file back while writing it, before the file takes its name."""
+
+    def put_verified(
+        self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
+    ) -> Checksums:
+        """``put``; raise ChecksumMismatch, leaving nothing, if the storage's bytes differ."""
+        ...
+
+
+def check_path(path: str, *, allow_empty: bool = False) -> str:
+    """Return ``path`` if it is a safe relative path, else raise InvalidName saying why."""
+    if not isinstance(path, str):
+        raise InvalidName(f"invalid storage path {path!r}: it must be a string")
+    shown = repr(path if len(path) <= 80 else path[:77] + "...")
+    if "\x00" in path:
+        raise InvalidName(f"invalid storage path {shown}: it contains a NUL character")
+    if path.startswith("/"):
+        raise InvalidName(f"invalid storage path {shown}: it must be relative to the RSE prefix")
+    path = path.rstrip("/") if allow_empty else path
+    if not path:
+        if allow_empty:
+            return ""
+        raise InvalidName("invalid storage path: it must not be empty")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidName(f"invalid storage path {shown}: empty, '.' or '..' component")
+        if is_part_name(part):
+            raise InvalidName(f"invalid storage path {shown}: names like this are temporary files")
+    return path
+
+
+def part_name(name: str) -> str:
+    """Return a hidden, unique name for a file being written before it becomes ``name``."""
+    return f".{name}.lacus-part-{secrets.token_hex(6)}"
+
+
+def is_part_name(name: str) -> bool:
+    """Whether ``name`` (one path component) is a temporary file made by ``part_name``."""
+    return _PART_RE.fullmatch(name) is not None
+
+
+class StreamHasher:
+    """Size, adler32 and md5 of successive chunks, hashed in helper threads beside the I/O.
+
+    ``zlib.adler32`` and ``hashlib.md5`` release the GIL on large buffers, so each runs in its own
+    thread while the caller reads and writes. The first chunk and small chunks are hashed inline:
+    a small file never starts a thread. ``update`` returns once at most ``depth`` chunks are still
+    being hashed, so a caller cycling through ``depth + 1`` buffers may refill the oldest one.
+    """
+
+    def __init__(self, *, md5: bool = True, depth: int = 2) -> None:
+        self._depth = depth
+        self._adler = ChecksumAccumulator(md5=False)
+        self._hash = hashlib.md5(usedforsecurity=False) if md5 else None
+        self._lanes: list[ThreadPoolExecutor] = []
+        self._pending: deque[list[Future[None]]] = deque()
+        self._started = False
+
+    def __enter__(self) -> StreamHasher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        if not self._started or len(chunk) < _INLINE_BELOW:
+            self._started = True
+            while self._pending:  # keep the order of the chunks
+                self._wait_oldest()
+            self._update_all(chunk)
+            return
+        if not self._lanes:
+            self._lanes = [ThreadPoolExecutor(1, "lacus-adler32")]
+            if self._hash is not None:
+                self._lanes.append(ThreadPoolExecutor(1, "lacus-md5"))
+        futures = [self._lanes[0].submit(self._adler.update, chunk)]
+        if self._hash is not None:
+            futures.append(self._lanes[1].submit(self._hash.update, chunk))
+        self._pending.append(futures)
+        while len(self._pending) > self._depth:
+            self._wait_oldest()
+
+    def _update_all(self, chunk: bytes | bytearray | memoryview) -> None:
+        self._adler.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
+
+    def _wait_oldest(self) -> None:
+        for future in self._pending.popleft():
+            future.result()
+
+    def result(self) -> Checksums:
+        """Wait for the chunks still being hashed and return size, adler32 and md5."""
+        while self._pending:
+            self._wait_oldest()
+        adler = self._adler.result()
+        md5 = self._hash.hexdigest() if self._hash is not None else None
+        return Checksums(bytes=adler.bytes, adler32=adler.adler32, md5=md5)
+
+    def close(self) -> None:
+        """Stop the helper threads (after the chunk each one is hashing)."""
+        for lane in self._lanes:
+            lane.shutdown(wait=True, cancel_futures=True)
+        self._lanes = []
+        self._pending.clear()
+
+
+# scheme -> ("module:Class", what to tell the user when it cannot be imported)
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "file": ("lacus.storage.posix:PosixBackend", ""),
+    "posix": ("lacus.storage.posix:PosixBackend", ""),
+    "davs": ("lacus.storage.webdav:WebDAVBackend", "the WebDAV backend is not available yet"),
+    "https": ("lacus.storage.webdav:WebDAVBackend", "the WebDAV backend is not available yet"),
+    "root": ("lacus.storage.xrootd:XRootDBackend", "the XRootD backend is not available yet"),
+    "s3": ("lacus.storage.s3:S3Backend", "the S3 backend is not available yet"),
+}
+
+
+def known_schemes() -> list[str]:
+    """The schemes ``open_backend`` knows, whether or not their backend can be imported here."""
+    return sorted(_BACKENDS)
+
+
+def open_backend(
+    scheme: str, *, prefix: str, hostname: str = "", port: int = 0, **options: object
+) -> StorageBackend:
+    """Return the backend for one RSE protocol; its class is imported only now.
+
+    Each backend class offers ``from_protocol(prefix=, hostname=, port=, **options)``.
+    """
+    entry = _BACKENDS.get(scheme.lower())
+    if entry is None:
+        raise ProtocolNotFound(
+            f"no storage backend for scheme {scheme!r}; known: {', '.join(known_schemes())}"
+        )
+    target, unavailable = entry
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        hint = unavailable or f"cannot import {target}"
+        raise ProtocolNotFound(
+            f"cannot open storage with scheme {scheme!r}: {hint} ({exc})"
+        ) from exc
+    backend = cls.from_protocol(prefix=prefix, hostname=hostname, port=port, **options)
+    if not isinstance(backend, StorageBackend):
+        raise ProtocolNotFound(f"{target} does not implement the storage protocol")
+    return backend

@@ -1,0 +1,479 @@
+"""A storage backend on a local or mounted POSIX file system."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from lacus.checksums import CHUNK_SIZE, Checksums, format_adler32
+from lacus.errors import (
+    ChecksumMismatch,
+    FileAlreadyOnStorage,
+    InvalidInput,
+    InvalidName,
+    LacusError,
+    LocalFileError,
+    StorageError,
+    StorageFileNotFound,
+    StorageFull,
+    StoragePermissionDenied,
+)
+from lacus.storage._base import FileStat, StreamHasher, check_path, is_part_name, part_name
+
+__all__ = ["PosixBackend"]
+
+_FIRST_READ = 64 * 1024  # a small file never allocates a whole chunk
+_DEPTH = 2  # chunks being hashed while the next one is read and written
+_PARALLEL_MIN = 32 * 1024 * 1024  # checksum files this large in several threads
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV)
+_ADLER_BASE = 65521
+
+
+class PosixBackend:
+    """Files under one directory, written atomically with their checksums computed in the same pass.
+
+    ``fsync`` makes a returned ``put`` durable: the file and its directory are flushed to disk.
+    """
+
+    def __init__(
+        self, prefix: str | Path, *, fsync: bool = True, chunk_size: int = CHUNK_SIZE
+    ) -> None:
+        if chunk_size < _FIRST_READ:
+            raise ValueError(f"chunk_size must be at least {_FIRST_READ} bytes")
+        self._root = os.path.realpath(os.fspath(prefix))
+        self._fsync = fsync
+        self._chunk_size = chunk_size
+        self.url = Path(self._root).as_uri()
+
+    @classmethod
+    def from_protocol(
+        cls, *, prefix: str, hostname: str = "", port: int = 0, **options: object
+    ) -> PosixBackend:
+        """Build from an RSE protocol; ``hostname`` and ``port`` mean nothing to a local path."""
+        fsync = options.pop("fsync", True)
+        chunk_size = options.pop("chunk_size", CHUNK_SIZE)
+        if options or not isinstance(fsync, bool) or not isinstance(chunk_size, int):
+            raise InvalidInput(
+                "the posix backend takes the options fsync (bool) and chunk_size (int), "
+                f"not {', '.join(sorted(options)) or 'these values'}"
+            )
+        return cls(prefix, fsync=fsync, chunk_size=chunk_size)
+
+    def __repr__(self) -> str:
+        return f"PosixBackend({self._root!r}, fsync={self._fsync})"
+
+    def stat(self, path: str) -> FileStat:
+        path = check_path(path)
+        info = self._stat_file(self._full(path), path)
+        return FileStat(path=path, bytes=info.st_size, mtime=info.st_mtime)
+
+    def put(
+        self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
+    ) -> Checksums:
+        return self._put(path, source, md5=md5, overwrite=overwrite, verify=False)
+
+    def put_verified(
+        self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
+    ) -> Checksums:
+        """``put``, reading the file back from the storage before it takes its name.
+
+        A helper thread reads the bytes back behind the writer (its own file descriptor, never the
+        write buffers) and sums their adler32; a different size or adler32 raises ChecksumMismatch
+        and nothing is left on the storage.
+        """
+        return self._put(path, source, md5=md5, overwrite=overwrite, verify=True)
+
+    def _put(
+        self, path: str, source: BinaryIO, *, md5: bool, overwrite: bool, verify: bool
+    ) -> Checksums:
+        path = check_path(path)
+        full = self._full(path)
+        if not overwrite and os.path.lexists(full):
+            raise FileAlreadyOnStorage(f"{self.url}/{path} exists already")
+        directory, name = os.path.split(full)
+        temporary = os.path.join(directory, part_name(name))
+        placed = False
+        try:
+            fd, created = _create(temporary, directory, self._root)
+            try:
+                with _ReadBack(temporary, self._chunk_size, enabled=verify) as read_back:
+                    sums = self._copy(source, fd, md5=md5, path=path, read_back=read_back)
+                    if self._fsync:
+                        os.fsync(fd)
+                    if verify:
+                        self._verify(sums, read_back.result(), os.fstat(fd).st_size, path)
+            finally:
+                os.close(fd)
+            placed = self._place(temporary, full, path, overwrite=overwrite)
+            if self._fsync:  # the new name, and the names of the directories made for it
+                for parent in sorted(
+                    {directory, *(os.path.dirname(d) for d in created)}, reverse=True
+                ):
+                    _fsync_directory(parent)
+        except BaseException as exc:
+            _remove_quietly(temporary)
+            if placed:
+                _remove_quietly(full)
+            self._prune(directory)
+            if isinstance(exc, OSError):
+                raise self._error(exc, path, "writing", missing=False) from exc
+            raise
+        return sums
+
+    def get(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        path = check_path(path)
+        full = self._full(path)
+        self._stat_file(full, path)
+        return self._chunks(full, path, chunk_size)
+
+    def delete(self, path: str) -> None:
+        path = check_path(path)
+        full = self._full(path)
+        try:
+            os.unlink(full)
+        except OSError as exc:
+            if os.path.isdir(full):
+                raise StorageFileNotFound(f"{self.url}/{path} is a directory, not a file") from exc
+            raise self._error(exc, path, "deleting") from exc
+        self._prune(os.path.dirname(full))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        prefix = check_path(prefix, allow_empty=True)
+        return self._walk(self._full(prefix) if prefix else self._root, prefix)
+
+    def checksum(self, path: str, algorithm: str = "adler32") -> str:
+        if algorithm not in ("adler32", "md5"):
+            raise InvalidInput(f"unknown checksum algorithm {algorithm!r}; use adler32 or md5")
+        path = check_path(path)
+        full = self._full(path)
+        size = self._stat_file(full, path).st_size
+        try:
+            if algorithm == "md5":
+                digest = _md5_file(full, self._chunk_size)
+            else:
+                digest = format_adler32(_adler32_file(full, size, self._chunk_size))
+            if os.stat(full).st_size != size:
+                raise StorageError(f"{self.url}/{path} changed while its checksum was computed")
+        except OSError as exc:
+            raise self._error(exc, path, "reading") from exc
+        return digest
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _full(self, path: str) -> str:
+        full = os.path.realpath(os.path.join(self._root, path))
+        if os.path.commonpath([self._root, full]) != self._root:
+            raise InvalidName(f"invalid storage path {path!r}: it leads outside {self.url}")
+        return full
+
+    def _stat_file(self, full: str, path: str) -> os.stat_result:
+        try:
+            info = os.stat(full)
+        except OSError as exc:
+            raise self._error(exc, path, "reading") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise StorageFileNotFound(f"{self.url}/{path} is not a file")
+        return info
+
+    def _error(self, exc: OSError, path: str, doing: str, *, missing: bool = True) -> LacusError:
+        where = f"{self.url}/{path}" if path else self.url
+        reason = exc.strerror or str(exc)
+        if exc.errno in _FULL:
+            return StorageFull(f"storage {self.url} is full: cannot write {path} ({reason})")
+        if exc.errno in _DENIED:
+            return StoragePermissionDenied(f"storage refused {doing} {where}: {reason}")
+        if missing and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return StorageFileNotFound(f"{where} does not exist")
+        return StorageError(f"storage failed {doing} {where}: {reason}")
+
+    def _verify(self, sums: Checksums, read: tuple[int, int], size: int, path: str) -> None:
+        stored = Checksums(bytes=size, adler32=format_adler32(read[1]))
+        if read[0] != sums.bytes or size != sums.bytes or stored.adler32 != sums.adler32:
+            raise ChecksumMismatch(
+                f"{self.url}/{path}: the storage holds {size} bytes with adler32 "
+                f"{stored.adler32}, {sums.bytes} bytes with adler32 {sums.adler32} were written"
+            )
+
+    def _copy(
+        self, source: BinaryIO, fd: int, *, md5: bool, path: str, read_back: _ReadBack
+    ) -> Checksums:
+        readinto: Callable[[memoryview], int | None] | None = getattr(source, "readinto", None)
+        buffers: list[bytearray] = []
+        slot = 0
+        written = 0
+        size = _FIRST_READ  # grows to a whole chunk once a read fills its buffer
+        with StreamHasher(md5=md5, depth=_DEPTH) as hasher:
+            while True:
+                if slot == len(buffers):
+                    buffers.append(bytearray(size))
+                elif len(buffers[slot]) < size:
+                    buffers[slot] = bytearray(size)
+                chunk = self._read(source, readinto, buffers[slot], path)
+                if not chunk:
+                    return hasher.result()
+                hasher.update(chunk)
+                self._write(fd, chunk)
+                written += len(chunk)
+                read_back.advance(written)
+                if len(chunk) == len(buffers[slot]):
+                    size = self._chunk_size
+                slot = (slot + 1) % (_DEPTH + 1)
+
+    def _read(
+        self,
+        source: BinaryIO,
+        readinto: Callable[[memoryview], int | None] | None,
+        buffer: bytearray,
+        path: str,
+    ) -> memoryview:
+        """Fill ``buffer`` from ``source``; short only at the end, whatever the read sizes."""
+        view = memoryview(buffer)
+        filled = 0
+        try:
+            while filled < len(view):
+                if readinto is not None:
+                    count = readinto(view[filled:])
+                else:
+                    data = source.read(len(view) - filled)
+                    count = len(data)
+                    view[filled : filled + count] = data
+                if count is None:
+                    raise LocalFileError(f"the data for {self.url}/{path} is a non-blocking stream")
+                if not count:
+                    break
+                filled += count
+        except OSError as exc:
+            raise LocalFileError(f"cannot read the data for {self.url}/{path}: {exc}") from exc
+        return view[:filled]
+
+    def _write(self, fd: int, data: memoryview | bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def _place(self, temporary: str, full: str, path: str, *, overwrite: bool) -> bool:
+        if overwrite:
+            os.replace(temporary, full)
+            return True
+        try:  # a hard link never replaces an existing file, rename would
+            os.link(temporary, full)
+        except FileExistsError:
+            raise FileAlreadyOnStorage(f"{self.url}/{path} exists already") from None
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if os.path.lexists(full):
+                raise FileAlreadyOnStorage(f"{self.url}/{path} exists already") from None
+            os.rename(temporary, full)
+            return True
+        try:
+            os.unlink(temporary)
+        except OSError:
+            _remove_quietly(full)
+            raise
+        return True
+
+    def _chunks(self, full: str, path: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            with open(full, "rb", buffering=0) as stream:
+                while chunk := stream.read(chunk_size):
+                    yield chunk
+        except OSError as exc:
+            raise self._error(exc, path, "reading") from exc
+
+    def _prune(self, directory: str) -> None:
+        while directory != self._root and directory.startswith(self._root):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+    def _walk(self, top: str, prefix: str) -> Iterator[str]:
+        if os.path.isfile(top):
+            yield prefix
+            return
+
+        def fail(exc: OSError) -> None:
+            if exc.errno != errno.ENOENT:
+                raise self._error(exc, prefix, "listing") from exc
+
+        skip = len(self._root) + 1
+        for directory, subdirectories, names in os.walk(top, onerror=fail):
+            subdirectories.sort()
+            base = directory[skip:]
+            for name in sorted(names):
+                if not is_part_name(name):
+                    yield f"{base}/{name}" if base else name
+
+
+def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:
+    """Open ``temporary`` for writing, making its directory; return the fd and the dirs made."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    created: list[str] = []
+    for attempt in range(3):  # a concurrent delete may prune the directory just made
+        try:
+            return os.open(temporary, flags, 0o644), created
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            missing = directory
+            while missing != root and not os.path.isdir(missing):
+                created.append(missing)
+                missing = os.path.dirname(missing)
+            os.makedirs(directory, exist_ok=True)
+    raise AssertionError("unreachable")
+
+
+class _ReadBack:
+    """Reads a file back from the storage behind its writer, in a thread, summing its adler32.
+
+    The thread starts once two chunks are written (small files are read back at the end) and
+    reads whenever a whole chunk is waiting; ``result`` reads what is left.
+    """
+
+    def __init__(self, path: str, chunk_size: int, *, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if enabled else -1
+        self._chunk_size = chunk_size
+        self._buffer: memoryview | None = None
+        self._offset = 0
+        self._adler = 1
+        self._written = 0
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[None] | None = None
+
+    def __enter__(self) -> _ReadBack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(Exception):
+            self._stop()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def advance(self, written: int) -> None:
+        """The writer has written ``written`` bytes so far."""
+        if not self._enabled:
+            return
+        with self._changed:
+            self._written = written
+            self._changed.notify()
+        if self._pool is None and written >= 2 * self._chunk_size:
+            self._pool = ThreadPoolExecutor(1, "lacus-read-back")
+            self._future = self._pool.submit(self._follow)
+
+    def result(self) -> tuple[int, int]:
+        """Once the writer is done: the number of bytes read back and their adler32."""
+        self._stop()
+        self._read_to(self._written)
+        return self._offset, self._adler
+
+    def _follow(self) -> None:
+        while True:
+            with self._changed:
+                while not self._stopping and self._written - self._offset < self._chunk_size:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                end = self._written
+            self._read_to(end)
+
+    def _read_to(self, end: int) -> None:
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(self._chunk_size))
+        while self._offset < end:
+            size = min(len(self._buffer), end - self._offset)
+            count = os.preadv(self._fd, [self._buffer[:size]], self._offset)
+            if not count:
+                raise OSError(errno.EIO, "the file is shorter than the bytes written")
+            self._adler = zlib.adler32(self._buffer[:count], self._adler)
+            self._offset += count
+
+    def _stop(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._future is not None:
+            future, self._future = self._future, None
+            future.result()
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _md5_file(full: str, chunk_size: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    buffer = memoryview(bytearray(chunk_size))
+    with open(full, "rb", buffering=0) as stream:
+        while count := stream.readinto(buffer):
+            digest.update(buffer[:count])
+    return digest.hexdigest()
+
+
+def _adler32_file(full: str, size: int, chunk_size: int) -> int:
+    """adler32 of a file, its parts read and summed in parallel threads when it is large."""
+    workers = min(len(os.sched_getaffinity(0)), 4)
+    if workers < 2 or size < _PARALLEL_MIN:
+        return _adler32_range(full, 0, size, chunk_size)
+    step = -(-size // workers)
+    ranges = [(start, min(step, size - start)) for start in range(0, size, step)]
+    with ThreadPoolExecutor(len(ranges), "lacus-checksum") as pool:
+        parts = list(pool.map(lambda r: _adler32_range(full, r[0], r[1], chunk_size), ranges))
+    value = parts[0]
+    for part, (_, length) in zip(parts[1:], ranges[1:], strict=True):
+        value = adler32_combine(value, part, length)
+    return value
+
+
+def _adler32_range(full: str, start: int, length: int, chunk_size: int) -> int:
+    value = 1
+    buffer = memoryview(bytearray(max(1, min(chunk_size, length))))
+    with open(full, "rb", buffering=0) as stream:
+        stream.seek(start)
+        while length > 0:
+            count = stream.readinto(buffer[: min(length, len(buffer))])
+            if not count:
+                raise OSError(errno.EIO, "the file is shorter than its size")
+            value = zlib.adler32(buffer[:count], value)
+            length -= count
+    return value
+
+
+def adler32_combine(adler1: int, adler2: int, length2: int) -> int:
+    """adler32 of A+B from adler32(A), adler32(B) and len(B), as zlib's ``adler32_combine``."""
+    rem = length2 % _ADLER_BASE
+    a1, b1 = adler1 & 0xFFFF, adler1 >> 16
+    a2, b2 = adler2 & 0xFFFF, adler2 >> 16
+    a = (a1 + a2 - 1) % _ADLER_BASE
+    b = (rem * a1 + b1 + b2 - rem) % _ADLER_BASE
+    return (b << 16) | a

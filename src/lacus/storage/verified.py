@@ -1,0 +1,122 @@
+"""Copies that are checked end to end: what the upload and download managers call.
+
+``write_verified`` trusts nothing it did not read back from the storage; ``read_verified`` makes the
+destination appear only once its bytes match the catalog's checksums.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from lacus.checksums import Checksums
+from lacus.errors import ChecksumMismatch, LacusError, LocalFileError
+from lacus.storage._base import StorageBackend, StreamHasher, VerifyingBackend, part_name
+
+__all__ = ["read_verified", "write_verified"]
+
+
+def write_verified(
+    backend: StorageBackend,
+    path: str,
+    source: BinaryIO,
+    *,
+    md5: bool = True,
+    expected: Checksums | None = None,
+    overwrite: bool = False,
+) -> Checksums:
+    """Write ``source`` to ``path`` and check on the storage that the bytes arrived intact.
+
+    The size and adler32 read back from the storage must equal those computed while writing (and
+    ``expected``, when given). A ``VerifyingBackend`` reads back while writing; any other backend
+    is asked for ``stat`` and ``checksum`` afterwards. On any failure the stored file is deleted.
+    """
+    read_back = isinstance(backend, VerifyingBackend)
+    if isinstance(backend, VerifyingBackend):
+        sums = backend.put_verified(path, source, md5=md5, overwrite=overwrite)
+    else:
+        sums = backend.put(path, source, md5=md5, overwrite=overwrite)
+    where = f"{backend.url}/{path}"
+    try:
+        if expected is not None:
+            _compare(where, expected, sums, label="the data written had", md5=md5)
+        size = backend.stat(path).bytes
+        if size != sums.bytes:
+            raise ChecksumMismatch(
+                f"{where}: the storage holds {size} bytes, {sums.bytes} bytes were written"
+            )
+        adler32 = None if read_back else backend.checksum(path, "adler32")
+        if adler32 is not None and adler32 != sums.adler32:
+            raise ChecksumMismatch(
+                f"{where}: the storage has adler32 {adler32}, the data written had {sums.adler32}"
+            )
+    except BaseException:
+        with contextlib.suppress(LacusError):
+            backend.delete(path)
+        raise
+    return sums
+
+
+def read_verified(
+    backend: StorageBackend, path: str, dest: Path, *, expected: Checksums
+) -> Checksums:
+    """Copy ``path`` from the storage to ``dest``, which appears only if the bytes match.
+
+    adler32 is always checked, md5 when ``expected`` has one. A file already at ``dest`` stays
+    untouched unless the copy succeeds.
+    """
+    dest = Path(dest)
+    where = f"{backend.url}/{path}"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        temporary = dest.parent / part_name(dest.name)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise LocalFileError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            with StreamHasher(md5=expected.md5 is not None) as hasher:
+                for chunk in backend.get(path):
+                    hasher.update(chunk)
+                    _write_local(fd, chunk, dest)
+                sums = hasher.result()
+        finally:
+            os.close(fd)
+        _compare(where, expected, sums, label="the storage has", md5=True)
+        try:
+            os.replace(temporary, dest)
+        except OSError as exc:
+            raise LocalFileError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    return sums
+
+
+def _compare(where: str, expected: Checksums, actual: Checksums, *, label: str, md5: bool) -> None:
+    if actual.bytes != expected.bytes:
+        raise ChecksumMismatch(
+            f"{where}: expected {expected.bytes} bytes, {label} {actual.bytes} bytes"
+        )
+    if _normal(actual.adler32) != _normal(expected.adler32):
+        raise ChecksumMismatch(
+            f"{where}: expected adler32 {expected.adler32}, {label} {actual.adler32}"
+        )
+    if md5 and expected.md5 and actual.md5 and expected.md5.lower() != actual.md5.lower():
+        raise ChecksumMismatch(f"{where}: expected md5 {expected.md5}, {label} {actual.md5}")
+
+
+def _normal(adler32: str) -> str:
+    return adler32.lower().zfill(8)
+
+
+def _write_local(fd: int, chunk: bytes, dest: Path) -> None:
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise LocalFileError(f"cannot write {dest}: {exc.strerror or exc}") from exc

@@ -1,0 +1,275 @@
+"""The tests every storage backend passes: subclass ``StorageConformance`` and provide ``backend``.
+
+class TestPosix(StorageConformance):
+    @pytest.fixture
+    def backend(self, tmp_path): return PosixBackend(tmp_path)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tracemalloc
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lacus.checksums import Checksums
+from lacus.errors import (
+    FileAlreadyOnStorage,
+    InvalidInput,
+    InvalidName,
+    LocalFileError,
+    StorageFileNotFound,
+)
+from lacus.storage import StorageBackend
+
+MiB = 1024 * 1024
+BAD_PATHS = ["/etc/passwd", "../outside", "a/../../outside", "a/..", "a/b\x00c", "", "a//b", "./a"]
+
+
+def expected_checksums(data: bytes) -> Checksums:
+    """Checksums computed in one shot by zlib and hashlib, independently of Lacus."""
+    return Checksums(
+        bytes=len(data),
+        adler32=f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+        md5=hashlib.md5(data).hexdigest(),
+    )
+
+
+class PatternSource(io.RawIOBase):
+    """``size`` bytes made from one random block, never held in memory at once.
+
+    ``max_read`` makes reads short, like a pipe or socket; ``fail_at`` raises ``error`` once that
+    many bytes have been read; ``on_read`` is called before every read.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        block: bytes,
+        max_read: int | None = None,
+        fail_at: int | None = None,
+        error: BaseException | None = None,
+        on_read: object = None,
+    ) -> None:
+        self.size = size
+        self.block = block
+        self.position = 0
+        self.max_read = max_read
+        self.fail_at = fail_at
+        self.error = error
+        self.on_read = on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if callable(self.on_read):
+            self.on_read()
+        if self.fail_at is not None and self.position >= self.fail_at:
+            assert self.error is not None
+            raise self.error
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), self.size - self.position, self.max_read or len(view))
+        offset = self.position % len(self.block)
+        count = min(count, len(self.block) - offset)
+        view[:count] = self.block[offset : offset + count]
+        self.position += count
+        return count
+
+    def expected(self) -> Checksums:
+        """The checksums of all the bytes this source yields, computed here chunk by chunk."""
+        adler, digest, position = 1, hashlib.md5(), 0
+        while position < self.size:
+            offset = position % len(self.block)
+            piece = self.block[offset : offset + self.size - position]
+            adler = zlib.adler32(piece, adler)
+            digest.update(piece)
+            position += len(piece)
+        return Checksums(self.size, f"{adler & 0xFFFFFFFF:08x}", digest.hexdigest())
+
+
+def read_all(backend: StorageBackend, path: str) -> bytes:
+    return b"".join(backend.get(path))
+
+
+class StorageConformance:
+    """What a user of any storage backend may rely on."""
+
+    @pytest.fixture
+    def backend(self) -> StorageBackend:
+        raise NotImplementedError("a StorageConformance subclass must provide a backend fixture")
+
+    def test_is_a_storage_backend_with_a_url(self, backend: StorageBackend) -> None:
+        assert isinstance(backend, StorageBackend)
+        assert "://" in backend.url
+
+    def test_round_trip(self, backend: StorageBackend) -> None:
+        data = os.urandom(3 * MiB + 17)
+        sums = backend.put("virgo/ab/cd/chunk_001.h5", io.BytesIO(data))
+        assert sums == expected_checksums(data)
+        assert read_all(backend, "virgo/ab/cd/chunk_001.h5") == data
+        info = backend.stat("virgo/ab/cd/chunk_001.h5")
+        assert (info.path, info.bytes) == ("virgo/ab/cd/chunk_001.h5", len(data))
+        assert info.mtime > 0
+        assert backend.checksum("virgo/ab/cd/chunk_001.h5") == sums.adler32
+        assert backend.checksum("virgo/ab/cd/chunk_001.h5", "md5") == sums.md5
+        assert list(backend.list()) == ["virgo/ab/cd/chunk_001.h5"]
+        backend.delete("virgo/ab/cd/chunk_001.h5")
+        assert list(backend.list()) == []
+        with pytest.raises(StorageFileNotFound):
+            backend.stat("virgo/ab/cd/chunk_001.h5")
+
+    def test_put_without_md5(self, backend: StorageBackend) -> None:
+        sums = backend.put("f", io.BytesIO(b"hello"), md5=False)
+        assert sums == Checksums(5, f"{zlib.adler32(b'hello'):08x}", None)
+
+    def test_empty_file(self, backend: StorageBackend) -> None:
+        sums = backend.put("empty", io.BytesIO(b""))
+        assert sums == Checksums(0, "00000001", hashlib.md5(b"").hexdigest())
+        assert read_all(backend, "empty") == b""
+        assert backend.stat("empty").bytes == 0
+        assert backend.checksum("empty") == "00000001"
+        assert list(backend.list()) == ["empty"]
+
+    def test_nested_paths_and_listing_under_a_prefix(self, backend: StorageBackend) -> None:
+        paths = ["top", "virgo/ab/cd/one", "virgo/ab/cd/two", "virgo/ab/ef/three", "lofar/x"]
+        for path in paths:
+            backend.put(path, io.BytesIO(path.encode()))
+        assert sorted(backend.list()) == sorted(paths)
+        assert sorted(backend.list("virgo/ab")) == paths[1:4]
+        assert sorted(backend.list("virgo/ab/")) == paths[1:4]
+        assert list(backend.list("virgo/ab/ef/three")) == ["virgo/ab/ef/three"]
+        assert list(backend.list("nothing/here")) == []
+        for path in paths:
+            assert read_all(backend, path) == path.encode()
+
+    def test_put_refuses_to_overwrite_unless_asked(self, backend: StorageBackend) -> None:
+        backend.put("f", io.BytesIO(b"first"))
+        with pytest.raises(FileAlreadyOnStorage):
+            backend.put("f", io.BytesIO(b"second"))
+        assert read_all(backend, "f") == b"first"
+        sums = backend.put("f", io.BytesIO(b"third"), overwrite=True)
+        assert read_all(backend, "f") == b"third"
+        assert sums == expected_checksums(b"third")
+        assert list(backend.list()) == ["f"]
+
+    def test_missing_files(self, backend: StorageBackend) -> None:
+        backend.put("there/file", io.BytesIO(b"x"))
+        for path in ["missing", "there/missing", "there/file/below"]:
+            with pytest.raises(StorageFileNotFound):
+                backend.stat(path)
+            with pytest.raises(StorageFileNotFound):
+                backend.get(path)
+            with pytest.raises(StorageFileNotFound):
+                backend.checksum(path)
+            with pytest.raises(StorageFileNotFound):
+                backend.delete(path)
+
+    @pytest.mark.parametrize("path", BAD_PATHS)
+    def test_unsafe_paths_are_rejected(self, backend: StorageBackend, path: str) -> None:
+        with pytest.raises(InvalidName):
+            backend.put(path, io.BytesIO(b"x"))
+        with pytest.raises(InvalidName):
+            backend.stat(path)
+        with pytest.raises(InvalidName):
+            backend.get(path)
+        with pytest.raises(InvalidName):
+            backend.delete(path)
+        with pytest.raises(InvalidName):
+            backend.checksum(path)
+        assert list(backend.list()) == []
+
+    @pytest.mark.parametrize("prefix", ["/etc", "..", "a/../.."])
+    def test_unsafe_list_prefixes_are_rejected(self, backend: StorageBackend, prefix: str) -> None:
+        with pytest.raises(InvalidName):
+            backend.list(prefix)
+
+    def test_unknown_checksum_algorithm(self, backend: StorageBackend) -> None:
+        backend.put("f", io.BytesIO(b"x"))
+        with pytest.raises(InvalidInput, match="sha1"):
+            backend.checksum("f", "sha1")
+
+    def test_get_in_small_chunks(self, backend: StorageBackend) -> None:
+        data = os.urandom(10_000)
+        backend.put("f", io.BytesIO(data))
+        chunks = list(backend.get("f", chunk_size=999))
+        assert b"".join(chunks) == data
+        assert max(len(chunk) for chunk in chunks) <= 999
+
+    def test_large_file_streams_with_bounded_memory(self, backend: StorageBackend) -> None:
+        size = 64 * MiB
+        source = PatternSource(size, block=os.urandom(MiB + 7))
+        expected = source.expected()
+        tracemalloc.start()
+        try:
+            sums = backend.put("big/file", source)
+            adler, read = 1, 0
+            for chunk in backend.get("big/file"):
+                adler = zlib.adler32(chunk, adler)
+                read += len(chunk)
+            stored_adler32 = backend.checksum("big/file")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert sums == expected
+        assert (read, f"{adler:08x}") == (size, expected.adler32)
+        assert stored_adler32 == expected.adler32
+        assert backend.stat("big/file").bytes == size
+        assert peak < size / 4, f"peak Python allocation {peak / MiB:.1f} MiB for a 64 MiB file"
+
+    @pytest.mark.parametrize(
+        ("error", "raised"),
+        [
+            (OSError(5, "Input/output error"), LocalFileError),
+            (KeyboardInterrupt(), KeyboardInterrupt),
+        ],
+    )
+    def test_failing_source_leaves_nothing(
+        self, backend: StorageBackend, error: BaseException, raised: type[BaseException]
+    ) -> None:
+        source = PatternSource(20 * MiB, block=os.urandom(MiB), fail_at=9 * MiB, error=error)
+        with pytest.raises(raised):
+            backend.put("virgo/ab/cd/broken", source)
+        assert list(backend.list()) == []
+        with pytest.raises(StorageFileNotFound):
+            backend.stat("virgo/ab/cd/broken")
+
+    def test_file_invisible_until_complete(self, backend: StorageBackend) -> None:
+        seen: list[list[str]] = []
+        source = PatternSource(
+            9 * MiB, block=os.urandom(MiB), on_read=lambda: seen.append(list(backend.list()))
+        )
+        backend.put("virgo/file", source)
+        assert len(seen) > 2
+        assert all(listing == [] for listing in seen)
+        assert list(backend.list()) == ["virgo/file"]
+
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        data=st.binary(max_size=200_000),
+        max_read=st.one_of(st.none(), st.integers(1, 70_000)),
+        md5=st.booleans(),
+    )
+    def test_any_bytes_any_read_sizes_round_trip(
+        self, backend: StorageBackend, data: bytes, max_read: int | None, md5: bool
+    ) -> None:
+        block = data or b"\0"
+        source = PatternSource(len(data), block=block, max_read=max_read)
+        sums = backend.put("prop/file", source, md5=md5)
+        try:
+            one_shot = expected_checksums(data)
+            assert sums == Checksums(
+                one_shot.bytes, one_shot.adler32, one_shot.md5 if md5 else None
+            )
+            assert read_all(backend, "prop/file") == data
+            assert backend.checksum("prop/file") == one_shot.adler32
+        finally:
+            backend.delete("prop/file")
