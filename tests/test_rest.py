@@ -523,10 +523,10 @@ def test_listings_stream_newline_delimited_json(client: Client, http: httpx.Clie
     prefix = by_name["ALPHA_DISK"]["protocols"][0]["prefix"].rstrip("/")
     for replica in listed:
         digest = hashlib.md5(f"virgo:{replica['name']}".encode()).hexdigest()
-        location = replica["rses"]["ALPHA_DISK"]
-        assert (
-            location["pfn"] == f"file://{prefix}/virgo/{digest[:2]}/{digest[2:4]}/{replica['name']}"
-        )
+        expected = f"file://{prefix}/virgo/{digest[:2]}/{digest[2:4]}/{replica['name']}"
+        assert replica["replicas"]["ALPHA_DISK"]["pfn"] == expected  # Lacus's detail
+        assert replica["rses"]["ALPHA_DISK"] == [expected]  # Rucio's shape
+        assert replica["pfns"][expected]["rse"] == "ALPHA_DISK"
     on_beta = ndjson(
         http.post(
             "/replicas/list",

@@ -9,15 +9,16 @@ once, in the client.
     ├── InvalidInput (400)
     │   ├── InvalidName
     │   ├── InvalidMetadataFilter
+    │   ├── InvalidRSEExpression
     │   └── InvalidRequest
     ├── Unauthenticated (401)
     ├── AccessDenied (403)
     ├── NotFound (404)
-    │   ├── AccountNotFound, ScopeNotFound, DIDNotFound, RSENotFound, ReplicaNotFound,
+    │   ├── AccountNotFound, ScopeNotFound, DIDNotFound, RSENotFound, ReplicaNotFound, RuleNotFound,
     │   └── ProtocolNotFound, StorageFileNotFound, LocalFileError
     ├── AlreadyExists (409)
     │   └── AccountAlreadyExists, ScopeAlreadyExists, DIDAlreadyExists, RSEAlreadyExists,
-    │       ReplicaAlreadyExists, FileAlreadyOnStorage
+    │       ReplicaAlreadyExists, FileAlreadyOnStorage, DuplicateRule
     ├── UnsupportedOperation (409)
     ├── PayloadTooLarge (413)
     ├── ChecksumMismatch (422)
@@ -61,6 +62,12 @@ class InvalidName(InvalidInput):
 
 class InvalidMetadataFilter(InvalidInput):
     """A metadata filter cannot be parsed."""
+
+
+class InvalidRSEExpression(InvalidInput):
+    """An RSE expression cannot be parsed or matches no RSE."""
+
+    rucio_class = "InvalidRSEExpression"
 
 
 class InvalidRequest(InvalidInput):
@@ -112,6 +119,12 @@ class RSENotFound(NotFound):
     rucio_class = "RSENotFound"
 
 
+class RuleNotFound(NotFound):
+    """The rule does not exist."""
+
+    rucio_class = "RuleNotFound"
+
+
 class ReplicaNotFound(NotFound):
     """The replica does not exist."""
 
@@ -159,6 +172,12 @@ class DIDAlreadyExists(AlreadyExists):
 
 class RSEAlreadyExists(AlreadyExists):
     """The RSE exists already."""
+
+
+class DuplicateRule(AlreadyExists):
+    """The same rule exists already."""
+
+    rucio_class = "DuplicateRule"
 
 
 class ReplicaAlreadyExists(AlreadyExists):

@@ -10,6 +10,7 @@ from lacus.types import MetaValue
 
 Scope = Annotated[str, Field(min_length=1, max_length=25)]
 Name = Annotated[str, Field(min_length=1, max_length=250)]
+STATE_PATTERN = "^(A|C|U|B|D|AVAILABLE|COPYING|UNAVAILABLE|BAD|BEING_DELETED|available|copying|unavailable|bad|being_deleted)$"  # noqa: E501
 
 
 class Body(BaseModel):
@@ -53,9 +54,19 @@ class ProtocolBody(Body):
     impl: str = Field(default="", max_length=255)
 
 
+class CollectionRuleBody(Body):
+    account: str | None = Field(default=None, max_length=25)
+    copies: int = Field(default=1, ge=1, le=100)
+    rse_expression: str = Field(min_length=1, max_length=1000)
+    grouping: str | None = Field(default=None, pattern="^(ALL|DATASET|NONE|all|dataset|none)$")
+    lifetime: int | None = Field(default=None, gt=0)
+
+
 class CollectionBody(Body):
     type: str = Field(pattern="^(dataset|container|DATASET|CONTAINER)$")
-    meta: dict[str, MetaValue] = Field(default_factory=dict)
+    meta: dict[str, MetaValue] | None = None
+    rules: list[CollectionRuleBody] | None = Field(default=None, max_length=100)
+    dids: list[DIDRef] | None = Field(default=None, max_length=100_000)
 
 
 class AttachBody(Body):
@@ -83,15 +94,53 @@ class FileBody(Body):
     md5: str | None = Field(default=None, pattern="^[0-9a-f]{32}$")
     path: str | None = Field(default=None, max_length=1024)
     meta: dict[str, MetaValue] = Field(default_factory=dict)
+    state: str | None = Field(default=None, pattern=STATE_PATTERN)
 
 
 class ReplicasBody(Body):
     rse: str = Field(min_length=1, max_length=100)
     files: list[FileBody] = Field(max_length=100_000)
     dataset: DIDRef | None = None
+    ignore_availability: bool = False
+
+
+class ReplicaStateBody(Body):
+    scope: Scope
+    name: Name
+    state: str = Field(pattern=STATE_PATTERN)
+
+
+class ReplicaStatesBody(Body):
+    rse: str = Field(min_length=1, max_length=100)
+    files: list[ReplicaStateBody] = Field(min_length=1, max_length=100_000)
 
 
 class ReplicaListBody(Body):
     dids: list[DIDRef] = Field(min_length=1, max_length=10_000)
-    rse: str | None = None
+    rse: str | None = Field(default=None, max_length=100)
+    rse_expression: str | None = Field(default=None, max_length=1000)
     all_states: bool = False
+    resolve_parents: bool = False
+
+
+class RuleBody(Body):
+    dids: list[DIDRef] = Field(min_length=1, max_length=10_000)
+    copies: int = Field(default=1, ge=1, le=100)
+    rse_expression: str = Field(min_length=1, max_length=1000)
+    grouping: str | None = Field(default=None, pattern="^(ALL|DATASET|NONE|all|dataset|none)$")
+    weight: str | None = Field(default=None, max_length=100)
+    lifetime: int | None = Field(default=None, gt=0)
+    account: str | None = Field(default=None, max_length=25)
+    locked: bool = False
+    source_replica_expression: str | None = Field(default=None, max_length=1000)
+    activity: str | None = Field(default=None, max_length=50)
+    notify: str | None = Field(default=None, pattern="^(N|Y|C|P|NO|YES|CLOSE|PROGRESS)$")
+    purge_replicas: bool = False
+    ignore_availability: bool = False
+    ignore_account_limit: bool = False
+    comment: str | None = Field(default=None, max_length=255)
+    priority: int = Field(default=3, ge=0, le=5)
+
+
+class RuleDeleteBody(Body):
+    purge_replicas: bool | None = None

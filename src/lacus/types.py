@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import NotRequired, TypedDict
@@ -111,6 +112,7 @@ class ReplicaInfo(TypedDict):
     adler32: str | None
     md5: str | None
     rses: dict[str, ReplicaLocation]
+    parents: NotRequired[list[str]]
 
 
 class ReplicaLocation(TypedDict):
@@ -119,3 +121,45 @@ class ReplicaLocation(TypedDict):
     pfn: str
     created_at: datetime
     accessed_at: datetime | None
+
+
+class RuleState(StrEnum):
+    REPLICATING = "replicating"
+    OK = "ok"
+    STUCK = "stuck"
+    SUSPENDED = "suspended"
+
+
+class RuleGrouping(StrEnum):
+    ALL = "all"
+    DATASET = "dataset"
+    NONE = "none"
+
+
+class RuleNotification(StrEnum):
+    NO = "no"
+    YES = "yes"
+    CLOSE = "close"
+    PROGRESS = "progress"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """What a rule asks for: keep ``copies`` of a DID on RSEs matching ``rse_expression``."""
+
+    scope: str
+    name: str
+    rse_expression: str
+    copies: int = 1
+    grouping: RuleGrouping = RuleGrouping.DATASET
+    lifetime: int | None = None
+    weight: str | None = None
+    locked: bool = False
+    purge_replicas: bool = False
+    source_replica_expression: str | None = None
+    activity: str | None = None
+    priority: int = 3
+    notification: RuleNotification = RuleNotification.NO
+    comment: str | None = None
+    ignore_availability: bool = False
+    ignore_account_limit: bool = False

@@ -75,6 +75,13 @@ class Client:
         body = {"type": "user", "email": email, "admin": admin, "password": password}
         self.session.request("POST", f"/accounts/{_p(validate_account(account))}", json=body)
 
+    def add_oidc_identity(self, account: str, subject: str, issuer: str) -> None:
+        """Let JWTs of ``issuer`` whose ``sub`` is ``subject`` authenticate as ``account``."""
+        body = {"identity": subject, "issuer": issuer, "type": "oidc"}
+        self.session.request(
+            "POST", f"/accounts/{_p(validate_account(account))}/identities", json=body
+        )
+
     # -- scopes ----------------------------------------------------------------------------------
     def add_scope(self, scope: str, *, account: str | None = None) -> None:
         owner = account or self.whoami()["account"]
@@ -207,7 +214,7 @@ class Client:
     def get_metadata(self, did: str) -> dict[str, MetaValue]:
         scope, name = parse_did(did)
         result: dict[str, MetaValue] = self.session.json(
-            "GET", f"/dids/{_p(scope)}/{_p(name)}/meta"
+            "GET", f"/dids/{_p(scope)}/{_p(name)}/meta", params={"plugin": "JSON"}
         )
         return result
 
@@ -231,9 +238,19 @@ class Client:
     def list_replicas(
         self, dids: Sequence[str], *, rse: str | None = None, all_states: bool = False
     ) -> Iterator[dict[str, Any]]:
+        """The replicas of every file at or below ``dids``: per file its size, checksums and
+        ``rses`` = {RSE: {state, path, pfn, created_at, accessed_at}}."""
         refs = [dict(zip(("scope", "name"), parse_did(did), strict=True)) for did in dids]
         body = {"dids": refs, "rse": rse, "all_states": all_states}
-        return self.session.ndjson("POST", "/replicas/list", json=body)
+        for line in self.session.ndjson("POST", "/replicas/list", json=body):
+            yield {
+                "scope": line["scope"],
+                "name": line["name"],
+                "bytes": line["bytes"],
+                "adler32": line["adler32"],
+                "md5": line["md5"],
+                "rses": line["replicas"],
+            }
 
     # -- data ------------------------------------------------------------------------------------
     def upload(

@@ -1,4 +1,4 @@
-"""Accounts, their identities (user/password), and the tokens they authenticate with."""
+"""Accounts, their identities (user/password, OIDC), and the tokens they authenticate with."""
 
 from __future__ import annotations
 
@@ -14,11 +14,18 @@ from sqlalchemy.exc import IntegrityError
 
 from lacus.core.clock import utcnow
 from lacus.db.tables import accounts, identities, tokens
-from lacus.errors import AccountAlreadyExists, AccountNotFound, AlreadyExists, Unauthenticated
+from lacus.errors import (
+    AccountAlreadyExists,
+    AccountNotFound,
+    AlreadyExists,
+    InvalidInput,
+    Unauthenticated,
+)
 from lacus.naming import validate_account
 from lacus.types import AccountInfo, AccountType, IdentityType
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+MAX_IDENTITY = 255  # length of identities.identity
 
 
 def hash_password(password: str) -> str:
@@ -128,6 +135,47 @@ def authenticate_userpass(conn: Connection, account: str, username: str, passwor
     ).first()
     if row is None or row.account != account or not check_password(password, row.password_hash):
         raise Unauthenticated(f"cannot authenticate {username!r} as account {account!r}")
+
+
+def oidc_identity(subject: str, issuer: str) -> str:
+    """The identity string of an OIDC subject: ``sub@iss``."""
+    return f"{subject}@{issuer}"
+
+
+def add_oidc_identity(conn: Connection, account: str, subject: str, issuer: str) -> None:
+    """Let JWTs of ``issuer`` whose ``sub`` is ``subject`` authenticate as ``account``."""
+    if not subject or not issuer or "\x00" in subject + issuer:
+        raise InvalidInput("an OIDC identity needs both a subject and an issuer")
+    identity = oidc_identity(subject, issuer)
+    if len(identity) > MAX_IDENTITY:
+        raise InvalidInput(f"the OIDC identity {identity[:60]!r}... exceeds {MAX_IDENTITY} chars")
+    get_account(conn, account)
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(identities).values(
+                    identity=identity,
+                    identity_type=IdentityType.OIDC.value,
+                    account=account,
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        raise AlreadyExists(f"identity {identity!r} is mapped already") from None
+
+
+def find_oidc_account(conn: Connection, subject: str, issuer: str) -> str | None:
+    """The account the OIDC identity ``subject``@``issuer`` is mapped to, if any."""
+    identity = oidc_identity(subject, issuer)
+    if len(identity) > MAX_IDENTITY or "\x00" in identity:
+        return None  # could never have been added
+    account: str | None = conn.execute(
+        select(identities.c.account).where(
+            identities.c.identity == identity,
+            identities.c.identity_type == IdentityType.OIDC.value,
+        )
+    ).scalar()
+    return account
 
 
 def add_token(

@@ -20,8 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from lacus.core.clock import utcnow
-from lacus.core.filters import Filter, name_condition, to_condition
+from lacus.core.filters import Filter, any_of, name_condition, to_condition
 from lacus.core.scopes import get_scope
+from lacus.db.engine import insert_rows
 from lacus.db.tables import contents, dids
 from lacus.errors import (
     DIDAlreadyExists,
@@ -222,16 +223,22 @@ def search_dids(
     *,
     name: str = "*",
     filters: Sequence[Filter] = (),
+    groups: Sequence[Sequence[Filter]] = (),
     did_type: DIDType | None = None,
     after: str | None = None,
     limit: int = 1000,
 ) -> list[DIDInfo]:
-    """One page of the DIDs of ``scope`` matching the pattern and filters, in name order."""
+    """One page of the DIDs of ``scope`` matching the pattern and filters, in name order.
+
+    ``filters`` are AND-ed; ``groups`` (when given) must match at least one group.
+    """
     query = select(dids).where(dids.c.scope == scope, name_condition(name))
     if did_type is not None:
         query = query.where(dids.c.did_type == did_type.value)
     for flt in filters:
         query = query.where(to_condition(flt))
+    if groups:
+        query = query.where(any_of(groups))
     if after is not None:
         query = query.where(dids.c.name > after)
     query = query.order_by(dids.c.name).limit(limit)
@@ -302,6 +309,35 @@ def attach(
     added_bytes = sum(found[key].bytes or 0 for key in new)
     _update_totals(conn, scope, name, parent.did_type, len(new), added_bytes, now)
     return len(new)
+
+
+def attach_new_files(
+    conn: Connection, scope: str, name: str, files: Sequence[tuple[DIDKey, int]]
+) -> int:
+    """Attach files created in this transaction, given with their sizes, to an open dataset.
+
+    What ``attach(..., ignore_duplicates=True)`` does, without reading the files back: they are
+    files, of these sizes, attached nowhere yet. A parent that is not an open dataset gets
+    ``attach``'s own answer. Returns how many were attached.
+    """
+    parent = conn.execute(
+        select(dids.c.did_type, dids.c.is_open)
+        .where(dids.c.scope == scope, dids.c.name == name)
+        .with_for_update()
+    ).first()
+    sizes = dict(files)
+    if parent is None or parent.did_type != DIDType.DATASET or not parent.is_open or not sizes:
+        return attach(conn, scope, name, list(sizes), ignore_duplicates=True)
+    now = utcnow()
+    file_type = DIDType.FILE.value
+    insert_rows(
+        conn,
+        contents,
+        ("scope", "name", "child_scope", "child_name", "child_type", "created_at"),
+        [(scope, name, child[0], child[1], file_type, now) for child in sizes],
+    )
+    _update_totals(conn, scope, name, DIDType.DATASET.value, len(sizes), sum(sizes.values()), now)
+    return len(sizes)
 
 
 def _update_totals(
@@ -392,3 +428,28 @@ def set_open(conn: Connection, scope: str, name: str, *, is_open: bool) -> None:
         .where(dids.c.scope == scope, dids.c.name == name)
         .values(is_open=is_open, closed_at=None if is_open else now, updated_at=now)
     )
+
+
+def ancestors(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, list[str]]:
+    """Every collection above each DID (transitively), as ``scope:name`` strings, sorted."""
+    found: dict[DIDKey, set[str]] = {}
+    for scope, names in names_by_scope(keys):
+        base = select(
+            contents.c.child_scope.label("start_scope"),
+            contents.c.child_name.label("start_name"),
+            contents.c.scope,
+            contents.c.name,
+        ).where(contents.c.child_scope == scope, contents.c.child_name.in_(names))
+        tree = base.cte("up", recursive=True)
+        step = select(
+            tree.c.start_scope, tree.c.start_name, contents.c.scope, contents.c.name
+        ).join(
+            tree,
+            and_(contents.c.child_scope == tree.c.scope, contents.c.child_name == tree.c.name),
+        )
+        tree = tree.union(step)
+        for row in conn.execute(select(tree)):
+            found.setdefault((row.start_scope, row.start_name), set()).add(
+                f"{row.scope}:{row.name}"
+            )
+    return {key: sorted(value) for key, value in found.items()}

@@ -7,15 +7,17 @@ other key filters free-form metadata. Parsing is pure; ``to_condition`` turns a 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 
 from lacus.db.tables import did_meta, dids
 from lacus.errors import InvalidMetadataFilter
 from lacus.types import DIDType
 
 _FILTER_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]{0,99})\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*")
+_TYPE_VALUES = {*(t.value for t in DIDType), "collection", "all"}
 _NUMERIC_COLUMNS = {"bytes": dids.c.bytes, "length": dids.c.length}
 
 
@@ -36,8 +38,12 @@ def parse_filter(text: str) -> Filter:
     key, op, value = match.groups()
     if op in ("<", ">", "<=", ">=") and _number(value) is None:
         raise InvalidMetadataFilter(f"invalid filter {text[:80]!r}: {op} needs a number")
-    if key == "type" and (op not in ("=", "!=") or value not in {t.value for t in DIDType}):
-        raise InvalidMetadataFilter("the type filter takes =file, =dataset or =container")
+    if key == "type":
+        value = value.lower()
+        if op not in ("=", "!=") or value not in _TYPE_VALUES:
+            raise InvalidMetadataFilter(
+                "the type filter takes =file, =dataset, =container, =collection or =all"
+            )
     if key == "name" and op not in ("=", "!="):
         raise InvalidMetadataFilter("the name filter takes = or != with a pattern")
     return Filter(key, op, value)
@@ -84,11 +90,18 @@ def _compare(column: ColumnElement[object], op: str, value: object) -> ColumnEle
 
 
 def to_condition(flt: Filter) -> ColumnElement[bool]:
+    condition: ColumnElement[bool]
     if flt.key == "name":
         condition = name_condition(flt.value)
         return ~condition if flt.op == "!=" else condition
     if flt.key == "type":
-        return _compare(dids.c.did_type, flt.op, flt.value)
+        if flt.value == "all":
+            condition = true()
+        elif flt.value == "collection":
+            condition = dids.c.did_type != DIDType.FILE.value
+        else:
+            condition = dids.c.did_type == flt.value
+        return ~condition if flt.op == "!=" else condition
     number = _number(flt.value)
     if flt.key in _NUMERIC_COLUMNS:
         if number is None:
@@ -103,3 +116,8 @@ def to_condition(flt: Filter) -> ColumnElement[bool]:
         found = exists(select(meta.c.key).where(joined, equal))
         return found if flt.op == "=" else ~found
     return exists(select(meta.c.key).where(joined, _compare(meta.c.value_num, flt.op, number)))
+
+
+def any_of(groups: Sequence[Sequence[Filter]]) -> ColumnElement[bool]:
+    """OR of groups, each the AND of its filters (Rucio's list-of-dicts filters)."""
+    return or_(*(and_(true(), *(to_condition(flt) for flt in group)) for group in groups))

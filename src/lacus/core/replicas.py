@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, insert, or_, select, tuple_
+from sqlalchemy import Connection, and_, func, or_, select, tuple_, update
 
 from lacus.core.clock import utcnow
 from lacus.core.dids import DIDKey, chunks, files_query, get_did_row_type, names_by_scope
 from lacus.core.rses import adjust_usage
 from lacus.core.scopes import require_scopes
+from lacus.db.engine import insert_rows
 from lacus.db.tables import dids, replicas, rse_protocols, rses
 from lacus.errors import (
     DIDAlreadyExists,
     InvalidInput,
     ReplicaAlreadyExists,
+    ReplicaNotFound,
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
@@ -50,6 +52,25 @@ def check_file_spec(spec: FileSpec) -> None:
         raise InvalidInput(f"{spec['scope']}:{spec['name']}: invalid path {str(path)[:80]!r}")
 
 
+class Registration(NamedTuple):
+    """What one registration did."""
+
+    replicas: int
+    """Replicas added: one per file."""
+    created: int
+    """File DIDs created; the others existed already (with the same size and adler32)."""
+
+
+_DID_COLUMNS = (
+    "scope", "name", "did_type", "account", "is_open", "bytes", "length", "adler32", "md5",
+    "created_at", "updated_at",
+)  # fmt: skip
+_REPLICA_COLUMNS = (
+    "scope", "name", "rse_id", "bytes", "adler32", "md5", "path", "state", "created_at",
+    "updated_at", "accessed_at", "tombstone",
+)  # fmt: skip
+
+
 def add_replicas(
     conn: Connection,
     rse_id: int,
@@ -64,6 +85,27 @@ def add_replicas(
     An existing file DID must have the same size and adler32. Everything or nothing: the caller's
     transaction rolls back on any error. Returns the number of replicas added.
     """
+    registration = register_replicas(
+        conn, rse_id, files, account=account, deterministic=deterministic, state=state
+    )
+    return registration.replicas
+
+
+def register_replicas(
+    conn: Connection,
+    rse_id: int,
+    files: Sequence[FileSpec],
+    *,
+    account: str,
+    deterministic: bool,
+    state: ReplicaState = ReplicaState.AVAILABLE,
+) -> Registration:
+    """``add_replicas``, also saying how many file DIDs it created.
+
+    The file DIDs are inserted first, those that exist already left out by the database (an
+    index probe per row, no lookup). Only when some existed are the files read back and checked:
+    each must be a file of the same size and adler32, without a replica on this RSE.
+    """
     for spec in files:
         check_file_spec(spec)
         if not deterministic and not spec.get("path"):
@@ -74,61 +116,69 @@ def add_replicas(
     if len(set(keys)) != len(keys):
         raise InvalidInput("the same file appears twice in one registration")
     require_scopes(conn, {key[0] for key in keys})
-    existing = _existing_files(conn, keys)
-    _refuse_existing_replicas(conn, rse_id, list(existing))
     now = utcnow()
-    new_dids = []
-    for spec in files:
-        key = (spec["scope"], spec["name"])
-        row = existing.get(key)
-        if row is None:
-            new_dids.append(
-                {
-                    "scope": spec["scope"],
-                    "name": spec["name"],
-                    "did_type": DIDType.FILE.value,
-                    "account": account,
-                    "is_open": None,
-                    "bytes": spec["bytes"],
-                    "length": None,
-                    "adler32": spec["adler32"],
-                    "md5": spec.get("md5"),
-                    "created_at": now,
-                    "updated_at": now,
-                }
+    file_type = DIDType.FILE.value
+    created = insert_rows(
+        conn,
+        dids,
+        _DID_COLUMNS,
+        [
+            (
+                s["scope"],
+                s["name"],
+                file_type,
+                account,
+                None,
+                s["bytes"],
+                None,
+                s["adler32"],
+                s.get("md5"),
+                now,
+                now,
             )
-        elif row.bytes != spec["bytes"] or row.adler32 != spec["adler32"]:
-            raise DIDAlreadyExists(
-                f"file {key[0]}:{key[1]} exists already with {row.bytes} bytes, adler32 "
-                f"{row.adler32}; this one has {spec['bytes']} bytes, adler32 {spec['adler32']}"
-            )
-    if new_dids:
-        conn.execute(insert(dids), new_dids)
+            for s in files
+        ],
+        skip_existing=True,
+    )
+    if created != len(files):  # some existed: check them (the new ones pass every check)
+        existing = _existing_files(conn, keys)
+        _refuse_existing_replicas(conn, rse_id, list(existing))
+        for spec in files:
+            key = (spec["scope"], spec["name"])
+            row = existing[key]
+            if row.bytes != spec["bytes"] or row.adler32 != spec["adler32"]:
+                raise DIDAlreadyExists(
+                    f"file {key[0]}:{key[1]} exists already with {row.bytes} bytes, adler32 "
+                    f"{row.adler32}; this one has {spec['bytes']} bytes, adler32 {spec['adler32']}"
+                )
     if files:
-        conn.execute(
-            insert(replicas),
+        state_value = state.value
+        insert_rows(
+            conn,
+            replicas,
+            _REPLICA_COLUMNS,
             [
-                {
-                    "scope": spec["scope"],
-                    "name": spec["name"],
-                    "rse_id": rse_id,
-                    "bytes": spec["bytes"],
-                    "adler32": spec["adler32"],
-                    "md5": spec.get("md5"),
-                    "path": _stored_path(spec, deterministic),
-                    "state": state.value,
-                    "created_at": now,
-                    "updated_at": now,
-                    "accessed_at": None,
-                    "tombstone": None,
-                }
-                for spec in files
+                (
+                    s["scope"],
+                    s["name"],
+                    rse_id,
+                    s["bytes"],
+                    s["adler32"],
+                    s.get("md5"),
+                    _stored_path(s, deterministic),
+                    state_value,
+                    now,
+                    now,
+                    None,
+                    None,
+                )
+                for s in files
             ],
         )
         adjust_usage(
             conn, rse_id, bytes_delta=sum(spec["bytes"] for spec in files), files_delta=len(files)
         )
-    return len(files)
+    return Registration(replicas=len(files), created=created)
 
 
 def _stored_path(spec: FileSpec, deterministic: bool) -> str | None:
@@ -258,9 +308,91 @@ def _protocols(conn: Connection) -> dict[int, tuple[str, str, int, str]]:
 
 
 __all__ = [
+    "Registration",
     "add_replicas",
     "check_file_spec",
     "list_file_page",
+    "register_replicas",
     "replica_path",
     "replicas_of",
 ]
+
+
+def replica_rows(conn: Connection, rse_id: int, keys: Sequence[DIDKey]) -> dict[DIDKey, Any]:
+    """The replica rows of ``keys`` on one RSE; a missing one raises ReplicaNotFound."""
+    found: dict[DIDKey, Any] = {}
+    for scope, names in names_by_scope(keys):
+        rows = conn.execute(
+            select(replicas).where(
+                replicas.c.rse_id == rse_id,
+                replicas.c.scope == scope,
+                replicas.c.name.in_(names),
+            )
+        )
+        found.update({(row.scope, row.name): row for row in rows})
+    for key in keys:
+        if key not in found:
+            raise ReplicaNotFound(f"{key[0]}:{key[1]} has no replica on this RSE")
+    return found
+
+
+def set_states(
+    conn: Connection, rse_id: int, changes: Sequence[tuple[DIDKey, ReplicaState]]
+) -> int:
+    """Set the state of replicas on one RSE (grouped per state: one UPDATE per state and scope)."""
+    by_state: dict[ReplicaState, list[DIDKey]] = {}
+    for key, state in changes:
+        by_state.setdefault(state, []).append(key)
+    now = utcnow()
+    changed = 0
+    for state, keys in by_state.items():
+        for scope, names in names_by_scope(keys):
+            result = conn.execute(
+                update(replicas)
+                .where(
+                    replicas.c.rse_id == rse_id,
+                    replicas.c.scope == scope,
+                    replicas.c.name.in_(names),
+                )
+                .values(state=state.value, updated_at=now)
+            )
+            changed += result.rowcount
+    return changed
+
+
+def collection_replicas(conn: Connection, scope: str, name: str) -> list[dict[str, Any]]:
+    """Per RSE, the available replicas of the files below a collection: count and bytes."""
+    did_type = get_did_row_type(conn, scope, name)
+    files = files_query(scope, name, did_type).subquery()
+    total = conn.execute(select(func.count(), func.coalesce(func.sum(files.c.bytes), 0))).one()
+    rows = conn.execute(
+        select(
+            rses.c.rse,
+            rses.c.id,
+            func.count().label("available_length"),
+            func.coalesce(func.sum(replicas.c.bytes), 0).label("available_bytes"),
+        )
+        .select_from(
+            files.join(
+                replicas,
+                and_(replicas.c.scope == files.c.scope, replicas.c.name == files.c.name),
+            ).join(rses, rses.c.id == replicas.c.rse_id)
+        )
+        .where(replicas.c.state == ReplicaState.AVAILABLE.value)
+        .group_by(rses.c.rse, rses.c.id)
+        .order_by(rses.c.rse)
+    )
+    return [
+        {
+            "scope": scope,
+            "name": name,
+            "rse": row.rse,
+            "rse_id": str(row.id),
+            "length": int(total[0]),
+            "bytes": int(total[1]),
+            "available_length": int(row.available_length),
+            "available_bytes": int(row.available_bytes),
+            "state": "AVAILABLE" if row.available_length == total[0] else "UNAVAILABLE",
+        }
+        for row in rows
+    ]

@@ -189,3 +189,17 @@ def adjust_usage(conn: Connection, rse_id: int, *, bytes_delta: int, files_delta
         .where(rses.c.id == rse_id)
         .values(used_bytes=rses.c.used_bytes + bytes_delta, files=rses.c.files + files_delta)
     )
+
+
+def rse_attribute_map(conn: Connection) -> dict[str, dict[str, str]]:
+    """RSE name → attributes, with the implicit ``rse`` and ``rse_type``: what expressions see."""
+    result: dict[str, dict[str, str]] = {}
+    id_to_name: dict[int, str] = {}
+    for row in conn.execute(select(rses.c.id, rses.c.rse, rses.c.rse_type)):
+        result[row.rse] = {"rse": row.rse, "rse_type": row.rse_type}
+        id_to_name[row.id] = row.rse
+    for attr in conn.execute(select(rse_attributes)):
+        name = id_to_name.get(attr.rse_id)
+        if name is not None:
+            result[name].setdefault(attr.key, attr.value)
+    return result

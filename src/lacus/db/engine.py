@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
@@ -74,4 +74,75 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
             yield connection
 
 
-__all__ = ["is_sqlite", "make_engine", "normalise_url", "transaction"]
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    skip_existing: bool = False,
+) -> int:
+    """Insert ``rows`` (one value per name in ``columns``) with one DBAPI ``executemany``.
+
+    Core's executemany builds and processes a dictionary per row, which costs more than SQLite
+    takes to store the row; here each value goes through its column type's bind processor (once
+    per distinct value, so a timestamp shared by every row is converted once) and the driver
+    gets plain tuples. ``skip_existing`` leaves out the rows whose primary or unique key exists
+    already (``ON CONFLICT DO NOTHING``: a probe of the key's index per row). Returns the number
+    of rows inserted.
+    """
+    if not rows:
+        return 0
+    dialect = conn.dialect
+    mark = _MARKS.get(dialect.paramstyle)
+    if mark is None or dialect.name not in ("sqlite", "postgresql"):
+        if skip_existing:
+            raise NotImplementedError(f"skip_existing on {dialect.name} ({dialect.paramstyle})")
+        result = conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+        return len(rows) if result.rowcount < 0 else int(result.rowcount)
+    preparer = dialect.identifier_preparer
+    names = ", ".join(preparer.quote(name) for name in columns)
+    marks = ", ".join([mark] * len(columns))
+    sql = f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({marks})"
+    if skip_existing:
+        sql += " ON CONFLICT DO NOTHING"
+    processors = [
+        (index, _memoised(processor))
+        for index, name in enumerate(columns)
+        if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    if processors:
+        rows = [_processed(row, processors) for row in rows]
+    result = conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
+    return int(result.rowcount)
+
+
+def _memoised(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    done: dict[tuple[type, Any], Any] = {}
+
+    def process(value: Any) -> Any:
+        key = (type(value), value)
+        try:
+            return done[key]
+        except KeyError:
+            done[key] = result = processor(value)
+            return result
+        except TypeError:  # unhashable
+            return processor(value)
+
+    return process
+
+
+def _processed(
+    row: Sequence[Any], processors: list[tuple[int, Callable[[Any], Any]]]
+) -> tuple[Any, ...]:
+    values = list(row)
+    for index, process in processors:
+        values[index] = process(values[index])
+    return tuple(values)
+
+
+__all__ = ["insert_rows", "is_sqlite", "make_engine", "normalise_url", "transaction"]

@@ -22,7 +22,17 @@ from lacus.errors import (
 )
 from lacus.server.limits import BodyLimit
 from lacus.server.responses import error_response
-from lacus.server.routes import accounts, auth, dids, ping, replicas, rses, scopes
+from lacus.server.routes import (
+    accounts,
+    auth,
+    dids,
+    ping,
+    replicas,
+    rses,
+    rules,
+    scopes,
+    traces,
+)
 from lacus.service import Lake, Settings
 
 log = logging.getLogger("lacus.server")
@@ -41,7 +51,7 @@ def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
 
     app = FastAPI(title="Lacus", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.lake = the_lake
-    for module in (ping, auth, accounts, scopes, rses, dids, replicas):
+    for module in (ping, auth, accounts, scopes, rses, dids, replicas, rules, traces):
         app.include_router(module.router)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

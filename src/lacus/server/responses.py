@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from lacus.errors import LacusError
 
 NDJSON = "application/x-json-stream"
+T = TypeVar("T")
 
 
 def _default(value: Any) -> Any:
@@ -40,18 +41,20 @@ def created() -> Response:
     return Response(b"Created", status_code=201, media_type="text/plain")
 
 
-def stream(items: Iterable[Any]) -> Response:
-    """Stream ``items`` as newline-delimited JSON.
-
-    The first item is produced before the response starts, so errors such as an unknown DID
-    still become a proper 4xx instead of a broken stream.
-    """
+def prefetched(items: Iterable[T]) -> Iterator[T]:
+    """``items`` with the first one produced now, so errors such as an unknown DID surface
+    before a response starts (as a proper 4xx instead of a broken stream)."""
     iterator = iter(items)
     try:
         first = next(iterator)
     except StopIteration:
-        return Response(b"", media_type=NDJSON)
-    return StreamingResponse(_lines(chain([first], iterator)), media_type=NDJSON)
+        return iter(())
+    return chain([first], iterator)
+
+
+def stream(items: Iterable[Any]) -> Response:
+    """Stream ``items`` as newline-delimited JSON (``application/x-json-stream``)."""
+    return StreamingResponse(_lines(prefetched(items)), media_type=NDJSON)
 
 
 def _lines(items: Iterator[Any]) -> Iterator[bytes]:

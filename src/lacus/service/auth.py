@@ -1,4 +1,9 @@
-"""Authentication: user/password logins issue tokens; tokens authenticate requests (cached)."""
+"""Authentication: user/password logins issue tokens; tokens authenticate requests (cached).
+
+A bearer token is either an opaque Lacus token (issued by ``login_userpass``, checked against the
+catalog) or a JWT of a configured OIDC issuer (checked by ``Lake.oidc()``, then mapped to an
+account: first through an identity ``sub@iss``, else through the issuer's ``account_claim``).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ from datetime import datetime, timedelta
 
 from lacus.core import accounts
 from lacus.core.clock import utcnow
-from lacus.errors import Unauthenticated
+from lacus.errors import InvalidName, Unauthenticated
+from lacus.naming import validate_account
 from lacus.service.lake import Lake, Principal
+from lacus.service.oidc import VerifiedToken, looks_like_jwt
 
 
 def login_userpass(lake: Lake, account: str, username: str, password: str) -> tuple[str, datetime]:
@@ -26,20 +33,62 @@ def login_userpass(lake: Lake, account: str, username: str, password: str) -> tu
 
 
 def authenticate(lake: Lake, token: str) -> Principal:
-    """The principal a token stands for; validated tokens are cached for a few seconds."""
+    """The principal a token stands for; validated tokens are cached for a few seconds (a JWT no
+    longer than its ``exp``)."""
     cached = lake.cached_principal(token)
     if cached is not None:
         return cached
-    with lake.read() as conn:
-        account, expires_at = accounts.validate_token(conn, token)
-        info = accounts.get_account(conn, account)
-    principal = Principal(account=account, admin=info["admin"])
+    if looks_like_jwt(token):
+        principal, expires_at = _authenticate_jwt(lake, token)
+    else:
+        with lake.read() as conn:
+            account, expires_at = accounts.validate_token(conn, token)
+            info = accounts.get_account(conn, account)
+        principal = Principal(account=account, admin=info["admin"])
     lake.cache_principal(token, principal, expires_at)
     return principal
 
 
+def _authenticate_jwt(lake: Lake, token: str) -> tuple[Principal, datetime]:
+    verified = lake.oidc().verify(token)
+    with lake.read() as conn:
+        account = accounts.find_oidc_account(conn, verified.subject, verified.issuer)
+        if account is None and verified.claimed_account is not None:
+            account = _valid_account(verified.claimed_account)
+        info = accounts.find_account(conn, account) if account is not None else None
+    if info is None:
+        raise Unauthenticated(_no_account(verified))
+    if info["status"] != "active":
+        raise Unauthenticated(f"account {info['account']!r} is {info['status']}")
+    return Principal(account=info["account"], admin=info["admin"]), verified.expires_at
+
+
+def _valid_account(name: str) -> str | None:
+    try:
+        return validate_account(name)
+    except InvalidName:
+        return None
+
+
+def _no_account(verified: VerifiedToken) -> str:
+    identity = accounts.oidc_identity(verified.subject, verified.issuer)
+    claim = verified.account_claim
+    named = (
+        f"its {claim!r} claim names no account"
+        if verified.claimed_account is not None
+        else f"it has no {claim!r} claim"
+    )
+    return (
+        f"the JWT is genuine but maps to no Lacus account: identity {identity[:120]!r} is not "
+        f"mapped to an account and {named}"
+    )
+
+
 def token_expiry(lake: Lake, token: str) -> tuple[datetime, int]:
     """When the token expires, and how many whole seconds it has left."""
-    with lake.read() as conn:
-        expires_at = accounts.validate_token(conn, token)[1]
+    if looks_like_jwt(token):
+        expires_at = lake.oidc().verify(token).expires_at
+    else:
+        with lake.read() as conn:
+            expires_at = accounts.validate_token(conn, token)[1]
     return expires_at, max(0, int((expires_at - utcnow()).total_seconds()))

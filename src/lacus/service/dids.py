@@ -44,12 +44,17 @@ def search_dids(
     *,
     name: str = "*",
     filters: Sequence[str] = (),
+    groups: Sequence[Sequence[str]] = (),
     did_type: DIDType | None = None,
     limit: int | None = None,
 ) -> Iterator[DIDInfo]:
-    """Stream the matching DIDs of a scope, a page per short read transaction."""
+    """Stream the matching DIDs of a scope, a page per short read transaction.
+
+    ``filters`` are AND-ed; with ``groups`` a DID must also match every filter of one group.
+    """
     validate_scope(scope)
     parsed = parse_filters(list(filters))
+    parsed_groups = [parse_filters(list(group)) for group in groups]
     with lake.read() as conn:
         get_scope(conn, scope)
     after: str | None = None
@@ -59,7 +64,14 @@ def search_dids(
         size = page_size if remaining is None else min(page_size, remaining)
         with lake.read() as conn:
             page = dids.search_dids(
-                conn, scope, name=name, filters=parsed, did_type=did_type, after=after, limit=size
+                conn,
+                scope,
+                name=name,
+                filters=parsed,
+                groups=parsed_groups,
+                did_type=did_type,
+                after=after,
+                limit=size,
             )
         yield from page
         if len(page) < size:

@@ -14,8 +14,10 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from lacus.core import accounts, rses
+from lacus.core.clock import utcnow
 from lacus.db import make_engine, transaction, upgrade
 from lacus.errors import AccessDenied, AlreadyExists
+from lacus.service.oidc import OIDCVerifier
 from lacus.service.settings import Settings, default_database_url, write_settings
 from lacus.types import AccountType, ProtocolInfo, RSEType
 
@@ -49,6 +51,7 @@ class Lake:
         self.engine = make_engine(settings.database_url)
         self._token_cache: dict[str, tuple[Principal, datetime, float]] = {}
         self._token_lock = threading.Lock()
+        self._oidc: OIDCVerifier | None = None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -68,8 +71,6 @@ class Lake:
         if hit is None:
             return None
         principal, expires_at, cached_at = hit
-        from lacus.core.clock import utcnow
-
         if (
             time.monotonic() - cached_at > self.settings.token_cache_seconds
             or expires_at <= utcnow()
@@ -80,12 +81,34 @@ class Lake:
         return principal
 
     def cache_principal(self, token: str, principal: Principal, expires_at: datetime) -> None:
+        """Remember ``principal`` for ``token`` until ``expires_at`` (the token's own expiry, e.g.
+        a JWT's ``exp``) or for ``token_cache_seconds``, whichever comes first."""
         with self._token_lock:
             if len(self._token_cache) > 10_000:
                 self._token_cache.clear()
             self._token_cache[token] = (principal, expires_at, time.monotonic())
 
+    def oidc(self) -> OIDCVerifier:
+        """The verifier of JWT bearer tokens, built on first use and whenever the configured
+        issuers change (it caches their keys)."""
+        with self._token_lock:
+            verifier = self._oidc
+            if verifier is None or verifier.issuers != self.settings.oidc_issuers:
+                if verifier is not None:
+                    verifier.close()
+                verifier = self._oidc = OIDCVerifier(self.settings)
+            return verifier
+
+    def reset_auth_caches(self) -> None:
+        """Forget validated tokens and cached issuer keys (after changing issuers or identities)."""
+        with self._token_lock:
+            self._token_cache.clear()
+            if self._oidc is not None:
+                self._oidc.close()
+            self._oidc = None
+
     def close(self) -> None:
+        self.reset_auth_caches()
         self.engine.dispose()
 
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from lacus.core import dids, metadata, replicas, rses
 from lacus.core.dids import DIDKey
-from lacus.errors import AccessDenied, InvalidInput
+from lacus.core.rules import resolve_ids
+from lacus.errors import (
+    AccessDenied,
+    ChecksumMismatch,
+    InvalidInput,
+    LacusError,
+    ProtocolNotFound,
+)
 from lacus.naming import validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
 from lacus.service.scopes import require_writer
-from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaState
+from lacus.storage import StorageBackend, open_backend
+from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaState, RSEInfo
 
 MAX_FILES_PER_REQUEST = 100_000
 
@@ -22,11 +31,14 @@ def add_replicas(
     files: Sequence[FileSpec],
     *,
     dataset: DIDKey | None = None,
+    state: ReplicaState = ReplicaState.AVAILABLE,
+    ignore_availability: bool = False,
 ) -> int:
     """Register files and their replicas on ``rse``; attach them to ``dataset`` when given.
 
     One transaction: a dataset that does not exist is created (open); either every file is
-    registered and attached, or nothing is.
+    registered and attached, or nothing is. Replicas registered ``copying`` (Rucio's upload
+    announces them before writing) stay invisible until ``update_replica_states`` verifies them.
     """
     if len(files) > MAX_FILES_PER_REQUEST:
         raise InvalidInput(f"at most {MAX_FILES_PER_REQUEST} files per registration")
@@ -35,18 +47,19 @@ def add_replicas(
         validate_name(dataset[1])
     with lake.write() as conn:
         info = rses.get_rse(conn, rse)
-        if not info["availability_write"]:
+        if not info["availability_write"] and not ignore_availability:
             raise AccessDenied(f"RSE {rse} is not available for writing")
         for scope in sorted(
             {spec["scope"] for spec in files} | ({dataset[0]} if dataset else set())
         ):
             require_writer(conn, principal, scope)
-        added = replicas.add_replicas(
+        registration = replicas.register_replicas(
             conn,
             info["id"],
             files,
             account=principal.account,
             deterministic=info["deterministic"],
+            state=state,
         )
         meta = {(spec["scope"], spec["name"]): spec["meta"] for spec in files if spec.get("meta")}
         if meta:
@@ -54,13 +67,20 @@ def add_replicas(
         if dataset is not None:
             if dids.find_did(conn, *dataset) is None:
                 dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
-            dids.attach(
-                conn,
-                *dataset,
-                [(spec["scope"], spec["name"]) for spec in files],
-                ignore_duplicates=True,
-            )
-        return added
+            if registration.created == len(files):  # all new: attached nowhere yet
+                dids.attach_new_files(
+                    conn,
+                    *dataset,
+                    [((spec["scope"], spec["name"]), spec["bytes"]) for spec in files],
+                )
+            else:
+                dids.attach(
+                    conn,
+                    *dataset,
+                    [(spec["scope"], spec["name"]) for spec in files],
+                    ignore_duplicates=True,
+                )
+        return registration.replicas
 
 
 def list_replicas(
@@ -69,14 +89,22 @@ def list_replicas(
     targets: Sequence[DIDKey],
     *,
     rse: str | None = None,
+    rse_expression: str | None = None,
     states: Sequence[ReplicaState] = (ReplicaState.AVAILABLE,),
+    with_parents: bool = False,
 ) -> Iterator[ReplicaInfo]:
-    """Stream the replicas of the files at or below each target DID, a page per transaction."""
+    """Stream the replicas of the files at or below each target DID, a page per transaction.
+
+    ``rse`` or ``rse_expression`` restrict the RSEs; ``with_parents`` adds every ancestor
+    collection of each file (``parents``, as ``scope:name``).
+    """
     size = lake.settings.page_size
     rse_ids: list[int] | None = None
-    if rse is not None:
+    if rse is not None or rse_expression is not None:
         with lake.read() as conn:
-            rse_ids = [rses.get_rse_id(conn, rse)]
+            rse_ids = [rses.get_rse_id(conn, rse)] if rse is not None else []
+            if rse_expression is not None:
+                rse_ids += resolve_ids(conn, rse_expression)
     seen: set[DIDKey] = set()
     for scope, name in targets:
         after: DIDKey | None = None
@@ -85,9 +113,78 @@ def list_replicas(
                 page = replicas.list_file_page(conn, scope, name, after=after, limit=size)
                 fresh = [row for row in page if (row.scope, row.name) not in seen]
                 found = replicas.replicas_of(conn, fresh, rse_ids=rse_ids, states=states)
+                if with_parents:
+                    parents = dids.ancestors(conn, [(row.scope, row.name) for row in fresh])
+                    for item in found:
+                        item["parents"] = parents.get((item["scope"], item["name"]), [])
             if len(targets) > 1:
                 seen.update((row.scope, row.name) for row in fresh)
             yield from found
             if len(page) < size:
                 break
             after = (page[-1].scope, page[-1].name)
+
+
+def update_replica_states(
+    lake: Lake, principal: Principal, rse: str, files: Sequence[tuple[DIDKey, ReplicaState]]
+) -> int:
+    """Change replica states on ``rse``. A replica becomes ``available`` only after its bytes
+    on the storage are verified (size and adler32 read back) when the server can reach them."""
+    with lake.read() as conn:
+        info = rses.get_rse(conn, rse)
+        for scope in sorted({key[0] for key, _ in files}):
+            require_writer(conn, principal, scope)
+        found = replicas.replica_rows(conn, info["id"], [key for key, _ in files])
+    becoming_available = [
+        found[key]
+        for key, state in files
+        if state is ReplicaState.AVAILABLE and found[key].state != ReplicaState.AVAILABLE
+    ]
+    if becoming_available:
+        verify_on_storage(info, becoming_available)
+    with lake.write() as conn:
+        return replicas.set_states(conn, info["id"], [(key, state) for key, state in files])
+
+
+def verify_on_storage(info: RSEInfo, rows: Sequence[Any]) -> None:
+    """Size and adler32 of each replica's bytes, read back from the RSE, against the catalog."""
+    try:
+        backend = backend_for_rse(info)
+    except LacusError:
+        return  # the server cannot see this storage: the uploader verified it (as Rucio does)
+    for row in rows:
+        path = replicas.replica_path(row.scope, row.name, row.path)
+        stat = backend.stat(path)
+        if stat.bytes != row.bytes:
+            raise ChecksumMismatch(
+                f"{row.scope}:{row.name} on {info['rse']}: {stat.bytes} bytes on the storage, "
+                f"{row.bytes} registered"
+            )
+        stored = backend.checksum(path, "adler32")
+        if stored != row.adler32:
+            raise ChecksumMismatch(
+                f"{row.scope}:{row.name} on {info['rse']}: adler32 {stored} on the storage, "
+                f"{row.adler32} registered"
+            )
+
+
+def backend_for_rse(info: RSEInfo) -> StorageBackend:
+    for proto in info["protocols"]:
+        try:
+            return open_backend(
+                proto["scheme"],
+                prefix=proto["prefix"],
+                hostname=proto["hostname"],
+                port=proto["port"],
+            )
+        except LacusError:
+            continue
+    raise ProtocolNotFound(f"no protocol of {info['rse']} is reachable from the server")
+
+
+def dataset_replicas(
+    lake: Lake, principal: Principal, scope: str, name: str
+) -> list[dict[str, Any]]:
+    """Per RSE: how many of the files below a collection it holds (available), and their bytes."""
+    with lake.read() as conn:
+        return replicas.collection_replicas(conn, scope, name)

@@ -6,11 +6,54 @@ import os
 from pathlib import Path
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from lacus.errors import InvalidInput, NotFound
 
 CONFIG_NAME = "lake.json"
+
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""The JWT algorithms an issuer may use: public-key signatures only (no ``none``, no ``HS*``)."""
+
+
+class OIDCIssuer(BaseModel):
+    """One trusted OpenID Connect issuer whose JWT bearer tokens authenticate accounts."""
+
+    issuer: str = Field(min_length=1, description="the tokens' 'iss' value")
+    jwks_url: str = Field(min_length=1, description="where the issuer publishes its keys (JWKS)")
+    audience: str | list[str] = Field(description="a token's 'aud' must name one of these")
+    account_claim: str = Field(
+        default="preferred_username",
+        description="the claim naming the account, used when no identity is mapped",
+    )
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"], description="signature algorithms accepted"
+    )
+    jwks_cache_seconds: float = Field(default=300.0, ge=0, description="seconds keys are cached")
+    jwks_min_refetch_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="least seconds between two fetches of the keys forced by unknown key ids "
+        "or by a failed fetch",
+    )
+    leeway_seconds: int = Field(default=30, ge=0, description="clock skew allowed on exp/nbf/iat")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _public_key_algorithms(cls, value: list[str]) -> list[str]:
+        unsafe = sorted(set(value) - ASYMMETRIC_ALGORITHMS)
+        if unsafe or not value:
+            raise ValueError(
+                f"algorithms must be some of {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}"
+                + (f", not {', '.join(unsafe)}" if unsafe else "")
+            )
+        return value
+
+    @property
+    def audiences(self) -> list[str]:
+        return [self.audience] if isinstance(self.audience, str) else list(self.audience)
 
 
 class Settings(BaseModel):
@@ -24,6 +67,9 @@ class Settings(BaseModel):
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="largest request body")
     page_size: int = Field(default=1000, description="rows per page of streamed listings")
+    oidc_issuers: list[OIDCIssuer] = Field(
+        default_factory=list, description="OpenID Connect issuers whose JWTs are accepted"
+    )
 
 
 def default_database_url(lake_dir: Path) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
 from lacus.errors import InvalidInput
 from lacus.models import AccountBody
@@ -10,7 +13,7 @@ from lacus.naming import validate_account
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import created, json_response, stream
 from lacus.service import accounts, scopes
-from lacus.types import AccountType
+from lacus.types import AccountType, IdentityType
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -64,4 +67,43 @@ def list_account_scopes(account: str, lake: LakeDep, principal: PrincipalDep) ->
 @router.post("/{account}/scopes/{scope}", status_code=201)
 def add_scope(account: str, scope: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     scopes.add_scope(lake, principal, scope, account=validate_account(account))
+    return created()
+
+
+# -- identities ----------------------------------------------------------------------------------
+class IdentityBody(BaseModel):
+    """Lacus sends ``{"identity": sub, "issuer": iss, "type": "oidc"}``; Rucio clients send
+    ``{"identity": "SUB=sub, ISS=iss", "authtype": "OIDC", "email": ...}``."""
+
+    identity: str = Field(min_length=1, max_length=255)
+    issuer: str | None = Field(default=None, max_length=255)
+    type: str | None = None
+    authtype: str | None = None
+    email: str | None = None
+
+
+_RUCIO_OIDC = re.compile(r"SUB=(?P<sub>.+), ISS=(?P<iss>.+)")
+
+
+@router.post("/{account}/identities", status_code=201)
+def add_identity(
+    account: str, body: IdentityBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    kind = (body.type or body.authtype or "").lower()
+    try:
+        identity_type = IdentityType(kind)
+    except ValueError:
+        raise InvalidInput(f"invalid identity type {kind[:30]!r}: use oidc") from None
+    subject, issuer = body.identity, body.issuer
+    rucio_style = _RUCIO_OIDC.fullmatch(subject)
+    if issuer is None and rucio_style is not None:
+        subject, issuer = rucio_style["sub"], rucio_style["iss"]
+    accounts.add_identity(
+        lake,
+        principal,
+        validate_account(account),
+        kind=identity_type,
+        identity=subject,
+        issuer=issuer,
+    )
     return created()

@@ -9,29 +9,17 @@ from fastapi import APIRouter, Query, Response
 from lacus.errors import InvalidInput
 from lacus.models import AttachBody, CollectionBody, MetaBody, MetaBulkBody, StatusBody
 from lacus.naming import validate_name, validate_scope
+from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import created, json_response, stream
-from lacus.service import dids
-from lacus.types import DIDType
+from lacus.service import dids, rules
+from lacus.types import DIDType, RuleGrouping, RuleSpec
 
 router = APIRouter(prefix="/dids", tags=["dids"])
 
 
 def _did(scope: str, name: str) -> tuple[str, str]:
     return validate_scope(scope), validate_name(name)
-
-
-def _did_type(value: str | None) -> DIDType | None:
-    if value is None or value in ("all", "any", ""):
-        return None
-    if value == "collection":
-        return None
-    try:
-        return DIDType(value.lower())
-    except ValueError:
-        raise InvalidInput(
-            f"invalid type {value[:30]!r}: use file, dataset, container, collection or all"
-        ) from None
 
 
 @router.get("/{scope}/dids/search")
@@ -42,33 +30,86 @@ def search(
     name: str = "*",
     type: str | None = None,
     filter: Annotated[list[str] | None, Query()] = None,
+    filters: Annotated[str | None, Query(max_length=10_000)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
-    long: bool = False,
+    long: str = "false",
+    recursive: str = "false",
 ) -> Response:
-    did_type = _did_type(type)
+    """Search DIDs: Lacus's ``name`` + repeated ``filter`` (``key>n``), or Rucio's ``filters``
+    (a literal list of dicts, OR-ed groups of AND-ed ``key[.gt|.lt|.gte|.lte|.ne]: value``)."""
+    groups = rucio.parse_filters(filters) if filters else []
+    type_filter = [] if type in (None, "", "all") else [f"type={type.lower()}"]
+    if type is not None and type.lower() not in ("all", "collection", *DIDType):
+        raise InvalidInput(
+            f"invalid type {type[:30]!r}: use file, dataset, container, collection or all"
+        )
     found = dids.search_dids(
-        lake, principal, scope, name=name, filters=filter or [], did_type=did_type, limit=limit
+        lake,
+        principal,
+        scope,
+        name=name,
+        filters=[*(filter or []), *_group_defaults(groups, type_filter)],
+        groups=[_with_type(group, type_filter) for group in groups],
+        limit=limit,
     )
-    if type == "collection":
-        found = (did for did in found if did["type"] != DIDType.FILE)
-    if long:
-        return stream(found)
+    if long.lower() in ("true", "1"):
+        return stream(rucio.did(did) for did in found)
     return stream(did["name"] for did in found)
+
+
+def _group_defaults(groups: list[list[str]], type_filter: list[str]) -> list[str]:
+    """The URL's type applies to the whole query unless the groups name their own types."""
+    return [] if groups else type_filter
+
+
+def _with_type(group: list[str], type_filter: list[str]) -> list[str]:
+    if any(condition.startswith("type") for condition in group):
+        return group
+    return [*group, *type_filter]
 
 
 @router.post("/{scope}/{name}", status_code=201)
 def add_collection(
     scope: str, name: str, body: CollectionBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
-    dids.add_collection(
-        lake, principal, *_did(scope, name), DIDType(body.type.lower()), meta=body.meta
-    )
+    """Create a dataset or container; Rucio's ``dids`` (attach) and ``rules`` come along."""
+    key = _did(scope, name)
+    dids.add_collection(lake, principal, *key, DIDType(body.type.lower()), meta=body.meta or {})
+    if body.dids:
+        dids.attach(lake, principal, *key, [_did(ref.scope, ref.name) for ref in body.dids])
+    for item in body.rules or []:
+        spec = RuleSpec(
+            scope=key[0],
+            name=key[1],
+            rse_expression=item.rse_expression,
+            copies=item.copies,
+            grouping=RuleGrouping((item.grouping or "dataset").lower()),
+            lifetime=item.lifetime,
+        )
+        rules.add_rules(lake, principal, [spec], account=item.account)
     return created()
 
 
 @router.get("/{scope}/{name}")
-def get_did(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
-    return json_response(dids.get_did(lake, principal, *_did(scope, name)))
+def get_did(
+    scope: str,
+    name: str,
+    lake: LakeDep,
+    principal: PrincipalDep,
+    dynamic_depth: str | None = None,
+) -> Response:
+    info = dids.get_did(lake, principal, *_did(scope, name))
+    if dynamic_depth is not None and info["type"] == DIDType.FILE:
+        info["length"] = 1
+    return json_response(rucio.did(info))
+
+
+@router.get("/{scope}/{name}/rules")
+def list_did_rules(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    key = _did(scope, name)
+    dids.get_did(lake, principal, *key)
+    found = rules.list_rules(lake, principal, scope=key[0], name=key[1])
+    return stream(rucio.rule(rule) for rule in found)
 
 
 @router.get("/{scope}/{name}/dids")
@@ -99,7 +140,10 @@ def detach(
 @router.get("/{scope}/{name}/parents")
 def list_parents(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     parents = dids.list_parents(lake, principal, *_did(scope, name))
-    return json_response([{"scope": s, "name": n} for s, n in parents])
+    found = (dids.get_did(lake, principal, s, n) for s, n in parents)
+    return stream(
+        {"scope": p["scope"], "name": p["name"], "type": p["type"].upper()} for p in found
+    )
 
 
 @router.get("/{scope}/{name}/files")
@@ -116,8 +160,25 @@ def set_status(
 
 
 @router.get("/{scope}/{name}/meta")
-def get_metadata(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
-    return json_response(dids.get_metadata(lake, principal, *_did(scope, name)))
+def get_metadata(
+    scope: str,
+    name: str,
+    lake: LakeDep,
+    principal: PrincipalDep,
+    plugin: str = "DID_COLUMN",
+) -> Response:
+    """Rucio's plugins: ``DID_COLUMN`` (the DID's own columns, the default), ``JSON`` (free-form
+    metadata) or ``ALL`` (both)."""
+    key = _did(scope, name)
+    choice = plugin.upper()
+    if choice not in ("DID_COLUMN", "JSON", "ALL"):
+        raise InvalidInput(f"invalid plugin {plugin[:30]!r}: use DID_COLUMN, JSON or ALL")
+    result: dict[str, object] = {}
+    if choice in ("DID_COLUMN", "ALL"):
+        result.update(rucio.did(dids.get_did(lake, principal, *key)))
+    if choice in ("JSON", "ALL"):
+        result.update(dids.get_metadata(lake, principal, *key))
+    return json_response(result)
 
 
 @router.post("/{scope}/{name}/meta", status_code=201)

@@ -1,30 +1,98 @@
-"""Replicas: bulk registration (``POST /replicas``), streamed listing (``POST /replicas/list``)."""
+"""Replicas: registration (``POST /replicas``), state changes (``PUT /replicas``), streamed
+listing (``POST /replicas/list``, JSON lines or Metalink) and per-RSE dataset summaries."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from lacus.models import ReplicaListBody, ReplicasBody
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import StreamingResponse
+
+from lacus.errors import InvalidInput
+from lacus.models import ReplicaListBody, ReplicasBody, ReplicaStatesBody
 from lacus.naming import validate_name, validate_scope
+from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
-from lacus.server.responses import created, stream
+from lacus.server.responses import created, json_response, prefetched, stream
 from lacus.service import replicas
 from lacus.types import FileSpec, ReplicaState
 
 router = APIRouter(prefix="/replicas", tags=["replicas"])
+METALINK = "application/metalink4+xml"
 
 
 @router.post("", status_code=201)
 @router.post("/", status_code=201, include_in_schema=False)
 def add_replicas(body: ReplicasBody, lake: LakeDep, principal: PrincipalDep) -> Response:
-    files = [FileSpec(**file.model_dump()) for file in body.files]  # type: ignore[typeddict-item]
+    """Register files and replicas on one RSE (creating the file DIDs), in one transaction.
+
+    Files announced ``C`` (copying) stay invisible until ``PUT /replicas`` makes them ``A``."""
+    states = {rucio.replica_state(file.state) for file in body.files}
+    if len(states) > 1:
+        raise InvalidInput("all files of one registration must have the same state")
+    state = states.pop() if states else ReplicaState.AVAILABLE
+    if state not in (ReplicaState.AVAILABLE, ReplicaState.COPYING):
+        raise InvalidInput("new replicas are registered available (A) or copying (C)")
+    files = [
+        FileSpec(**file.model_dump(exclude={"state"}))  # type: ignore[typeddict-item]
+        for file in body.files
+    ]
     dataset = (body.dataset.scope, body.dataset.name) if body.dataset else None
-    replicas.add_replicas(lake, principal, body.rse, files, dataset=dataset)
+    replicas.add_replicas(
+        lake,
+        principal,
+        body.rse,
+        files,
+        dataset=dataset,
+        state=state,
+        ignore_availability=body.ignore_availability,
+    )
     return created()
 
 
+@router.put("")
+def update_replicas(body: ReplicaStatesBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """Change replica states; ``A`` (available) is granted only to verified bytes."""
+    changes = [
+        ((validate_scope(f.scope), validate_name(f.name)), rucio.replica_state(f.state))
+        for f in body.files
+    ]
+    count = replicas.update_replica_states(lake, principal, body.rse, changes)
+    return json_response({"updated": count})
+
+
 @router.post("/list")
-def list_replicas(body: ReplicaListBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+def list_replicas(
+    body: ReplicaListBody,
+    lake: LakeDep,
+    principal: PrincipalDep,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
     targets = [(validate_scope(ref.scope), validate_name(ref.name)) for ref in body.dids]
     states = list(ReplicaState) if body.all_states else [ReplicaState.AVAILABLE]
-    return stream(replicas.list_replicas(lake, principal, targets, rse=body.rse, states=states))
+    as_metalink = accept is not None and METALINK in accept
+    found = replicas.list_replicas(
+        lake,
+        principal,
+        targets,
+        rse=body.rse,
+        rse_expression=body.rse_expression,
+        states=states,
+        with_parents=body.resolve_parents or as_metalink,
+    )
+    lines = (
+        rucio.replica(item, all_states=body.all_states, parents=item.get("parents"))
+        for item in found
+    )
+    if as_metalink:
+        return StreamingResponse(rucio.metalink(prefetched(lines)), media_type=METALINK)
+    return stream(lines)
+
+
+@router.get("/{scope}/{name}/datasets")
+def dataset_replicas(
+    scope: str, name: str, lake: LakeDep, principal: PrincipalDep, deep: str = "false"
+) -> Response:
+    """Per RSE, how much of a collection it holds (Rucio's ``replica list dataset``)."""
+    key = (validate_scope(scope), validate_name(name))
+    return stream(replicas.dataset_replicas(lake, principal, *key))

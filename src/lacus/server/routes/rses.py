@@ -6,17 +6,23 @@ from fastapi import APIRouter, Response
 
 from lacus.models import AttributeBody, ProtocolBody, RSEBody, RSEUpdateBody
 from lacus.naming import validate_rse
+from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import created, json_response, stream
 from lacus.service import rses
+from lacus.service.rules import resolve_expression
 from lacus.types import ProtocolInfo, RSEType
 
 router = APIRouter(prefix="/rses", tags=["rses"])
 
 
 @router.get("/")
-def list_rses(lake: LakeDep, principal: PrincipalDep) -> Response:
-    return stream(rses.list_rses(lake, principal))
+def list_rses(lake: LakeDep, principal: PrincipalDep, expression: str | None = None) -> Response:
+    found = rses.list_rses(lake, principal)
+    if expression is not None:
+        selected = set(resolve_expression(lake, principal, expression))
+        found = [info for info in found if info["rse"] in selected]
+    return stream(rucio.rse(info) for info in found)
 
 
 @router.post("/{rse}", status_code=201)
@@ -35,13 +41,24 @@ def add_rse(rse: str, body: RSEBody, lake: LakeDep, principal: PrincipalDep) -> 
 
 @router.get("/{rse}")
 def get_rse(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
-    return json_response(rses.get_rse(lake, principal, rse))
+    return json_response(rucio.rse(rses.get_rse(lake, principal, rse)))
+
+
+@router.get("/{rse}/usage")
+def get_usage(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    return stream([rucio.rse_usage(rses.get_rse(lake, principal, rse))])
+
+
+@router.get("/{rse}/limits")
+def get_limits(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    rses.get_rse(lake, principal, rse)
+    return json_response({})
 
 
 @router.put("/{rse}")
 def update_rse(rse: str, body: RSEUpdateBody, lake: LakeDep, principal: PrincipalDep) -> Response:
     rses.update_rse(lake, principal, rse, **body.model_dump())
-    return json_response(rses.get_rse(lake, principal, rse))
+    return json_response(rucio.rse(rses.get_rse(lake, principal, rse)))
 
 
 @router.get("/{rse}/attr/")
@@ -67,7 +84,9 @@ def delete_attribute(rse: str, key: str, lake: LakeDep, principal: PrincipalDep)
 
 @router.get("/{rse}/protocols")
 def list_protocols(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
-    return json_response(rses.get_rse(lake, principal, rse)["protocols"])
+    return json_response(
+        [rucio.protocol(proto) for proto in rses.get_rse(lake, principal, rse)["protocols"]]
+    )
 
 
 @router.post("/{rse}/protocols/{scheme}", status_code=201)

@@ -11,6 +11,14 @@ from lacus.service import scopes
 router = APIRouter(prefix="/scopes", tags=["scopes"])
 
 
+@router.get("/owner")
+def list_scope_owners(lake: LakeDep, principal: PrincipalDep) -> Response:
+    found = scopes.list_scopes(lake, principal)
+    return json_response(
+        [{"scope": scope["scope"], "account": scope["account"]} for scope in found]
+    )
+
+
 @router.get("/")
 def list_scopes(lake: LakeDep, principal: PrincipalDep, detail: bool = False) -> Response:
     found = scopes.list_scopes(lake, principal)
