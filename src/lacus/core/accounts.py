@@ -9,7 +9,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from lacus.core.clock import utcnow
@@ -164,18 +164,27 @@ def add_oidc_identity(conn: Connection, account: str, subject: str, issuer: str)
         raise AlreadyExists(f"identity {identity!r} is mapped already") from None
 
 
-def find_oidc_account(conn: Connection, subject: str, issuer: str) -> str | None:
-    """The account the OIDC identity ``subject``@``issuer`` is mapped to, if any."""
+def find_oidc_account(
+    conn: Connection, subject: str, issuer: str, *, claimed: str | None = None
+) -> AccountInfo | None:
+    """The account of the OIDC identity ``subject``@``issuer``: the one it is mapped to, else the
+    account named ``claimed`` (by the token's account claim), else None. One query."""
     identity = oidc_identity(subject, issuer)
-    if len(identity) > MAX_IDENTITY or "\x00" in identity:
-        return None  # could never have been added
-    account: str | None = conn.execute(
-        select(identities.c.account).where(
-            identities.c.identity == identity,
-            identities.c.identity_type == IdentityType.OIDC.value,
+    wanted: ColumnElement[Any] | str | None = claimed
+    if len(identity) <= MAX_IDENTITY and "\x00" not in identity:  # else it was never added
+        mapped = (
+            select(identities.c.account)
+            .where(
+                identities.c.identity == identity,
+                identities.c.identity_type == IdentityType.OIDC.value,
+            )
+            .scalar_subquery()
         )
-    ).scalar()
-    return account
+        wanted = func.coalesce(mapped, claimed)
+    if wanted is None:
+        return None
+    row = conn.execute(select(accounts).where(accounts.c.account == wanted)).first()
+    return _account_info(row) if row is not None else None
 
 
 def add_token(

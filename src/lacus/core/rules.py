@@ -114,12 +114,12 @@ def delete_rule(conn: Connection, rule_id: str) -> dict[str, Any]:
     if row.locked:
         raise UnsupportedOperation(f"rule {rule_id} is locked: unlock it before deleting it")
     conn.execute(delete(rules).where(rules.c.id == rule_id))
-    return dict(row._mapping)
+    return _plain(row)
 
 
 def describe(conn: Connection, row: Any) -> dict[str, Any]:
     """The rule as stored, plus its measured lock counts, state and total bytes."""
-    info = dict(row._mapping)
+    info = _plain(row)
     selected = resolve_ids(conn, row.rse_expression)
     files = files_query(row.scope, row.name, row.did_type).subquery()
     holders = (
@@ -159,6 +159,11 @@ def describe(conn: Connection, row: Any) -> dict[str, Any]:
     info["bytes"] = total_bytes
     info["state"] = RuleState.OK.value if replicating == 0 else row.state
     return info
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    # Column names are SQLAlchemy ``quoted_name`` objects: make them plain strings.
+    return {str(key): value for key, value in row._mapping.items()}
 
 
 def resolve_ids(conn: Connection, expression: str) -> list[int]:

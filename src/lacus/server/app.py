@@ -20,6 +20,7 @@ from lacus.errors import (
     Unauthenticated,
     UnsupportedOperation,
 )
+from lacus.server.content_type import DefaultJSON
 from lacus.server.limits import BodyLimit
 from lacus.server.responses import error_response
 from lacus.server.routes import (
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(DefaultJSON)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -51,11 +51,14 @@ def authenticate(lake: Lake, token: str) -> Principal:
 
 def _authenticate_jwt(lake: Lake, token: str) -> tuple[Principal, datetime]:
     verified = lake.oidc().verify(token)
+    claimed = verified.claimed_account
     with lake.read() as conn:
-        account = accounts.find_oidc_account(conn, verified.subject, verified.issuer)
-        if account is None and verified.claimed_account is not None:
-            account = _valid_account(verified.claimed_account)
-        info = accounts.find_account(conn, account) if account is not None else None
+        info = accounts.find_oidc_account(
+            conn,
+            verified.subject,
+            verified.issuer,
+            claimed=_valid_account(claimed) if claimed is not None else None,
+        )
     if info is None:
         raise Unauthenticated(_no_account(verified))
     if info["status"] != "active":

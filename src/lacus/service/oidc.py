@@ -13,6 +13,7 @@ carry key material or the token itself.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -197,11 +198,7 @@ class OIDCVerifier:
 
     def verify(self, token: str) -> VerifiedToken:
         """Check signature, issuer, audience and validity of ``token``; say whom it is about."""
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+        header, unverified = _peek(token)
         issuer = unverified.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise Unauthenticated("the JWT has no 'iss' claim: cannot tell who issued it")
@@ -239,6 +236,24 @@ def _naive_utc(timestamp: int) -> datetime:
         return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
     except (OverflowError, OSError, ValueError):
         return datetime.max
+
+
+def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of ``token``, unverified: only to choose the issuer, key and algorithm
+    (``_decode`` then parses the token again, strictly, and checks everything)."""
+    try:
+        header_b64, claims_b64, _ = token.split(".")
+        header = orjson.loads(_b64decode(header_b64))
+        claims = orjson.loads(_b64decode(claims_b64))
+    except (ValueError, orjson.JSONDecodeError):
+        raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Unauthenticated("the bearer token is not a well-formed JWT")
+    return header, claims
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _decode(token: str, key: jwt.PyJWK, alg: str, config: OIDCIssuer, kid: str) -> dict[str, Any]:

@@ -43,23 +43,44 @@ class FileStat:
 
 @runtime_checkable
 class StorageBackend(Protocol):
-    """Files on one RSE, addressed by paths relative to the RSE's prefix (``virgo/ab/cd/f.h5``)."""
+    """Files on one RSE, addressed by paths relative to the RSE's prefix (``virgo/ab/cd/f.h5``).
 
-    url: str
+    Every method raises InvalidName for a path that is absolute, has '..', '.' or empty parts, a
+    NUL, or leads outside the prefix; StorageError (or a subclass) when the storage fails.
+    """
 
-    def stat(self, path: str) -> FileStat: ...
+    url: str  # where the files are, for messages: file:///data/rse1, davs://host:443/prefix
+
+    def stat(self, path: str) -> FileStat:
+        """Size and modification time; StorageFileNotFound if there is no such file."""
+        ...
 
     def put(
         self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
-    ) -> Checksums: ...
+    ) -> Checksums:
+        """Stream ``source`` to ``path``; return the size and checksums of the bytes read.
 
-    def get(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]: ...
+        All or nothing: on any failure nothing is left on the storage. FileAlreadyOnStorage if the
+        file exists and not ``overwrite``; StorageFull, StoragePermissionDenied; LocalFileError
+        if reading ``source`` fails.
+        """
+        ...
 
-    def delete(self, path: str) -> None: ...
+    def get(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The file's bytes in chunks of at most ``chunk_size``; StorageFileNotFound at once."""
+        ...
 
-    def list(self, prefix: str = "") -> Iterator[str]: ...
+    def delete(self, path: str) -> None:
+        """Delete the file; StorageFileNotFound if there is no such file."""
+        ...
 
-    def checksum(self, path: str, algorithm: str = "adler32") -> str: ...
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Paths of the files under the directory ``prefix`` (all files when empty)."""
+        ...
+
+    def checksum(self, path: str, algorithm: str = "adler32") -> str:
+        """The ``adler32`` or ``md5`` of the file as the storage computes it."""
+        ...
 
 
 @runtime_checkable

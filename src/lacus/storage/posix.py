@@ -115,7 +115,8 @@ class PosixBackend:
                         self._verify(sums, read_back.result(), os.fstat(fd).st_size, path)
             finally:
                 os.close(fd)
-            placed = self._place(temporary, full, path, overwrite=overwrite)
+            self._place(temporary, full, path, overwrite=overwrite)
+            placed = True
             if self._fsync:  # the new name, and the names of the directories made for it
                 for parent in sorted(
                     {directory, *(os.path.dirname(d) for d in created)}, reverse=True
@@ -246,10 +247,11 @@ class PosixBackend:
             while filled < len(view):
                 if readinto is not None:
                     count = readinto(view[filled:])
-                else:
-                    data = source.read(len(view) - filled)
+                elif (data := source.read(len(view) - filled)) is not None:
                     count = len(data)
                     view[filled : filled + count] = data
+                else:
+                    count = None
                 if count is None:
                     raise LocalFileError(f"the data for {self.url}/{path} is a non-blocking stream")
                 if not count:
@@ -264,11 +266,12 @@ class PosixBackend:
         while view:
             view = view[os.write(fd, view) :]
 
-    def _place(self, temporary: str, full: str, path: str, *, overwrite: bool) -> bool:
+    def _place(self, temporary: str, full: str, path: str, *, overwrite: bool) -> None:
+        """Give ``temporary`` its final name; without ``overwrite``, never replace a file."""
         if overwrite:
             os.replace(temporary, full)
-            return True
-        try:  # a hard link never replaces an existing file, rename would
+            return
+        try:  # a hard link fails if the name exists, where rename would replace the file
             os.link(temporary, full)
         except FileExistsError:
             raise FileAlreadyOnStorage(f"{self.url}/{path} exists already") from None
@@ -278,13 +281,12 @@ class PosixBackend:
             if os.path.lexists(full):
                 raise FileAlreadyOnStorage(f"{self.url}/{path} exists already") from None
             os.rename(temporary, full)
-            return True
+            return
         try:
             os.unlink(temporary)
         except OSError:
             _remove_quietly(full)
             raise
-        return True
 
     def _chunks(self, full: str, path: str, chunk_size: int) -> Iterator[bytes]:
         try:
