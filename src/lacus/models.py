@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -144,3 +145,8 @@ class RuleBody(Body):
 
 class RuleDeleteBody(Body):
     purge_replicas: bool | None = None
+
+
+class EmbargoBody(Body):
+    embargoed: bool = True
+    release_at: datetime | None = None

@@ -10,6 +10,14 @@ from typing import NotRequired, TypedDict
 MetaValue = str | int | float | bool | None
 
 
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who reads the catalog: embargoed DIDs are visible only to their owners and admins."""
+
+    account: str
+    admin: bool = False
+
+
 class DIDType(StrEnum):
     FILE = "file"
     DATASET = "dataset"

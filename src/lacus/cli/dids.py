@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -15,6 +16,10 @@ container_app = typer.Typer(
     help="Containers: sets of datasets and containers.", no_args_is_help=True
 )
 meta_app = typer.Typer(help="Free-form metadata on DIDs.", no_args_is_help=True)
+embargo_app = typer.Typer(
+    help="Embargo: hide a DID (and all below it) or a scope from other accounts.",
+    no_args_is_help=True,
+)
 
 _DID_COLUMNS = [
     ("scope", "scope"),
@@ -184,3 +189,27 @@ def meta_set(
     with client() as lacus:
         lacus.set_metadata(did, values)
     console().print(f"{did}: set {', '.join(values)}")
+
+
+@embargo_app.command("set")
+def embargo_set(
+    target: Annotated[str, typer.Argument(help="scope:name of a DID, or a scope.")],
+    until: Annotated[
+        datetime | None,
+        typer.Option(help="Release date (UTC), e.g. 2027-06-01 or 2027-06-01T12:00:00."),
+    ] = None,
+) -> None:
+    """Embargo a DID or scope: only its owner and admins see it, until the release date."""
+    with client() as lacus:
+        lacus.set_embargo(target, release_at=until)
+    console().print(f"Embargoed {target}" + (f" until {until:%Y-%m-%d %H:%M} UTC" if until else ""))
+
+
+@embargo_app.command("lift")
+def embargo_lift(
+    target: Annotated[str, typer.Argument(help="scope:name of a DID, or a scope.")],
+) -> None:
+    """Lift an embargo: everyone sees the DID or scope again."""
+    with client() as lacus:
+        lacus.set_embargo(target, embargoed=False)
+    console().print(f"Lifted the embargo on {target}")

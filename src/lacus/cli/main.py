@@ -34,6 +34,7 @@ app.command()(dids.attach)
 app.command()(dids.detach)
 app.command()(dids.close)
 app.add_typer(dids.meta_app, name="meta")
+app.add_typer(dids.embargo_app, name="embargo")
 
 
 def main(argv: list[str] | None = None) -> int:

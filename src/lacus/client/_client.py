@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -223,6 +224,21 @@ class Client:
         self.session.request(
             "POST", f"/dids/{_p(scope)}/{_p(name)}/meta", json={"meta": dict(meta)}
         )
+
+    def set_embargo(
+        self, target: str, *, embargoed: bool = True, release_at: datetime | None = None
+    ) -> None:
+        """Hide a DID (``scope:name``, with everything below it) or a whole scope from other
+        accounts, until ``release_at`` (forever when None); ``embargoed=False`` lifts it."""
+        body = {
+            "embargoed": embargoed,
+            "release_at": release_at.isoformat() if release_at else None,
+        }
+        if ":" in target:
+            scope, name = parse_did(target)
+            self.session.request("PUT", f"/dids/{_p(scope)}/{_p(name)}/embargo", json=body)
+        else:
+            self.session.request("PUT", f"/scopes/{_p(validate_scope(target))}/embargo", json=body)
 
     # -- replicas --------------------------------------------------------------------------------
     def add_replicas(

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from lacus.core.clock import utcnow
 from lacus.core.filters import Filter, any_of, name_condition, to_condition
 from lacus.core.scopes import get_scope
+from lacus.core.visibility import visible
 from lacus.db.engine import insert_rows
 from lacus.db.tables import contents, dids
 from lacus.errors import (
@@ -31,7 +32,7 @@ from lacus.errors import (
     UnsupportedOperation,
 )
 from lacus.naming import validate_name, validate_scope
-from lacus.types import DIDInfo, DIDType
+from lacus.types import DIDInfo, DIDType, Viewer
 
 DIDKey = tuple[str, str]
 BATCH = 500
@@ -102,22 +103,29 @@ def add_collection(
         raise DIDAlreadyExists(f"DID {scope}:{name} exists already") from None
 
 
-def find_did(conn: Connection, scope: str, name: str) -> DIDInfo | None:
-    row = conn.execute(select(dids).where(dids.c.scope == scope, dids.c.name == name)).first()
+def find_did(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> DIDInfo | None:
+    """The DID, or None when it does not exist or ``viewer`` may not see it (embargo)."""
+    row = conn.execute(
+        select(dids).where(dids.c.scope == scope, dids.c.name == name, visible(viewer))
+    ).first()
     return did_info(row) if row is not None else None
 
 
-def get_did(conn: Connection, scope: str, name: str) -> DIDInfo:
+def get_did(conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None) -> DIDInfo:
     """The DID; a container's bytes and length count the distinct files below it."""
-    info = find_did(conn, scope, name)
+    info = find_did(conn, scope, name, viewer=viewer)
     if info is None:
         raise DIDNotFound(f"DID {scope}:{name} does not exist")
     if info["type"] == DIDType.CONTAINER:
-        info["length"], info["bytes"] = _container_totals(conn, scope, name)
+        info["length"], info["bytes"] = _container_totals(conn, scope, name, viewer)
     return info
 
 
-def _container_totals(conn: Connection, scope: str, name: str) -> tuple[int, int]:
+def _container_totals(
+    conn: Connection, scope: str, name: str, viewer: Viewer | None
+) -> tuple[int, int]:
     tree = file_tree(scope, name)
     files = (
         select(tree.c.child_scope, tree.c.child_name)
@@ -126,11 +134,13 @@ def _container_totals(conn: Connection, scope: str, name: str) -> tuple[int, int
         .subquery()
     )
     row = conn.execute(
-        select(func.count(), func.coalesce(func.sum(dids.c.bytes), 0)).select_from(
+        select(func.count(), func.coalesce(func.sum(dids.c.bytes), 0))
+        .select_from(
             files.join(
                 dids, and_(dids.c.scope == files.c.child_scope, dids.c.name == files.c.child_name)
             )
         )
+        .where(visible(viewer))
     ).one()
     return int(row[0]), int(row[1])
 
@@ -162,10 +172,12 @@ def file_tree(scope: str, name: str) -> CTE:
     return tree.union(step)
 
 
-def files_query(scope: str, name: str, did_type: str) -> Select[Any]:
-    """Select the distinct file rows of ``dids`` at or below a DID."""
+def files_query(
+    scope: str, name: str, did_type: str, *, viewer: Viewer | None = None
+) -> Select[Any]:
+    """Select the distinct file rows of ``dids`` at or below a DID (those ``viewer`` sees)."""
     if did_type == DIDType.FILE:
-        return select(dids).where(dids.c.scope == scope, dids.c.name == name)
+        return select(dids).where(dids.c.scope == scope, dids.c.name == name, visible(viewer))
     tree = file_tree(scope, name)
     files = (
         select(tree.c.child_scope, tree.c.child_name)
@@ -173,46 +185,57 @@ def files_query(scope: str, name: str, did_type: str) -> Select[Any]:
         .distinct()
         .subquery()
     )
-    return select(dids).join(
-        files, and_(dids.c.scope == files.c.child_scope, dids.c.name == files.c.child_name)
+    return (
+        select(dids)
+        .join(files, and_(dids.c.scope == files.c.child_scope, dids.c.name == files.c.child_name))
+        .where(visible(viewer))
     )
 
 
-def list_files(conn: Connection, scope: str, name: str) -> list[DIDInfo]:
-    did = get_did_row_type(conn, scope, name)
-    query = files_query(scope, name, did).order_by(dids.c.scope, dids.c.name)
+def list_files(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> list[DIDInfo]:
+    did = get_did_row_type(conn, scope, name, viewer=viewer)
+    query = files_query(scope, name, did, viewer=viewer).order_by(dids.c.scope, dids.c.name)
     return [did_info(row) for row in conn.execute(query)]
 
 
-def get_did_row_type(conn: Connection, scope: str, name: str) -> str:
+def get_did_row_type(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> str:
+    """The DID's type; DIDNotFound when it does not exist or ``viewer`` may not see it."""
     did_type = conn.execute(
-        select(dids.c.did_type).where(dids.c.scope == scope, dids.c.name == name)
+        select(dids.c.did_type).where(dids.c.scope == scope, dids.c.name == name, visible(viewer))
     ).scalar_one_or_none()
     if did_type is None:
         raise DIDNotFound(f"DID {scope}:{name} does not exist")
     return str(did_type)
 
 
-def list_content(conn: Connection, scope: str, name: str) -> list[DIDInfo]:
+def list_content(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> list[DIDInfo]:
     """The DIDs attached directly to a dataset or container."""
-    get_did_row_type(conn, scope, name)
+    get_did_row_type(conn, scope, name, viewer=viewer)
     query = (
         select(dids)
         .join(
             contents,
             and_(contents.c.child_scope == dids.c.scope, contents.c.child_name == dids.c.name),
         )
-        .where(contents.c.scope == scope, contents.c.name == name)
+        .where(contents.c.scope == scope, contents.c.name == name, visible(viewer))
         .order_by(dids.c.scope, dids.c.name)
     )
     return [did_info(row) for row in conn.execute(query)]
 
 
-def list_parents(conn: Connection, scope: str, name: str) -> list[DIDKey]:
+def list_parents(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> list[DIDKey]:
     rows = conn.execute(
-        select(contents.c.scope, contents.c.name).where(
-            contents.c.child_scope == scope, contents.c.child_name == name
-        )
+        select(contents.c.scope, contents.c.name)
+        .join(dids, and_(dids.c.scope == contents.c.scope, dids.c.name == contents.c.name))
+        .where(contents.c.child_scope == scope, contents.c.child_name == name, visible(viewer))
     )
     return [(row.scope, row.name) for row in rows]
 
@@ -227,12 +250,13 @@ def search_dids(
     did_type: DIDType | None = None,
     after: str | None = None,
     limit: int = 1000,
+    viewer: Viewer | None = None,
 ) -> list[DIDInfo]:
     """One page of the DIDs of ``scope`` matching the pattern and filters, in name order.
 
     ``filters`` are AND-ed; ``groups`` (when given) must match at least one group.
     """
-    query = select(dids).where(dids.c.scope == scope, name_condition(name))
+    query = select(dids).where(dids.c.scope == scope, name_condition(name), visible(viewer))
     if did_type is not None:
         query = query.where(dids.c.did_type == did_type.value)
     for flt in filters:
@@ -245,10 +269,14 @@ def search_dids(
     return [did_info(row) for row in conn.execute(query)]
 
 
-def _existing(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, Any]:
+def _existing(
+    conn: Connection, keys: Sequence[DIDKey], viewer: Viewer | None = None
+) -> dict[DIDKey, Any]:
     found: dict[DIDKey, Any] = {}
     for scope, names in names_by_scope(keys):
-        rows = conn.execute(select(dids).where(dids.c.scope == scope, dids.c.name.in_(names)))
+        rows = conn.execute(
+            select(dids).where(dids.c.scope == scope, dids.c.name.in_(names), visible(viewer))
+        )
         found.update({(row.scope, row.name): row for row in rows})
     return found
 
@@ -260,6 +288,7 @@ def attach(
     children: Sequence[DIDKey],
     *,
     ignore_duplicates: bool = False,
+    viewer: Viewer | None = None,
 ) -> int:
     """Attach ``children`` to a dataset (files) or container (datasets, containers).
 
@@ -276,7 +305,7 @@ def attach(
     if parent.did_type == DIDType.DATASET and not parent.is_open:
         raise UnsupportedOperation(f"dataset {scope}:{name} is closed: reopen it to attach files")
     unique = list(dict.fromkeys(children))
-    found = _existing(conn, unique)
+    found = _existing(conn, unique, viewer)
     for key in unique:
         row = found.get(key)
         if row is None:
@@ -430,7 +459,9 @@ def set_open(conn: Connection, scope: str, name: str, *, is_open: bool) -> None:
     )
 
 
-def ancestors(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, list[str]]:
+def ancestors(
+    conn: Connection, keys: Sequence[DIDKey], *, viewer: Viewer | None = None
+) -> dict[DIDKey, list[str]]:
     """Every collection above each DID (transitively), as ``scope:name`` strings, sorted."""
     found: dict[DIDKey, set[str]] = {}
     for scope, names in names_by_scope(keys):
@@ -448,7 +479,12 @@ def ancestors(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, list[str
             and_(contents.c.child_scope == tree.c.scope, contents.c.child_name == tree.c.name),
         )
         tree = tree.union(step)
-        for row in conn.execute(select(tree)):
+        rows = conn.execute(
+            select(tree)
+            .join(dids, and_(dids.c.scope == tree.c.scope, dids.c.name == tree.c.name))
+            .where(visible(viewer))
+        )
+        for row in rows:
             found.setdefault((row.start_scope, row.start_name), set()).add(
                 f"{row.scope}:{row.name}"
             )

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, delete, insert, select, tuple_
 from lacus.core.dids import DIDKey, chunks, get_did_row_type
 from lacus.db.tables import did_meta
 from lacus.errors import InvalidInput
-from lacus.types import MetaValue
+from lacus.types import MetaValue, Viewer
 
 MAX_KEY = 100
 MAX_VALUE = 4096
@@ -85,8 +85,10 @@ def set_metadata_bulk(conn: Connection, items: Mapping[DIDKey, Mapping[str, Meta
     conn.execute(insert(did_meta), rows)
 
 
-def get_metadata(conn: Connection, scope: str, name: str) -> dict[str, MetaValue]:
-    get_did_row_type(conn, scope, name)
+def get_metadata(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> dict[str, MetaValue]:
+    get_did_row_type(conn, scope, name, viewer=viewer)
     rows = conn.execute(
         select(did_meta.c.key, did_meta.c.value_json)
         .where(did_meta.c.scope == scope, did_meta.c.name == name)

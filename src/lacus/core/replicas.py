@@ -22,7 +22,7 @@ from lacus.errors import (
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
-from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaLocation, ReplicaState
+from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaLocation, ReplicaState, Viewer
 
 _ADLER32 = re.compile(r"[0-9a-f]{8}")
 _MD5 = re.compile(r"[0-9a-f]{32}")
@@ -223,11 +223,17 @@ def replica_path(scope: str, name: str, stored: str | None) -> str:
 
 
 def list_file_page(
-    conn: Connection, scope: str, name: str, *, after: DIDKey | None, limit: int
+    conn: Connection,
+    scope: str,
+    name: str,
+    *,
+    after: DIDKey | None,
+    limit: int,
+    viewer: Viewer | None = None,
 ) -> list[Any]:
-    """One page of the file rows at or below a DID, in (scope, name) order."""
-    did_type = get_did_row_type(conn, scope, name)
-    query = files_query(scope, name, did_type)
+    """One page of the file rows at or below a DID (those ``viewer`` sees), (scope, name) order."""
+    did_type = get_did_row_type(conn, scope, name, viewer=viewer)
+    query = files_query(scope, name, did_type, viewer=viewer)
     if after is not None:
         # Spelled out, not a row comparison: PostgreSQL would use ``(scope, name) > after`` as the
         # index range of every join lookup, making each page cost O(files) lookups of O(files).
@@ -360,10 +366,12 @@ def set_states(
     return changed
 
 
-def collection_replicas(conn: Connection, scope: str, name: str) -> list[dict[str, Any]]:
+def collection_replicas(
+    conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None
+) -> list[dict[str, Any]]:
     """Per RSE, the available replicas of the files below a collection: count and bytes."""
-    did_type = get_did_row_type(conn, scope, name)
-    files = files_query(scope, name, did_type).subquery()
+    did_type = get_did_row_type(conn, scope, name, viewer=viewer)
+    files = files_query(scope, name, did_type, viewer=viewer).subquery()
     total = conn.execute(select(func.count(), func.coalesce(func.sum(files.c.bytes), 0))).one()
     rows = conn.execute(
         select(

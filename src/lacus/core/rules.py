@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, func, insert, select
 
 from lacus.core.clock import utcnow
-from lacus.core.dids import files_query, get_did_row_type
+from lacus.core.dids import files_query, find_did, get_did_row_type
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
-from lacus.db.tables import replicas, rses, rules
+from lacus.core.visibility import visible
+from lacus.db.tables import dids, replicas, rses, rules
 from lacus.errors import DuplicateRule, InvalidInput, RuleNotFound, UnsupportedOperation
-from lacus.types import ReplicaState, RuleSpec, RuleState
+from lacus.types import ReplicaState, RuleSpec, RuleState, Viewer
 
 MAX_COPIES = 100
 
@@ -89,8 +90,11 @@ def _row(conn: Connection, rule_id: str) -> Any:
     return row
 
 
-def get_rule(conn: Connection, rule_id: str) -> dict[str, Any]:
-    return describe(conn, _row(conn, rule_id))
+def get_rule(conn: Connection, rule_id: str, *, viewer: Viewer | None = None) -> dict[str, Any]:
+    row = _row(conn, rule_id)
+    if viewer is not None and find_did(conn, row.scope, row.name, viewer=viewer) is None:
+        raise RuleNotFound(f"rule {rule_id} does not exist")
+    return describe(conn, row)
 
 
 def list_rules(
@@ -101,8 +105,16 @@ def list_rules(
     account: str | None = None,
     state: str | None = None,
     limit: int = 10_000,
+    viewer: Viewer | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(rules).order_by(rules.c.created_at, rules.c.id).limit(limit)
+    """Rules matching the filters, on DIDs ``viewer`` may see."""
+    query = (
+        select(rules)
+        .join(dids, and_(dids.c.scope == rules.c.scope, dids.c.name == rules.c.name))
+        .where(visible(viewer))
+        .order_by(rules.c.created_at, rules.c.id)
+        .limit(limit)
+    )
     for column, value in (("scope", scope), ("name", name), ("account", account), ("state", state)):
         if value is not None:
             query = query.where(rules.c[column] == value)

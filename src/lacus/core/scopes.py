@@ -9,10 +9,11 @@ from sqlalchemy.exc import IntegrityError
 
 from lacus.core.accounts import get_account
 from lacus.core.clock import utcnow
+from lacus.core.visibility import scope_visible
 from lacus.db.tables import scopes
 from lacus.errors import ScopeAlreadyExists, ScopeNotFound
 from lacus.naming import validate_scope
-from lacus.types import ScopeInfo
+from lacus.types import ScopeInfo, Viewer
 
 
 def add_scope(conn: Connection, scope: str, *, account: str) -> None:
@@ -36,8 +37,10 @@ def get_scope(conn: Connection, scope: str) -> ScopeInfo:
     return ScopeInfo(scope=row.scope, account=row.account, created_at=row.created_at)
 
 
-def list_scopes(conn: Connection, *, account: str | None = None) -> list[ScopeInfo]:
-    query = select(scopes).order_by(scopes.c.scope)
+def list_scopes(
+    conn: Connection, *, account: str | None = None, viewer: Viewer | None = None
+) -> list[ScopeInfo]:
+    query = select(scopes).where(scope_visible(viewer)).order_by(scopes.c.scope)
     if account is not None:
         query = query.where(scopes.c.account == account)
     return [

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData(
@@ -77,6 +78,8 @@ scopes = Table(
     Column("scope", SCOPE, primary_key=True),
     Column("account", ACCOUNT, ForeignKey("accounts.account"), nullable=False),
     Column("status", String(16), nullable=False),
+    Column("embargoed", Boolean, nullable=False, server_default=false()),
+    _ts("embargo_release_at", nullable=True),
     _ts("created_at"),
     Index(None, "account"),
 )
@@ -96,6 +99,8 @@ dids = Table(
     _ts("created_at"),
     _ts("updated_at"),
     _ts("closed_at", nullable=True),
+    Column("embargoed", Boolean, nullable=False, server_default=false()),
+    _ts("embargo_release_at", nullable=True),
     Index(None, "did_type"),
     Index(None, "created_at"),
 )

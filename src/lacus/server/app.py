@@ -22,7 +22,7 @@ from lacus.errors import (
 )
 from lacus.server.content_type import DefaultJSON
 from lacus.server.limits import BodyLimit
-from lacus.server.responses import error_response
+from lacus.server.responses import ERROR_RESPONSES, error_response
 from lacus.server.routes import (
     accounts,
     auth,
@@ -53,7 +53,7 @@ def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
     app = FastAPI(title="Lacus", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.lake = the_lake
     for module in (ping, auth, accounts, scopes, rses, dids, replicas, rules, traces):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -3,17 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, TypeVar
 
 import orjson
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from lacus.errors import LacusError
 
 NDJSON = "application/x-json-stream"
 T = TypeVar("T")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer; the same class and message are in its headers."""
+
+    ExceptionClass: str
+    ExceptionMessage: str
+    error: str
+
+
+_ERROR_HEADERS = {
+    "ExceptionClass": {
+        "description": "Rucio's exception class, which the rucio client raises",
+        "schema": {"type": "string"},
+    },
+    "ExceptionMessage": {
+        "description": "What went wrong (ASCII, at most 2,000 characters)",
+        "schema": {"type": "string"},
+    },
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "model": ErrorBody,
+        "description": "Refused: invalid input (400), not authenticated (401), not allowed "
+        "(403), not found (404), conflict (409), body too large (413), checksum mismatch (422)",
+        "headers": _ERROR_HEADERS,
+    },
+    "5XX": {
+        "model": ErrorBody,
+        "description": "The server or a storage failed",
+        "headers": _ERROR_HEADERS,
+    },
+}
+"""The error answers of every route, declared once for the OpenAPI document (``create_app``)."""
+
+
+class NDJSONResponse(StreamingResponse):
+    """A stream of JSON values, one per line; as ``response_class`` it documents a route's
+    content type as ``application/x-json-stream``."""
+
+    media_type = NDJSON
 
 
 def _default(value: Any) -> Any:
@@ -38,7 +80,7 @@ def json_response(value: Any, status_code: int = 200) -> Response:
 
 
 def created() -> Response:
-    return Response(b"Created", status_code=201, media_type="text/plain")
+    return PlainTextResponse(b"Created", status_code=201)
 
 
 def prefetched(items: Iterable[T]) -> Iterator[T]:
@@ -54,7 +96,7 @@ def prefetched(items: Iterable[T]) -> Iterator[T]:
 
 def stream(items: Iterable[Any]) -> Response:
     """Stream ``items`` as newline-delimited JSON (``application/x-json-stream``)."""
-    return StreamingResponse(_lines(prefetched(items)), media_type=NDJSON)
+    return NDJSONResponse(_lines(prefetched(items)))
 
 
 def _lines(items: Iterator[Any]) -> Iterator[bytes]:
@@ -87,3 +129,10 @@ def error_response(error: LacusError) -> Response:
 
 def isoformat(value: datetime) -> str:
     return value.isoformat() + "Z"
+
+
+def utc_naive(value: datetime | None) -> datetime | None:
+    """A datetime from the wire as the catalog stores it: naive UTC."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 
-from lacus.core import dids, metadata
+from lacus.core import dids, embargo, metadata
 from lacus.core.dids import DIDKey
 from lacus.core.filters import parse_filters
-from lacus.core.scopes import get_scope
+from lacus.core.scopes import get_scope, list_scopes
+from lacus.errors import ScopeNotFound
 from lacus.naming import validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
 from lacus.service.scopes import require_writer
@@ -34,7 +36,7 @@ def add_collection(
 
 def get_did(lake: Lake, principal: Principal, scope: str, name: str) -> DIDInfo:
     with lake.read() as conn:
-        return dids.get_did(conn, scope, name)
+        return dids.get_did(conn, scope, name, viewer=principal)
 
 
 def search_dids(
@@ -56,7 +58,10 @@ def search_dids(
     parsed = parse_filters(list(filters))
     parsed_groups = [parse_filters(list(group)) for group in groups]
     with lake.read() as conn:
-        get_scope(conn, scope)
+        visible_scopes = {info["scope"] for info in list_scopes(conn, viewer=principal)}
+        if scope not in visible_scopes:
+            get_scope(conn, scope)
+            raise ScopeNotFound(f"scope {scope!r} does not exist")
     after: str | None = None
     remaining = limit
     page_size = lake.settings.page_size
@@ -72,6 +77,7 @@ def search_dids(
                 did_type=did_type,
                 after=after,
                 limit=size,
+                viewer=principal,
             )
         yield from page
         if len(page) < size:
@@ -83,13 +89,13 @@ def search_dids(
 
 def list_content(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDInfo]:
     with lake.read() as conn:
-        return dids.list_content(conn, scope, name)
+        return dids.list_content(conn, scope, name, viewer=principal)
 
 
 def list_parents(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDKey]:
     with lake.read() as conn:
-        dids.get_did_row_type(conn, scope, name)
-        return dids.list_parents(conn, scope, name)
+        dids.get_did_row_type(conn, scope, name, viewer=principal)
+        return dids.list_parents(conn, scope, name, viewer=principal)
 
 
 def list_files(lake: Lake, principal: Principal, scope: str, name: str) -> Iterator[DIDInfo]:
@@ -100,7 +106,7 @@ def list_files(lake: Lake, principal: Principal, scope: str, name: str) -> Itera
     size = lake.settings.page_size
     while True:
         with lake.read() as conn:
-            page = list_file_page(conn, scope, name, after=after, limit=size)
+            page = list_file_page(conn, scope, name, after=after, limit=size, viewer=principal)
         yield from (dids.did_info(row) for row in page)
         if len(page) < size:
             return
@@ -118,7 +124,11 @@ def attach(
 ) -> int:
     with lake.write() as conn:
         require_writer(conn, principal, scope)
-        return dids.attach(conn, scope, name, children, ignore_duplicates=ignore_duplicates)
+        count = dids.attach(
+            conn, scope, name, children, ignore_duplicates=ignore_duplicates, viewer=principal
+        )
+        embargo.inherit_embargo(conn, (scope, name), list(children))
+        return count
 
 
 def detach(
@@ -139,7 +149,7 @@ def set_open(lake: Lake, principal: Principal, scope: str, name: str, *, is_open
 
 def get_metadata(lake: Lake, principal: Principal, scope: str, name: str) -> dict[str, MetaValue]:
     with lake.read() as conn:
-        return metadata.get_metadata(conn, scope, name)
+        return metadata.get_metadata(conn, scope, name, viewer=principal)
 
 
 def set_metadata(
@@ -154,3 +164,22 @@ def delete_metadata(lake: Lake, principal: Principal, scope: str, name: str, key
     with lake.write() as conn:
         require_writer(conn, principal, scope)
         metadata.delete_metadata(conn, scope, name, key)
+
+
+def set_embargo(
+    lake: Lake,
+    principal: Principal,
+    scope: str,
+    name: str,
+    *,
+    embargoed: bool,
+    release_at: datetime | None = None,
+) -> int:
+    """Embargo (or release) a DID and everything below it: only the scope's owner, the DID's
+    account and admins see it until ``release_at`` (never, when None) or until it is released."""
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        dids.get_did_row_type(conn, scope, name, viewer=principal)
+        return embargo.set_did_embargo(
+            conn, scope, name, embargoed=embargoed, release_at=release_at
+        )

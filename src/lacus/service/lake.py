@@ -19,7 +19,7 @@ from lacus.db import make_engine, transaction, upgrade
 from lacus.errors import AccessDenied, AlreadyExists
 from lacus.service.oidc import OIDCVerifier
 from lacus.service.settings import Settings, default_database_url, write_settings
-from lacus.types import AccountType, ProtocolInfo, RSEType
+from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
 
 ROOT = "root"
 
@@ -32,11 +32,8 @@ DEMO_RSES: list[tuple[str, dict[str, str], RSEType]] = [
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is asking: an authenticated account."""
-
-    account: str
-    admin: bool = False
+class Principal(Viewer):
+    """Who is asking: an authenticated account (it reads as a Viewer)."""
 
     def require_admin(self, action: str) -> None:
         if not self.admin:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lacus.core import dids, metadata, replicas, rses
+from lacus.core import dids, embargo, metadata, replicas, rses
 from lacus.core.dids import DIDKey
 from lacus.core.rules import resolve_ids
 from lacus.errors import (
@@ -80,6 +80,7 @@ def add_replicas(
                     [(spec["scope"], spec["name"]) for spec in files],
                     ignore_duplicates=True,
                 )
+            embargo.inherit_embargo(conn, dataset, [(f["scope"], f["name"]) for f in files])
         return registration.replicas
 
 
@@ -110,11 +111,15 @@ def list_replicas(
         after: DIDKey | None = None
         while True:
             with lake.read() as conn:
-                page = replicas.list_file_page(conn, scope, name, after=after, limit=size)
+                page = replicas.list_file_page(
+                    conn, scope, name, after=after, limit=size, viewer=principal
+                )
                 fresh = [row for row in page if (row.scope, row.name) not in seen]
                 found = replicas.replicas_of(conn, fresh, rse_ids=rse_ids, states=states)
                 if with_parents:
-                    parents = dids.ancestors(conn, [(row.scope, row.name) for row in fresh])
+                    parents = dids.ancestors(
+                        conn, [(row.scope, row.name) for row in fresh], viewer=principal
+                    )
                     for item in found:
                         item["parents"] = parents.get((item["scope"], item["name"]), [])
             if len(targets) > 1:
@@ -187,4 +192,4 @@ def dataset_replicas(
 ) -> list[dict[str, Any]]:
     """Per RSE: how many of the files below a collection it holds (available), and their bytes."""
     with lake.read() as conn:
-        return replicas.collection_replicas(conn, scope, name)
+        return replicas.collection_replicas(conn, scope, name, viewer=principal)

@@ -25,7 +25,7 @@ def add_rules(
 
 def get_rule(lake: Lake, principal: Principal, rule_id: str) -> dict[str, Any]:
     with lake.read() as conn:
-        return rules.get_rule(conn, rule_id)
+        return rules.get_rule(conn, rule_id, viewer=principal)
 
 
 def list_rules(
@@ -38,7 +38,9 @@ def list_rules(
     state: str | None = None,
 ) -> list[dict[str, Any]]:
     with lake.read() as conn:
-        return rules.list_rules(conn, scope=scope, name=name, account=account, state=state)
+        return rules.list_rules(
+            conn, scope=scope, name=name, account=account, state=state, viewer=principal
+        )
 
 
 def delete_rule(lake: Lake, principal: Principal, rule_id: str) -> None:

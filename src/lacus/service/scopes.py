@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection
 
-from lacus.core import scopes
+from lacus.core import embargo, scopes
 from lacus.errors import AccessDenied
 from lacus.service.lake import Lake, Principal
 from lacus.types import ScopeInfo
@@ -21,7 +23,7 @@ def add_scope(lake: Lake, principal: Principal, scope: str, *, account: str) -> 
 
 def list_scopes(lake: Lake, principal: Principal, *, account: str | None = None) -> list[ScopeInfo]:
     with lake.read() as conn:
-        return scopes.list_scopes(conn, account=account)
+        return scopes.list_scopes(conn, account=account, viewer=principal)
 
 
 def require_writer(conn: Connection, principal: Principal, scope: str) -> None:
@@ -31,3 +33,17 @@ def require_writer(conn: Connection, principal: Principal, scope: str) -> None:
         raise AccessDenied(
             f"account {principal.account!r} may not write into scope {scope!r} (owned by {owner!r})"
         )
+
+
+def set_embargo(
+    lake: Lake,
+    principal: Principal,
+    scope: str,
+    *,
+    embargoed: bool,
+    release_at: datetime | None = None,
+) -> None:
+    """Hide (or show) a whole scope from every account but its owner and admins."""
+    with lake.write() as conn:
+        require_writer(conn, principal, scope)
+        embargo.set_scope_embargo(conn, scope, embargoed=embargoed, release_at=release_at)

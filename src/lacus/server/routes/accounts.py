@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from lacus.errors import InvalidInput
 from lacus.models import AccountBody
 from lacus.naming import validate_account
 from lacus.server.deps import LakeDep, PrincipalDep
-from lacus.server.responses import created, json_response, stream
+from lacus.server.responses import NDJSONResponse, created, json_response, stream
 from lacus.service import accounts, scopes
 from lacus.types import AccountType, IdentityType
 
@@ -27,7 +28,7 @@ def _account_type(value: str) -> AccountType:
         ) from None
 
 
-@router.get("/")
+@router.get("/", response_class=NDJSONResponse)
 def list_accounts(lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream(accounts.list_accounts(lake, principal))
 
@@ -42,7 +43,7 @@ def get_account(account: str, lake: LakeDep, principal: PrincipalDep) -> Respons
     return json_response(accounts.get_account(lake, principal, validate_account(account)))
 
 
-@router.post("/{account}", status_code=201)
+@router.post("/{account}", status_code=201, response_class=PlainTextResponse)
 def add_account(
     account: str, body: AccountBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
@@ -64,7 +65,7 @@ def list_account_scopes(account: str, lake: LakeDep, principal: PrincipalDep) ->
     return json_response([scope["scope"] for scope in found])
 
 
-@router.post("/{account}/scopes/{scope}", status_code=201)
+@router.post("/{account}/scopes/{scope}", status_code=201, response_class=PlainTextResponse)
 def add_scope(account: str, scope: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     scopes.add_scope(lake, principal, scope, account=validate_account(account))
     return created()
@@ -85,7 +86,7 @@ class IdentityBody(BaseModel):
 _RUCIO_OIDC = re.compile(r"SUB=(?P<sub>.+), ISS=(?P<iss>.+)")
 
 
-@router.post("/{account}/identities", status_code=201)
+@router.post("/{account}/identities", status_code=201, response_class=PlainTextResponse)
 def add_identity(
     account: str, body: IdentityBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:

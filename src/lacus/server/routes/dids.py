@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import PlainTextResponse
 
 from lacus.errors import InvalidInput
-from lacus.models import AttachBody, CollectionBody, MetaBody, MetaBulkBody, StatusBody
+from lacus.models import AttachBody, CollectionBody, EmbargoBody, MetaBody, MetaBulkBody, StatusBody
 from lacus.naming import validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
-from lacus.server.responses import created, json_response, stream
+from lacus.server.responses import NDJSONResponse, created, json_response, stream, utc_naive
 from lacus.service import dids, rules
 from lacus.types import DIDType, RuleGrouping, RuleSpec
 
@@ -22,7 +23,7 @@ def _did(scope: str, name: str) -> tuple[str, str]:
     return validate_scope(scope), validate_name(name)
 
 
-@router.get("/{scope}/dids/search")
+@router.get("/{scope}/dids/search", response_class=NDJSONResponse)
 def search(
     scope: str,
     lake: LakeDep,
@@ -68,7 +69,7 @@ def _with_type(group: list[str], type_filter: list[str]) -> list[str]:
     return [*group, *type_filter]
 
 
-@router.post("/{scope}/{name}", status_code=201)
+@router.post("/{scope}/{name}", status_code=201, response_class=PlainTextResponse)
 def add_collection(
     scope: str, name: str, body: CollectionBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
@@ -104,7 +105,7 @@ def get_did(
     return json_response(rucio.did(info))
 
 
-@router.get("/{scope}/{name}/rules")
+@router.get("/{scope}/{name}/rules", response_class=NDJSONResponse)
 def list_did_rules(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     key = _did(scope, name)
     dids.get_did(lake, principal, *key)
@@ -112,12 +113,12 @@ def list_did_rules(scope: str, name: str, lake: LakeDep, principal: PrincipalDep
     return stream(rucio.rule(rule) for rule in found)
 
 
-@router.get("/{scope}/{name}/dids")
+@router.get("/{scope}/{name}/dids", response_class=NDJSONResponse)
 def list_content(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream(dids.list_content(lake, principal, *_did(scope, name)))
 
 
-@router.post("/{scope}/{name}/dids", status_code=201)
+@router.post("/{scope}/{name}/dids", status_code=201, response_class=PlainTextResponse)
 def attach(
     scope: str, name: str, body: AttachBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
@@ -137,7 +138,7 @@ def detach(
     return json_response({"detached": count})
 
 
-@router.get("/{scope}/{name}/parents")
+@router.get("/{scope}/{name}/parents", response_class=NDJSONResponse)
 def list_parents(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     parents = dids.list_parents(lake, principal, *_did(scope, name))
     found = (dids.get_did(lake, principal, s, n) for s, n in parents)
@@ -146,7 +147,7 @@ def list_parents(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) 
     )
 
 
-@router.get("/{scope}/{name}/files")
+@router.get("/{scope}/{name}/files", response_class=NDJSONResponse)
 def list_files(scope: str, name: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream(dids.list_files(lake, principal, *_did(scope, name)))
 
@@ -181,7 +182,7 @@ def get_metadata(
     return json_response(result)
 
 
-@router.post("/{scope}/{name}/meta", status_code=201)
+@router.post("/{scope}/{name}/meta", status_code=201, response_class=PlainTextResponse)
 def set_metadata_bulk(
     scope: str, name: str, body: MetaBulkBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
@@ -189,7 +190,7 @@ def set_metadata_bulk(
     return created()
 
 
-@router.post("/{scope}/{name}/meta/{key}", status_code=201)
+@router.post("/{scope}/{name}/meta/{key}", status_code=201, response_class=PlainTextResponse)
 def set_metadata(
     scope: str, name: str, key: str, body: MetaBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
@@ -203,3 +204,19 @@ def delete_metadata(
 ) -> Response:
     dids.delete_metadata(lake, principal, *_did(scope, name), key)
     return json_response({"deleted": key})
+
+
+@router.put("/{scope}/{name}/embargo")
+def set_embargo(
+    scope: str, name: str, body: EmbargoBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    """Lacus extension: hide a DID and everything below it from other accounts (until
+    ``release_at``, naive UTC or with a zone), or show it again."""
+    changed = dids.set_embargo(
+        lake,
+        principal,
+        *_did(scope, name),
+        embargoed=body.embargoed,
+        release_at=utc_naive(body.release_at),
+    )
+    return json_response({"changed": changed})

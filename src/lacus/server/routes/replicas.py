@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.responses import StreamingResponse
 
 from lacus.errors import InvalidInput
@@ -13,7 +14,7 @@ from lacus.models import ReplicaListBody, ReplicasBody, ReplicaStatesBody
 from lacus.naming import validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
-from lacus.server.responses import created, json_response, prefetched, stream
+from lacus.server.responses import NDJSONResponse, created, json_response, prefetched, stream
 from lacus.service import replicas
 from lacus.types import FileSpec, ReplicaState
 
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/replicas", tags=["replicas"])
 METALINK = "application/metalink4+xml"
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_class=PlainTextResponse)
 @router.post("/", status_code=201, include_in_schema=False)
 def add_replicas(body: ReplicasBody, lake: LakeDep, principal: PrincipalDep) -> Response:
     """Register files and replicas on one RSE (creating the file DIDs), in one transaction.
@@ -61,7 +62,7 @@ def update_replicas(body: ReplicaStatesBody, lake: LakeDep, principal: Principal
     return json_response({"updated": count})
 
 
-@router.post("/list")
+@router.post("/list", response_class=NDJSONResponse)
 def list_replicas(
     body: ReplicaListBody,
     lake: LakeDep,
@@ -89,7 +90,7 @@ def list_replicas(
     return stream(lines)
 
 
-@router.get("/{scope}/{name}/datasets")
+@router.get("/{scope}/{name}/datasets", response_class=NDJSONResponse)
 def dataset_replicas(
     scope: str, name: str, lake: LakeDep, principal: PrincipalDep, deep: str = "false"
 ) -> Response:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from lacus.models import AttributeBody, ProtocolBody, RSEBody, RSEUpdateBody
 from lacus.naming import validate_rse
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
-from lacus.server.responses import created, json_response, stream
+from lacus.server.responses import NDJSONResponse, created, json_response, stream
 from lacus.service import rses
 from lacus.service.rules import resolve_expression
 from lacus.types import ProtocolInfo, RSEType
@@ -16,7 +17,7 @@ from lacus.types import ProtocolInfo, RSEType
 router = APIRouter(prefix="/rses", tags=["rses"])
 
 
-@router.get("/")
+@router.get("/", response_class=NDJSONResponse)
 def list_rses(lake: LakeDep, principal: PrincipalDep, expression: str | None = None) -> Response:
     found = rses.list_rses(lake, principal)
     if expression is not None:
@@ -25,7 +26,7 @@ def list_rses(lake: LakeDep, principal: PrincipalDep, expression: str | None = N
     return stream(rucio.rse(info) for info in found)
 
 
-@router.post("/{rse}", status_code=201)
+@router.post("/{rse}", status_code=201, response_class=PlainTextResponse)
 def add_rse(rse: str, body: RSEBody, lake: LakeDep, principal: PrincipalDep) -> Response:
     rses.add_rse(
         lake,
@@ -44,7 +45,7 @@ def get_rse(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     return json_response(rucio.rse(rses.get_rse(lake, principal, rse)))
 
 
-@router.get("/{rse}/usage")
+@router.get("/{rse}/usage", response_class=NDJSONResponse)
 def get_usage(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream([rucio.rse_usage(rses.get_rse(lake, principal, rse))])
 
@@ -66,7 +67,7 @@ def list_attributes(rse: str, lake: LakeDep, principal: PrincipalDep) -> Respons
     return json_response(rses.get_rse(lake, principal, rse)["attributes"])
 
 
-@router.post("/{rse}/attr/{key}", status_code=201)
+@router.post("/{rse}/attr/{key}", status_code=201, response_class=PlainTextResponse)
 def set_attribute(
     rse: str, key: str, body: AttributeBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
@@ -89,7 +90,7 @@ def list_protocols(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response
     )
 
 
-@router.post("/{rse}/protocols/{scheme}", status_code=201)
+@router.post("/{rse}/protocols/{scheme}", status_code=201, response_class=PlainTextResponse)
 def add_protocol(
     rse: str, scheme: str, body: ProtocolBody, lake: LakeDep, principal: PrincipalDep
 ) -> Response:

@@ -10,7 +10,7 @@ from lacus.models import RuleBody, RuleDeleteBody
 from lacus.naming import validate_account, validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
-from lacus.server.responses import json_response, stream
+from lacus.server.responses import NDJSONResponse, json_response, stream
 from lacus.service import rules
 from lacus.types import RuleGrouping, RuleNotification, RuleSpec
 
@@ -47,7 +47,7 @@ def add_rules(body: RuleBody, lake: LakeDep, principal: PrincipalDep) -> Respons
     return json_response(ids, status_code=201)
 
 
-@router.get("/rules/")
+@router.get("/rules/", response_class=NDJSONResponse)
 def list_rules(
     lake: LakeDep,
     principal: PrincipalDep,
@@ -83,7 +83,7 @@ def delete_rule(
     return json_response({"deleted": rule_id})
 
 
-@router.get("/accounts/{account}/rules")
+@router.get("/accounts/{account}/rules", response_class=NDJSONResponse)
 def list_account_rules(account: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     found = rules.list_rules(lake, principal, account=validate_account(account))
     return stream(rucio.rule(rule) for rule in found)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from lacus.server.responses import created
 
 router = APIRouter(tags=["traces"])
 
 
-@router.post("/traces/", status_code=201)
+@router.post("/traces/", status_code=201, response_class=PlainTextResponse)
 def add_trace() -> Response:
     return created()
