@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lacus.types import MetaValue
+from lacus.types import MAX_INT64, MetaValue
 
 Scope = Annotated[str, Field(min_length=1, max_length=25)]
 Name = Annotated[str, Field(min_length=1, max_length=250)]
+Bytes = Annotated[int, Field(ge=0, le=MAX_INT64)]
+"""A size in bytes: the catalog stores signed 64-bit integers."""
+MAX_LIFETIME = 100 * 366 * 24 * 3600
+Lifetime = Annotated[int, Field(gt=0, le=MAX_LIFETIME)]
+"""Seconds a rule lives: at most a century (an expiry date must stay a date)."""
 STATE_PATTERN = "^(A|C|U|B|D|AVAILABLE|COPYING|UNAVAILABLE|BAD|BEING_DELETED|available|copying|unavailable|bad|being_deleted)$"  # noqa: E501
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_strings(cls, data: Any) -> Any:
+        _check_storable(data)
+        return data
+
+
+def _check_storable(data: Any) -> None:
+    """Raise ValueError if a string (or key) anywhere in ``data`` holds a NUL character or a lone
+    surrogate: neither can be stored (PostgreSQL refuses NUL, no driver encodes surrogates)."""
+    pending: list[Any] = [data]
+    while pending:  # a loop, not recursion: JSON may nest as deep as the parser allows
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("a string contains a NUL character")
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    raise ValueError("a string is not valid Unicode (lone surrogate)") from None
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 class DIDRef(Body):
@@ -33,12 +65,12 @@ class AccountBody(Body):
 class RSEBody(Body):
     rse_type: str = Field(default="disk", pattern="^(disk|tape|DISK|TAPE)$")
     deterministic: bool = True
-    total_bytes: int | None = Field(default=None, ge=0)
+    total_bytes: Bytes | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
 class RSEUpdateBody(Body):
-    total_bytes: int | None = Field(default=None, ge=0)
+    total_bytes: Bytes | None = None
     availability_read: bool | None = None
     availability_write: bool | None = None
     availability_delete: bool | None = None
@@ -60,7 +92,7 @@ class CollectionRuleBody(Body):
     copies: int = Field(default=1, ge=1, le=100)
     rse_expression: str = Field(min_length=1, max_length=1000)
     grouping: str | None = Field(default=None, pattern="^(ALL|DATASET|NONE|all|dataset|none)$")
-    lifetime: int | None = Field(default=None, gt=0)
+    lifetime: Lifetime | None = None
 
 
 class CollectionBody(Body):
@@ -90,7 +122,7 @@ class MetaBulkBody(Body):
 class FileBody(Body):
     scope: Scope
     name: Name
-    bytes: int = Field(ge=0)
+    bytes: Bytes
     adler32: str = Field(pattern="^[0-9a-f]{8}$")
     md5: str | None = Field(default=None, pattern="^[0-9a-f]{32}$")
     path: str | None = Field(default=None, max_length=1024)
@@ -130,7 +162,7 @@ class RuleBody(Body):
     rse_expression: str = Field(min_length=1, max_length=1000)
     grouping: str | None = Field(default=None, pattern="^(ALL|DATASET|NONE|all|dataset|none)$")
     weight: str | None = Field(default=None, max_length=100)
-    lifetime: int | None = Field(default=None, gt=0)
+    lifetime: Lifetime | None = None
     account: str | None = Field(default=None, max_length=25)
     locked: bool = False
     source_replica_expression: str | None = Field(default=None, max_length=1000)

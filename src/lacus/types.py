@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import NotRequired, TypedDict
 
 MetaValue = str | int | float | bool | None
+MAX_INT64 = 2**63 - 1
+"""The largest integer the catalog stores (sizes, counters: signed 64-bit columns)."""
 
 
 @dataclass(frozen=True, slots=True)

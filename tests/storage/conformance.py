@@ -129,6 +129,19 @@ class StorageConformance:
         sums = backend.put("f", io.BytesIO(b"hello"), md5=False)
         assert sums == Checksums(5, f"{zlib.adler32(b'hello'):08x}", None)
 
+    def test_source_with_read_only(self, backend: StorageBackend) -> None:
+        class Trickle:  # no readinto, reads of at most 1000 bytes
+            def __init__(self, data: bytes) -> None:
+                self.stream = io.BytesIO(data)
+
+            def read(self, size: int = -1) -> bytes:
+                return self.stream.read(min(size, 1000))
+
+        data = os.urandom(300_000)
+        sums = backend.put("f", Trickle(data))  # type: ignore[arg-type]
+        assert sums == expected_checksums(data)
+        assert read_all(backend, "f") == data
+
     def test_empty_file(self, backend: StorageBackend) -> None:
         sums = backend.put("empty", io.BytesIO(b""))
         assert sums == Checksums(0, "00000001", hashlib.md5(b"").hexdigest())

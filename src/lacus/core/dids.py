@@ -32,7 +32,7 @@ from lacus.errors import (
     UnsupportedOperation,
 )
 from lacus.naming import validate_name, validate_scope
-from lacus.types import DIDInfo, DIDType, Viewer
+from lacus.types import MAX_INT64, DIDInfo, DIDType, Viewer
 
 DIDKey = tuple[str, str]
 BATCH = 500
@@ -373,9 +373,16 @@ def _update_totals(
     conn: Connection, scope: str, name: str, did_type: str, count: int, size: int, now: Any
 ) -> None:
     values: dict[str, Any] = {"length": dids.c.length + count, "updated_at": now}
+    query = update(dids).where(dids.c.scope == scope, dids.c.name == name)
+    guarded = did_type == DIDType.DATASET and size > 0
     if did_type == DIDType.DATASET:
         values["bytes"] = dids.c.bytes + size
-    conn.execute(update(dids).where(dids.c.scope == scope, dids.c.name == name).values(**values))
+    if guarded:  # a 64-bit column: refuse to overflow it (SQLite would silently make it a REAL)
+        if size > MAX_INT64:
+            raise InvalidInput(f"{size} bytes at once: more than a 64-bit counter holds")
+        query = query.where(dids.c.bytes <= MAX_INT64 - size)
+    if conn.execute(query.values(**values)).rowcount == 0 and guarded:
+        raise InvalidInput(f"{scope}:{name} would hold more than {MAX_INT64} bytes")
 
 
 def _check_child_type(parent_type: str, parent: str, row: Any) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from lacus.errors import InvalidRSEExpression
 
 MAX_LENGTH = 1000
+MAX_DEPTH = 20
+"""Parentheses nested in one expression (the parser recurses once per level)."""
 _TOKEN = re.compile(
     r"\s*(?:(?P<op>[|&\\()])|(?P<cond>[A-Za-z0-9_.\-]+\s*(?:!=|<=|>=|=|<|>)\s*[A-Za-z0-9_.:/\-+]+)"
     r"|(?P<star>\*)|(?P<word>[A-Za-z0-9_.\-]+))"
@@ -85,21 +87,27 @@ def parse(text: str) -> Node:
     return node
 
 
-def _expression(tokens: list[tuple[str, str]], index: int, text: str) -> tuple[Node, int]:
-    node, index = _term(tokens, index, text)
+def _expression(
+    tokens: list[tuple[str, str]], index: int, text: str, depth: int = 0
+) -> tuple[Node, int]:
+    node, index = _term(tokens, index, text, depth)
     while index < len(tokens) and tokens[index] in (("op", "|"), ("op", "&"), ("op", "\\")):
         op = tokens[index][1]
-        right, index = _term(tokens, index + 1, text)
+        right, index = _term(tokens, index + 1, text, depth)
         node = Binary(op, node, right)
     return node, index
 
 
-def _term(tokens: list[tuple[str, str]], index: int, text: str) -> tuple[Node, int]:
+def _term(tokens: list[tuple[str, str]], index: int, text: str, depth: int) -> tuple[Node, int]:
     if index >= len(tokens):
         raise InvalidRSEExpression(f"invalid RSE expression {text[:80]!r}: it ends too early")
     kind, value = tokens[index]
     if (kind, value) == ("op", "("):
-        node, index = _expression(tokens, index + 1, text)
+        if depth >= MAX_DEPTH:
+            raise InvalidRSEExpression(
+                f"invalid RSE expression {text[:80]!r}: more than {MAX_DEPTH} nested parentheses"
+            )
+        node, index = _expression(tokens, index + 1, text, depth + 1)
         if index >= len(tokens) or tokens[index] != ("op", ")"):
             raise InvalidRSEExpression(f"invalid RSE expression {text[:80]!r}: missing ')'")
         return node, index + 1

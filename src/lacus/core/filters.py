@@ -18,6 +18,8 @@ from lacus.types import DIDType
 
 _FILTER_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]{0,99})\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*")
 _TYPE_VALUES = {*(t.value for t in DIDType), "collection", "all"}
+MAX_FILTERS = 100
+"""Filters AND-ed in one search (or one group of Rucio's filters): each is a subquery."""
 _NUMERIC_COLUMNS = {"bytes": dids.c.bytes, "length": dids.c.length}
 
 
@@ -29,6 +31,10 @@ class Filter:
 
 
 def parse_filter(text: str) -> Filter:
+    if "\x00" in text or _has_lone_surrogate(text):
+        raise InvalidMetadataFilter(
+            f"invalid filter {text[:80]!r}: NUL characters and lone surrogates cannot match"
+        )
     match = _FILTER_RE.fullmatch(text)
     if match is None:
         raise InvalidMetadataFilter(
@@ -49,7 +55,17 @@ def parse_filter(text: str) -> Filter:
     return Filter(key, op, value)
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_filters(texts: list[str]) -> list[Filter]:
+    if len(texts) > MAX_FILTERS:
+        raise InvalidMetadataFilter(f"at most {MAX_FILTERS} filters are AND-ed in one search")
     return [parse_filter(text) for text in texts]
 
 

@@ -12,7 +12,7 @@ from lacus.core.clock import utcnow
 from lacus.db.tables import rse_attributes, rse_protocols, rses
 from lacus.errors import AlreadyExists, InvalidInput, NotFound, RSEAlreadyExists, RSENotFound
 from lacus.naming import validate_rse
-from lacus.types import ProtocolInfo, RSEInfo, RSEType
+from lacus.types import MAX_INT64, ProtocolInfo, RSEInfo, RSEType
 
 _ATTRIBUTE_KEY_MAX = 100
 _ATTRIBUTE_VALUE_MAX = 255
@@ -184,11 +184,17 @@ def update_rse(
 
 def adjust_usage(conn: Connection, rse_id: int, *, bytes_delta: int, files_delta: int) -> None:
     """Add to the RSE's used space and file count (negative deltas subtract)."""
-    conn.execute(
-        update(rses)
-        .where(rses.c.id == rse_id)
-        .values(used_bytes=rses.c.used_bytes + bytes_delta, files=rses.c.files + files_delta)
+    query = update(rses).where(rses.c.id == rse_id)
+    if bytes_delta > 0:
+        # A 64-bit counter: refuse to overflow it (SQLite would silently make it a REAL).
+        if bytes_delta > MAX_INT64:
+            raise InvalidInput(f"{bytes_delta} bytes at once: more than a 64-bit counter holds")
+        query = query.where(rses.c.used_bytes <= MAX_INT64 - bytes_delta)
+    result = conn.execute(
+        query.values(used_bytes=rses.c.used_bytes + bytes_delta, files=rses.c.files + files_delta)
     )
+    if result.rowcount == 0 and bytes_delta > 0:
+        raise InvalidInput(f"the RSE's used space would exceed {MAX_INT64} bytes")
 
 
 def rse_attribute_map(conn: Connection) -> dict[str, dict[str, str]]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,7 +50,13 @@ def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
         if owned:
             the_lake.close()
 
-    app = FastAPI(title="Lacus", version=__version__, lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title="Lacus",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        dependencies=[Depends(_no_nul_in_parameters)],
+    )
     app.state.lake = the_lake
     for module in (ping, auth, accounts, scopes, rses, dids, replicas, rules, traces):
         app.include_router(module.router, responses=ERROR_RESPONSES)
@@ -61,6 +67,20 @@ def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
     app.add_middleware(DefaultJSON)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+async def _no_nul_in_parameters(request: Request) -> None:
+    """No path or query parameter holds a NUL character: PostgreSQL can neither store nor compare
+    one, and no name or key may contain it."""
+    for kind, items in (
+        ("path", request.path_params.items()),
+        ("query", request.query_params.multi_items()),
+    ):
+        for key, value in items:
+            if "\x00" in key or "\x00" in str(value):
+                raise InvalidRequest(
+                    f"invalid {kind} parameter {key[:40]!r}: it contains a NUL character"
+                )
 
 
 async def _lacus_error(_request: Request, exc: LacusError) -> Response:

@@ -28,10 +28,12 @@ class ErrorBody(BaseModel):
 _ERROR_HEADERS = {
     "ExceptionClass": {
         "description": "Rucio's exception class, which the rucio client raises",
+        "required": True,
         "schema": {"type": "string"},
     },
     "ExceptionMessage": {
         "description": "What went wrong (ASCII, at most 2,000 characters)",
+        "required": True,
         "schema": {"type": "string"},
     },
 }
@@ -111,7 +113,8 @@ def _lines(items: Iterator[Any]) -> Iterator[bytes]:
 
 
 def error_response(error: LacusError) -> Response:
-    message = error.message.replace("\n", " ")
+    # No lone surrogate (from a hostile body echoed in a message) may break the JSON encoder.
+    message = error.message.replace("\n", " ").encode("utf-8", "replace").decode()
     body = {
         "ExceptionClass": error.rucio_class,
         "ExceptionMessage": message,
@@ -119,12 +122,18 @@ def error_response(error: LacusError) -> Response:
     }
     headers = {
         "ExceptionClass": error.rucio_class,
-        "ExceptionMessage": message.encode("ascii", "replace").decode("ascii")[:2000],
+        "ExceptionMessage": _header_value(message[:2000]),
         "X-Lacus-Error": type(error).__name__,
     }
     return Response(
         dumps(body), status_code=error.http_status, headers=headers, media_type="application/json"
     )
+
+
+def _header_value(text: str) -> str:
+    """``text`` as printable ASCII: a control character (from a hostile name echoed in a
+    message) in a header would make the server drop the answer."""
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
 def isoformat(value: datetime) -> str:

@@ -17,6 +17,7 @@ from lacus.types import DIDInfo, ProtocolInfo, ReplicaInfo, ReplicaState, RSEInf
 _IMPL = {"file": "rucio.rse.protocols.posix.Default", "posix": "rucio.rse.protocols.posix.Default"}
 _SUFFIX_OPS = {".gt": ">", ".lt": "<", ".gte": ">=", ".lte": "<=", ".ne": "!="}
 MAX_FILTER_TEXT = 10_000
+MAX_FILTER_GROUPS = 100
 
 
 def protocol(proto: ProtocolInfo) -> dict[str, Any]:
@@ -170,6 +171,8 @@ def parse_filters(text: str) -> list[list[str]]:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         raise InvalidMetadataFilter(f"invalid filters {text[:80]!r}: not a literal") from None
     groups = value if isinstance(value, list) else [value]
+    if len(groups) > MAX_FILTER_GROUPS:
+        raise InvalidMetadataFilter(f"at most {MAX_FILTER_GROUPS} groups of filters are OR-ed")
     result: list[list[str]] = []
     for group in groups:
         if not isinstance(group, dict):

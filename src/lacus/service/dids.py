@@ -12,8 +12,9 @@ from lacus.core.scopes import get_scope, list_scopes
 from lacus.errors import ScopeNotFound
 from lacus.naming import validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
+from lacus.service.rules import add_rules_in
 from lacus.service.scopes import require_writer
-from lacus.types import DIDInfo, DIDType, MetaValue
+from lacus.types import DIDInfo, DIDType, MetaValue, RuleSpec
 
 
 def add_collection(
@@ -24,7 +25,11 @@ def add_collection(
     did_type: DIDType,
     *,
     meta: Mapping[str, MetaValue] | None = None,
+    children: Sequence[DIDKey] = (),
+    rules: Sequence[tuple[RuleSpec, str | None]] = (),
 ) -> None:
+    """Create a collection with its metadata, content and rules (each with its account, None
+    for the principal's), all in one transaction: any refusal leaves nothing behind."""
     validate_scope(scope)
     validate_name(name)
     with lake.write() as conn:
@@ -32,6 +37,11 @@ def add_collection(
         dids.add_collection(conn, scope, name, did_type, account=principal.account)
         if meta:
             metadata.set_metadata(conn, scope, name, meta)
+        if children:
+            dids.attach(conn, scope, name, children, viewer=principal)
+            embargo.inherit_embargo(conn, (scope, name), list(children))
+        for spec, account in rules:
+            add_rules_in(conn, principal, [spec], account=account)
 
 
 def get_did(lake: Lake, principal: Principal, scope: str, name: str) -> DIDInfo:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lacus.core import rules
+from sqlalchemy import Connection
+
+from lacus.core import accounts, rules
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
 from lacus.errors import AccessDenied
@@ -16,11 +18,19 @@ def add_rules(
     lake: Lake, principal: Principal, specs: list[RuleSpec], *, account: str | None = None
 ) -> list[str]:
     """Add one rule per spec in one transaction; return their ids."""
+    with lake.write() as conn:
+        return add_rules_in(conn, principal, specs, account=account)
+
+
+def add_rules_in(
+    conn: Connection, principal: Principal, specs: list[RuleSpec], *, account: str | None = None
+) -> list[str]:
+    """``add_rules`` inside the caller's transaction."""
     owner = account or principal.account
     if owner != principal.account and not principal.admin:
         raise AccessDenied(f"account {principal.account!r} may not add rules for {owner!r}")
-    with lake.write() as conn:
-        return [rules.add_rule(conn, spec, account=owner) for spec in specs]
+    accounts.get_account(conn, owner)  # AccountNotFound, not a foreign-key violation
+    return [rules.add_rule(conn, spec, account=owner) for spec in specs]
 
 
 def get_rule(lake: Lake, principal: Principal, rule_id: str) -> dict[str, Any]:

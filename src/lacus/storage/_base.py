@@ -12,8 +12,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from lacus.checksums import CHUNK_SIZE, ChecksumAccumulator, Checksums
+from lacus.checksums import CHUNK_SIZE, Checksums, format_adler32
 from lacus.errors import InvalidName, ProtocolNotFound
+
+try:  # zlib-ng's adler32 (SIMD) is ~5 times faster than zlib's, with the same results
+    from zlib_ng.zlib_ng import adler32  # type: ignore[import-not-found, import-untyped]
+except ImportError:  # pragma: no cover - depends on what is installed
+    from zlib import adler32
 
 __all__ = [
     "CHUNK_SIZE",
@@ -21,6 +26,7 @@ __all__ = [
     "StorageBackend",
     "StreamHasher",
     "VerifyingBackend",
+    "adler32",
     "check_path",
     "is_part_name",
     "known_schemes",
@@ -129,7 +135,7 @@ def is_part_name(name: str) -> bool:
 class StreamHasher:
     """Size, adler32 and md5 of successive chunks, hashed in helper threads beside the I/O.
 
-    ``zlib.adler32`` and ``hashlib.md5`` release the GIL on large buffers, so each runs in its own
+    ``adler32`` and ``hashlib.md5`` release the GIL on large buffers, so each runs in its own
     thread while the caller reads and writes. The first chunk and small chunks are hashed inline:
     a small file never starts a thread. ``update`` returns once at most ``depth`` chunks are still
     being hashed, so a caller cycling through ``depth + 1`` buffers may refill the oldest one.
@@ -137,7 +143,8 @@ class StreamHasher:
 
     def __init__(self, *, md5: bool = True, depth: int = 2) -> None:
         self._depth = depth
-        self._adler = ChecksumAccumulator(md5=False)
+        self._adler = 1
+        self._size = 0
         self._hash = hashlib.md5(usedforsecurity=False) if md5 else None
         self._lanes: list[ThreadPoolExecutor] = []
         self._pending: deque[list[Future[None]]] = deque()
@@ -160,7 +167,7 @@ class StreamHasher:
             self._lanes = [ThreadPoolExecutor(1, "lacus-adler32")]
             if self._hash is not None:
                 self._lanes.append(ThreadPoolExecutor(1, "lacus-md5"))
-        futures = [self._lanes[0].submit(self._adler.update, chunk)]
+        futures = [self._lanes[0].submit(self._update_adler, chunk)]
         if self._hash is not None:
             futures.append(self._lanes[1].submit(self._hash.update, chunk))
         self._pending.append(futures)
@@ -168,9 +175,13 @@ class StreamHasher:
             self._wait_oldest()
 
     def _update_all(self, chunk: bytes | bytearray | memoryview) -> None:
-        self._adler.update(chunk)
+        self._update_adler(chunk)
         if self._hash is not None:
             self._hash.update(chunk)
+
+    def _update_adler(self, chunk: bytes | bytearray | memoryview) -> None:
+        self._adler = adler32(chunk, self._adler)
+        self._size += len(chunk)
 
     def _wait_oldest(self) -> None:
         for future in self._pending.popleft():
@@ -180,9 +191,8 @@ class StreamHasher:
         """Wait for the chunks still being hashed and return size, adler32 and md5."""
         while self._pending:
             self._wait_oldest()
-        adler = self._adler.result()
         md5 = self._hash.hexdigest() if self._hash is not None else None
-        return Checksums(bytes=adler.bytes, adler32=adler.adler32, md5=md5)
+        return Checksums(bytes=self._size, adler32=format_adler32(self._adler), md5=md5)
 
     def close(self) -> None:
         """Stop the helper threads (after the chunk each one is hashing)."""

@@ -8,7 +8,6 @@ import hashlib
 import os
 import stat
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,14 @@ from lacus.errors import (
     StorageFull,
     StoragePermissionDenied,
 )
-from lacus.storage._base import FileStat, StreamHasher, check_path, is_part_name, part_name
+from lacus.storage._base import (
+    FileStat,
+    StreamHasher,
+    adler32,
+    check_path,
+    is_part_name,
+    part_name,
+)
 
 __all__ = ["PosixBackend"]
 
@@ -405,7 +411,7 @@ class _ReadBack:
             count = os.preadv(self._fd, [self._buffer[:size]], self._offset)
             if not count:
                 raise OSError(errno.EIO, "the file is shorter than the bytes written")
-            self._adler = zlib.adler32(self._buffer[:count], self._adler)
+            self._adler = adler32(self._buffer[:count], self._adler)
             self._offset += count
 
     def _stop(self) -> None:
@@ -466,7 +472,7 @@ def _adler32_range(full: str, start: int, length: int, chunk_size: int) -> int:
             count = stream.readinto(buffer[: min(length, len(buffer))])
             if not count:
                 raise OSError(errno.EIO, "the file is shorter than its size")
-            value = zlib.adler32(buffer[:count], value)
+            value = adler32(buffer[:count], value)
             length -= count
     return value
 

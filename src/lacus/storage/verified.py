@@ -33,11 +33,12 @@ def write_verified(
     ``expected``, when given). A ``VerifyingBackend`` reads back while writing; any other backend
     is asked for ``stat`` and ``checksum`` afterwards. On any failure the stored file is deleted.
     """
-    read_back = isinstance(backend, VerifyingBackend)
     if isinstance(backend, VerifyingBackend):
         sums = backend.put_verified(path, source, md5=md5, overwrite=overwrite)
+        read_back = True
     else:
         sums = backend.put(path, source, md5=md5, overwrite=overwrite)
+        read_back = False
     where = f"{backend.url}/{path}"
     try:
         if expected is not None:
@@ -47,8 +48,7 @@ def write_verified(
             raise ChecksumMismatch(
                 f"{where}: the storage holds {size} bytes, {sums.bytes} bytes were written"
             )
-        adler32 = None if read_back else backend.checksum(path, "adler32")
-        if adler32 is not None and adler32 != sums.adler32:
+        if not read_back and (adler32 := backend.checksum(path, "adler32")) != sums.adler32:
             raise ChecksumMismatch(
                 f"{where}: the storage has adler32 {adler32}, the data written had {sums.adler32}"
             )

@@ -6,11 +6,12 @@ import re
 
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from lacus.errors import InvalidInput
-from lacus.models import AccountBody
+from lacus.models import AccountBody, Body
 from lacus.naming import validate_account
+from lacus.server import answers
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import NDJSONResponse, created, json_response, stream
 from lacus.service import accounts, scopes
@@ -33,12 +34,12 @@ def list_accounts(lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream(accounts.list_accounts(lake, principal))
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=answers.Account)
 def whoami(lake: LakeDep, principal: PrincipalDep) -> Response:
     return json_response(accounts.get_account(lake, principal, principal.account))
 
 
-@router.get("/{account}")
+@router.get("/{account}", response_model=answers.Account)
 def get_account(account: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     return json_response(accounts.get_account(lake, principal, validate_account(account)))
 
@@ -72,7 +73,7 @@ def add_scope(account: str, scope: str, lake: LakeDep, principal: PrincipalDep) 
 
 
 # -- identities ----------------------------------------------------------------------------------
-class IdentityBody(BaseModel):
+class IdentityBody(Body):
     """Lacus sends ``{"identity": sub, "issuer": iss, "type": "oidc"}``; Rucio clients send
     ``{"identity": "SUB=sub, ISS=iss", "authtype": "OIDC", "email": ...}``."""
 

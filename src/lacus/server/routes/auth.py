@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from lacus.errors import Unauthenticated
+from lacus.server import answers
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import json_response
 from lacus.service.auth import login_userpass, token_expiry
@@ -33,7 +34,7 @@ def userpass(
     return response
 
 
-@router.get("/validate")
+@router.get("/validate", response_model=answers.TokenValidation)
 def validate(
     lake: LakeDep,
     principal: PrincipalDep,

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from lacus.errors import InvalidInput
 from lacus.models import AttachBody, CollectionBody, EmbargoBody, MetaBody, MetaBulkBody, StatusBody
 from lacus.naming import validate_name, validate_scope
-from lacus.server import rucio
+from lacus.server import answers, rucio
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import NDJSONResponse, created, json_response, stream, utc_naive
 from lacus.service import dids, rules
@@ -75,23 +75,33 @@ def add_collection(
 ) -> Response:
     """Create a dataset or container; Rucio's ``dids`` (attach) and ``rules`` come along."""
     key = _did(scope, name)
-    dids.add_collection(lake, principal, *key, DIDType(body.type.lower()), meta=body.meta or {})
-    if body.dids:
-        dids.attach(lake, principal, *key, [_did(ref.scope, ref.name) for ref in body.dids])
-    for item in body.rules or []:
-        spec = RuleSpec(
-            scope=key[0],
-            name=key[1],
-            rse_expression=item.rse_expression,
-            copies=item.copies,
-            grouping=RuleGrouping((item.grouping or "dataset").lower()),
-            lifetime=item.lifetime,
+    specs = [
+        (
+            RuleSpec(
+                scope=key[0],
+                name=key[1],
+                rse_expression=item.rse_expression,
+                copies=item.copies,
+                grouping=RuleGrouping((item.grouping or "dataset").lower()),
+                lifetime=item.lifetime,
+            ),
+            item.account,
         )
-        rules.add_rules(lake, principal, [spec], account=item.account)
+        for item in body.rules or []
+    ]
+    dids.add_collection(
+        lake,
+        principal,
+        *key,
+        DIDType(body.type.lower()),
+        meta=body.meta or {},
+        children=[_did(ref.scope, ref.name) for ref in body.dids or []],
+        rules=specs,
+    )
     return created()
 
 
-@router.get("/{scope}/{name}")
+@router.get("/{scope}/{name}", response_model=answers.DID)
 def get_did(
     scope: str,
     name: str,

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
-from fastapi.responses import PlainTextResponse
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from lacus.errors import InvalidInput
 from lacus.models import ReplicaListBody, ReplicasBody, ReplicaStatesBody
@@ -62,7 +61,11 @@ def update_replicas(body: ReplicaStatesBody, lake: LakeDep, principal: Principal
     return json_response({"updated": count})
 
 
-@router.post("/list", response_class=NDJSONResponse)
+@router.post(
+    "/list",
+    response_class=NDJSONResponse,
+    responses={200: {"content": {METALINK: {"schema": {"type": "string"}}}}},
+)
 def list_replicas(
     body: ReplicaListBody,
     lake: LakeDep,
