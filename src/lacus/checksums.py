@@ -1,17 +1,30 @@
 """Checksums of byte streams: adler32 always, md5 when asked, both in one pass over the bytes.
 
-Rucio's formats: adler32 as 8 lower-case hex digits, md5 as 32. ``zlib.adler32`` and ``hashlib``
-release the GIL on large buffers, so a large file can be hashed in a thread beside the copy.
+Rucio's formats: adler32 as 8 lower-case hex digits, md5 as 32. zlib-ng's ``adler32`` and
+``hashlib`` release the GIL on large buffers, so a large file can be hashed in a thread beside
+the copy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from zlib_ng.zlib_ng import adler32  # SIMD adler32: ~5x zlib's speed, identical results
+
+__all__ = [
+    "CHUNK_SIZE",
+    "ChecksumAccumulator",
+    "Checksums",
+    "adler32",
+    "checksum_chunks",
+    "checksum_file",
+    "checksum_stream",
+    "format_adler32",
+]
 
 CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -40,7 +53,7 @@ class ChecksumAccumulator:
         self.size = 0
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
-        self._adler = zlib.adler32(chunk, self._adler)
+        self._adler = adler32(chunk, self._adler)
         if self._md5 is not None:
             self._md5.update(chunk)
         self.size += len(chunk)
