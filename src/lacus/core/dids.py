@@ -178,6 +178,15 @@ def files_query(
     """Select the distinct file rows of ``dids`` at or below a DID (those ``viewer`` sees)."""
     if did_type == DIDType.FILE:
         return select(dids).where(dids.c.scope == scope, dids.c.name == name, visible(viewer))
+    if did_type == DIDType.DATASET:  # a dataset holds only files: one join, no recursion
+        return (
+            select(dids)
+            .join(
+                contents,
+                and_(contents.c.child_scope == dids.c.scope, contents.c.child_name == dids.c.name),
+            )
+            .where(contents.c.scope == scope, contents.c.name == name, visible(viewer))
+        )
     tree = file_tree(scope, name)
     files = (
         select(tree.c.child_scope, tree.c.child_name)
