@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, func, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from lacus.core.clock import utcnow
-from lacus.core.dids import DIDKey, chunks, files_query, get_did_row_type, names_by_scope
+from lacus.core.dids import DIDKey, files_query, get_did_row_type, names_by_scope
 from lacus.core.rses import adjust_usage
 from lacus.core.scopes import require_scopes
 from lacus.db.engine import insert_rows
@@ -266,7 +266,7 @@ def replicas_of(
     rse_filter = list(rse_ids) if rse_ids is not None else None
     state_values = [state.value for state in states]
     protocols = _protocols(conn)
-    for part in chunks(keys):
+    for scope, names in names_by_scope(keys):
         query = (
             select(
                 replicas.c.scope,
@@ -280,7 +280,8 @@ def replicas_of(
             )
             .join(rses, rses.c.id == replicas.c.rse_id)
             .where(
-                tuple_(replicas.c.scope, replicas.c.name).in_(part),
+                replicas.c.scope == scope,
+                replicas.c.name.in_(names),
                 replicas.c.state.in_(state_values),
             )
         )

@@ -22,6 +22,7 @@ from lacus.service.settings import Settings, default_database_url, write_setting
 from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
 
 ROOT = "root"
+ANALYZE_AFTER_ROWS = 5000
 
 DEMO_RSES: list[tuple[str, dict[str, str], RSEType]] = [
     ("ALPHA_DISK", {"site": "ALPHA", "qos": "DISK", "country": "CH"}, RSEType.DISK),
@@ -49,6 +50,7 @@ class Lake:
         self._token_cache: dict[str, tuple[Principal, datetime, float]] = {}
         self._token_lock = threading.Lock()
         self._oidc: OIDCVerifier | None = None
+        self._analyzed_at = 0.0
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -61,6 +63,22 @@ class Lake:
         """One read-only transaction."""
         with transaction(self.engine, write=False) as conn:
             yield conn
+
+    def refresh_statistics(self, *, rows_added: int) -> None:
+        """After a bulk load, let PostgreSQL's planner see the new rows (at most once a minute).
+
+        Without fresh statistics (autovacuum off or not yet run) the planner reads a
+        10,000-replica dataset with sequential scans: 3-4 times slower listings.
+        """
+        if self.engine.dialect.name != "postgresql" or rows_added < ANALYZE_AFTER_ROWS:
+            return
+        now = time.monotonic()
+        if now - self._analyzed_at < 60:
+            return
+        self._analyzed_at = now
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE dids, replicas, contents")
+            conn.commit()
 
     def cached_principal(self, token: str) -> Principal | None:
         with self._token_lock:

@@ -81,7 +81,9 @@ def add_replicas(
                     ignore_duplicates=True,
                 )
             embargo.inherit_embargo(conn, dataset, [(f["scope"], f["name"]) for f in files])
-        return registration.replicas
+        added = registration.replicas
+    lake.refresh_statistics(rows_added=added)
+    return added
 
 
 def list_replicas(
