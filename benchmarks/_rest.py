@@ -4,7 +4,6 @@ the server's resident memory sampled from ``/proc``."""
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import statistics
 import subprocess
@@ -17,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _util import throwaway_postgres
 
-POSTGRES_URL = os.environ.get(
-    "LACUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 MIB = 1024 * 1024
 
 
@@ -31,25 +28,8 @@ def database(kind: str) -> Iterator[str | None]:
     if kind == "sqlite":
         yield None
         return
-    from sqlalchemy import create_engine, text
-
-    name = f"lacus_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_postgres() as url:
+        yield url
 
 
 def free_port() -> int:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 MB = 1_000_000  # throughput is reported in MB/s (10**6 bytes per second), like cp and dd
@@ -166,3 +168,32 @@ def ratio(figure: Figure, baseline: Figure, *, best: bool = False) -> float:
     if best:
         return figure.best / baseline.best
     return figure.median / baseline.median
+
+
+POSTGRES_URL = os.environ.get(
+    "LACUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped when the block ends."""
+    from sqlalchemy import create_engine, text
+
+    name = f"lacus_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()

@@ -43,11 +43,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _util import child_answer, python_child, run_child
+from _util import POSTGRES_URL, child_answer, python_child, run_child, throwaway_postgres
 
-POSTGRES_URL = os.environ.get(
-    "LACUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 SCOPE = "bench"
 DATASET = "dataset"
 RSE = "ALPHA_DISK"
@@ -66,25 +63,8 @@ def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{workdir / 'catalog.db'}"
         return
-    from sqlalchemy import create_engine, text
-
-    name = f"lacus_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_postgres() as url:
+        yield url
 
 
 def make_specs(count: int) -> list[dict[str, Any]]:
