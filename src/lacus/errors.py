@@ -14,12 +14,15 @@ once, in the client.
     ├── Unauthenticated (401)
     ├── AccessDenied (403)
     ├── NotFound (404)
-    │   ├── AccountNotFound, ScopeNotFound, DIDNotFound, RSENotFound, ReplicaNotFound, RuleNotFound,
-    │   └── ProtocolNotFound, StorageFileNotFound, LocalFileError
+    │   ├── AccountNotFound, ScopeNotFound, DIDNotFound, RSENotFound, ReplicaNotFound,
+    │   ├── RuleNotFound, SubscriptionNotFound, PolicyNotFound, ProtocolNotFound,
+    │   └── StorageFileNotFound, LocalFileError
     ├── AlreadyExists (409)
     │   └── AccountAlreadyExists, ScopeAlreadyExists, DIDAlreadyExists, RSEAlreadyExists,
-    │       ReplicaAlreadyExists, FileAlreadyOnStorage, DuplicateRule
+    │       ReplicaAlreadyExists, FileAlreadyOnStorage, DuplicateRule,
+    │       SubscriptionDuplicate
     ├── UnsupportedOperation (409)
+    ├── InsufficientAccountLimit (400), InsufficientTargetRSEs (400)
     ├── PayloadTooLarge (413)
     ├── ChecksumMismatch (422)
     ├── StorageError (502)
@@ -125,6 +128,18 @@ class RuleNotFound(NotFound):
     rucio_class = "RuleNotFound"
 
 
+class SubscriptionNotFound(NotFound):
+    """The subscription does not exist."""
+
+    rucio_class = "SubscriptionNotFound"
+
+
+class PolicyNotFound(NotFound):
+    """The lifecycle policy does not exist."""
+
+    rucio_class = "RucioException"
+
+
 class ReplicaNotFound(NotFound):
     """The replica does not exist."""
 
@@ -180,6 +195,12 @@ class DuplicateRule(AlreadyExists):
     rucio_class = "DuplicateRule"
 
 
+class SubscriptionDuplicate(AlreadyExists):
+    """A subscription of this name exists already for the account."""
+
+    rucio_class = "SubscriptionDuplicate"
+
+
 class ReplicaAlreadyExists(AlreadyExists):
     """The replica exists already."""
 
@@ -195,6 +216,20 @@ class UnsupportedOperation(LacusError):
 
     http_status = 409
     rucio_class = "UnsupportedOperation"
+
+
+class InsufficientAccountLimit(LacusError):
+    """The account's quota cannot hold what the rule asks for."""
+
+    http_status = 400
+    rucio_class = "InsufficientAccountLimit"
+
+
+class InsufficientTargetRSEs(LacusError):
+    """Too few RSEs can take the copies a rule asks for."""
+
+    http_status = 400
+    rucio_class = "InsufficientTargetRSEs"
 
 
 class PayloadTooLarge(LacusError):

@@ -140,6 +140,18 @@ class RuleState(StrEnum):
     SUSPENDED = "suspended"
 
 
+class LockState(StrEnum):
+    OK = "ok"
+    REPLICATING = "replicating"
+    STUCK = "stuck"
+
+
+class RequestState(StrEnum):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
 class RuleGrouping(StrEnum):
     ALL = "all"
     DATASET = "dataset"
@@ -173,3 +185,4 @@ class RuleSpec:
     comment: str | None = None
     ignore_availability: bool = False
     ignore_account_limit: bool = False
+    subscription_id: str | None = None

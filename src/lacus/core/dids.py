@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from lacus.core import queue
 from lacus.core.clock import utcnow
 from lacus.core.filters import Filter, any_of, name_condition, to_condition
 from lacus.core.scopes import get_scope
@@ -101,6 +102,7 @@ def add_collection(
             )
     except IntegrityError:
         raise DIDAlreadyExists(f"DID {scope}:{name} exists already") from None
+    queue.collection_created(conn, scope, name, did_type.value)
 
 
 def find_did(
@@ -346,6 +348,7 @@ def attach(
     )
     added_bytes = sum(found[key].bytes or 0 for key in new)
     _update_totals(conn, scope, name, parent.did_type, len(new), added_bytes, now)
+    queue.content_changed(conn, scope, name, detached=False)
     return len(new)
 
 
@@ -375,6 +378,7 @@ def attach_new_files(
         [(scope, name, child[0], child[1], file_type, now) for child in sizes],
     )
     _update_totals(conn, scope, name, DIDType.DATASET.value, len(sizes), sum(sizes.values()), now)
+    queue.content_changed(conn, scope, name, detached=False)
     return len(sizes)
 
 
@@ -460,6 +464,7 @@ def detach(conn: Connection, scope: str, name: str, children: Sequence[DIDKey]) 
         )
     removed_bytes = sum(found[key].bytes or 0 for key in unique)
     _update_totals(conn, scope, name, parent.did_type, -len(unique), -removed_bytes, utcnow())
+    queue.content_changed(conn, scope, name, detached=True)
     return len(unique)
 
 

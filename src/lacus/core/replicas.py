@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from lacus.core.clock import utcnow
+from lacus.core.locks import replicas_arrived
 from lacus.core.dids import DIDKey, files_query, get_did_row_type, names_by_scope
 from lacus.core.rses import adjust_usage
 from lacus.core.scopes import require_scopes
@@ -178,6 +179,8 @@ def register_replicas(
         adjust_usage(
             conn, rse_id, bytes_delta=sum(spec["bytes"] for spec in files), files_delta=len(files)
         )
+        if state is ReplicaState.AVAILABLE:
+            replicas_arrived(conn, rse_id, keys)
     return Registration(replicas=len(files), created=created)
 
 
@@ -364,6 +367,8 @@ def set_states(
                 .values(state=state.value, updated_at=now)
             )
             changed += result.rowcount
+        if state is ReplicaState.AVAILABLE:
+            replicas_arrived(conn, rse_id, keys)
     return changed
 
 

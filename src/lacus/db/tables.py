@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -101,8 +102,10 @@ dids = Table(
     _ts("closed_at", nullable=True),
     Column("embargoed", Boolean, nullable=False, server_default=false()),
     _ts("embargo_release_at", nullable=True),
+    _ts("expired_at", nullable=True),
     Index(None, "did_type"),
     Index(None, "created_at"),
+    Index(None, "expired_at"),
 )
 
 did_meta = Table(
@@ -186,6 +189,7 @@ replicas = Table(
     _ts("tombstone", nullable=True),
     ForeignKeyConstraint(["scope", "name"], ["dids.scope", "dids.name"]),
     Index(None, "rse_id", "state"),
+    Index(None, "tombstone"),
 )
 
 rules = Table(
@@ -213,6 +217,8 @@ rules = Table(
     Column("ignore_account_limit", Boolean, nullable=False),
     Column("subscription_id", String(32)),
     Column("child_rule_id", String(32)),
+    Column("policy", String(100)),
+    Column("policy_step", Integer),
     _ts("expires_at", nullable=True),
     _ts("stuck_at", nullable=True),
     _ts("created_at"),
@@ -224,7 +230,175 @@ rules = Table(
     Index(None, "expires_at"),
 )
 
+locks = Table(
+    "locks",
+    metadata,
+    Column("rule_id", String(32), ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True),
+    Column("scope", SCOPE, primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("rse_id", Integer, ForeignKey("rses.id"), primary_key=True),
+    Column("account", ACCOUNT, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    Index(None, "scope", "name", "rse_id"),
+    Index(None, "rse_id", "state"),
+    Index(None, "account", "rse_id"),
+)
+"""One per file, per RSE a rule keeps it on: what protects a replica from deletion."""
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("scope", SCOPE, nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("dest_rse_id", Integer, ForeignKey("rses.id"), nullable=False),
+    Column("rule_id", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("activity", String(50)),
+    Column("priority", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("adler32", String(8)),
+    Column("md5", String(32)),
+    Column("source_replica_expression", String(1000)),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", String(1000)),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("next_attempt_at", nullable=True),
+    Column("claimed_by", String(100)),
+    _ts("lease_until", nullable=True),
+    UniqueConstraint("scope", "name", "dest_rse_id"),
+    Index(None, "state", "priority"),
+)
+"""A transfer wanted: bring file ``scope:name`` to ``dest_rse_id`` (shared by every lock there)."""
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("rule_id", String(32)),
+    Column("scope", SCOPE),
+    Column("name", NAME),
+    _ts("created_at"),
+    Column("claimed_by", String(100)),
+    _ts("lease_until", nullable=True),
+)
+"""The rule evaluator's queue: new or changed rules, and collections whose content changed."""
+
+new_dids = Table(
+    "new_dids",
+    metadata,
+    Column("scope", SCOPE, primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("did_type", String(10), nullable=False),
+    _ts("created_at"),
+    Column("claimed_by", String(100)),
+    _ts("lease_until", nullable=True),
+)
+"""Collections not yet matched against the subscriptions."""
+
+rule_history = Table(
+    "rule_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("rule_id", String(32), nullable=False),
+    Column("scope", SCOPE, nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("account", ACCOUNT, nullable=False),
+    Column("rse_expression", String(1000), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("locks_ok_cnt", BigInteger, nullable=False),
+    Column("locks_replicating_cnt", BigInteger, nullable=False),
+    Column("locks_stuck_cnt", BigInteger, nullable=False),
+    Column("detail", String(1000)),
+    _ts("created_at"),
+    Index(None, "rule_id"),
+    Index(None, "scope", "name"),
+)
+
+account_limits = Table(
+    "account_limits",
+    metadata,
+    Column("account", ACCOUNT, ForeignKey("accounts.account"), primary_key=True),
+    Column("rse_expression", String(1000), primary_key=True),
+    Column("bytes", BigInteger, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+"""Quotas: the bytes an account's locks may hold on the RSEs an expression selects."""
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account", ACCOUNT, ForeignKey("accounts.account"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("filter", Text, nullable=False),
+    Column("replication_rules", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("comments", String(255)),
+    Column("retroactive", Boolean, nullable=False),
+    Column("priority", Integer, nullable=False),
+    _ts("expires_at", nullable=True),
+    _ts("last_processed", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    UniqueConstraint("account", "name"),
+)
+
+lifecycle_policies = Table(
+    "lifecycle_policies",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("account", ACCOUNT, ForeignKey("accounts.account"), nullable=False),
+    Column("steps", Text, nullable=False),
+    Column("comments", String(255)),
+    _ts("created_at"),
+)
+"""Chains of rules: step n+1 is created when step n expires, which goes once n+1 is ok."""
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("daemon", String(50), primary_key=True),
+    Column("hostname", String(255), primary_key=True),
+    Column("pid", Integer, primary_key=True),
+    Column("thread", String(100), primary_key=True),
+    _ts("started_at"),
+    _ts("updated_at"),
+    Column("processed", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("event_type", String(30), nullable=False),
+    Column("scope", SCOPE),
+    Column("name", NAME),
+    Column("payload", Text, nullable=False),
+    _ts("created_at"),
+    Index(None, "created_at"),
+    Index(None, "scope", "name"),
+)
+"""The outbox: one row per state change, written in the transaction that makes the change."""
+
 ALL_TABLES = [
+    events,
+    heartbeats,
+    lifecycle_policies,
+    subscriptions,
+    account_limits,
+    rule_history,
+    new_dids,
+    evaluations,
+    requests,
+    locks,
     rules,
     replicas,
     rse_protocols,

@@ -51,6 +51,17 @@ class Lake:
         self._token_lock = threading.Lock()
         self._oidc: OIDCVerifier | None = None
         self._analyzed_at = 0.0
+        self._wakeups: dict[str, threading.Event] = {}
+
+    def wake(self, *daemons: str) -> None:
+        """Tell in-process daemons there is new work for them."""
+        for daemon in daemons:
+            self.wakeup(daemon).set()
+
+    def wakeup(self, daemon: str) -> threading.Event:
+        """The event an in-process daemon waits on between passes."""
+        with self._token_lock:
+            return self._wakeups.setdefault(daemon, threading.Event())
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -1,4 +1,5 @@
-"""Rule use cases: an account adds rules for itself (admins for anyone) and removes its own."""
+"""Rule use cases: an account adds rules for itself (admins for anyone), changes and removes its
+own; the evaluator daemon is woken for every change that needs placing."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from lacus.core import accounts, rules
+from lacus.core import accounts, history, lifecycle, rules
+from lacus.core.dids import get_did
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
-from lacus.errors import AccessDenied
+from lacus.errors import AccessDenied, RuleNotFound
 from lacus.service.lake import Lake, Principal
 from lacus.types import RuleSpec
+
+EVALUATOR = "evaluator"
 
 
 def add_rules(
@@ -19,18 +23,44 @@ def add_rules(
 ) -> list[str]:
     """Add one rule per spec in one transaction; return their ids."""
     with lake.write() as conn:
-        return add_rules_in(conn, principal, specs, account=account)
+        ids = add_rules_in(conn, principal, specs, account=account)
+    lake.wake(EVALUATOR)
+    return ids
 
 
 def add_rules_in(
     conn: Connection, principal: Principal, specs: list[RuleSpec], *, account: str | None = None
 ) -> list[str]:
-    """``add_rules`` inside the caller's transaction."""
+    """``add_rules`` inside the caller's transaction (the caller wakes the evaluator)."""
+    owner = _owner(conn, principal, account)
+    return [rules.add_rule(conn, spec, account=owner) for spec in specs]
+
+
+def _owner(conn: Connection, principal: Principal, account: str | None) -> str:
     owner = account or principal.account
     if owner != principal.account and not principal.admin:
         raise AccessDenied(f"account {principal.account!r} may not add rules for {owner!r}")
     accounts.get_account(conn, owner)  # AccountNotFound, not a foreign-key violation
-    return [rules.add_rule(conn, spec, account=owner) for spec in specs]
+    return owner
+
+
+def apply_policy(
+    lake: Lake,
+    principal: Principal,
+    scope: str,
+    name: str,
+    policy: str,
+    *,
+    account: str | None = None,
+) -> str:
+    """Start a lifecycle policy on a DID: add its first step's rule."""
+    with lake.write() as conn:
+        owner = _owner(conn, principal, account)
+        steps = lifecycle.get_policy(conn, policy)["steps"]
+        spec = lifecycle.step_spec(scope, name, steps[0])
+        rule_id = rules.add_rule(conn, spec, account=owner, policy=policy, policy_step=0)
+    lake.wake(EVALUATOR)
+    return rule_id
 
 
 def get_rule(lake: Lake, principal: Principal, rule_id: str) -> dict[str, Any]:
@@ -46,22 +76,79 @@ def list_rules(
     name: str | None = None,
     account: str | None = None,
     state: str | None = None,
+    subscription_id: str | None = None,
+    rule_ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     with lake.read() as conn:
         return rules.list_rules(
-            conn, scope=scope, name=name, account=account, state=state, viewer=principal
+            conn,
+            scope=scope,
+            name=name,
+            account=account,
+            state=state,
+            subscription_id=subscription_id,
+            rule_ids=rule_ids,
+            viewer=principal,
         )
 
 
-def delete_rule(lake: Lake, principal: Principal, rule_id: str) -> None:
+def _own(conn: Connection, principal: Principal, rule_id: str, action: str) -> dict[str, Any]:
+    rule = rules.get_rule(conn, rule_id, viewer=principal)
+    if rule["account"] != principal.account and not principal.admin:
+        raise AccessDenied(
+            f"rule {rule_id} belongs to {rule['account']!r}: only its owner or an admin may "
+            f"{action} it"
+        )
+    return rule
+
+
+def delete_rule(
+    lake: Lake, principal: Principal, rule_id: str, *, purge_replicas: bool | None = None
+) -> None:
     with lake.write() as conn:
-        rule = rules.get_rule(conn, rule_id)
-        if rule["account"] != principal.account and not principal.admin:
-            raise AccessDenied(
-                f"rule {rule_id} belongs to {rule['account']!r}: only its owner or an admin "
-                "may remove it"
-            )
-        rules.delete_rule(conn, rule_id)
+        _own(conn, principal, rule_id, "remove")
+        rules.delete_rule(conn, rule_id, purge_replicas=purge_replicas)
+    lake.wake("reaper")
+
+
+def update_rule(
+    lake: Lake, principal: Principal, rule_id: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    with lake.write() as conn:
+        _own(conn, principal, rule_id, "change")
+        updated = rules.update_rule(conn, rule_id, options)
+    lake.wake(EVALUATOR, "rule-expirer")
+    return updated
+
+
+def rule_history(lake: Lake, principal: Principal, rule_id: str) -> list[dict[str, Any]]:
+    """Everything that happened to a rule (also after it is gone, for its owner and admins)."""
+    with lake.read() as conn:
+        entries = history.rule_entries(conn, rule_id)
+        if not entries:
+            raise RuleNotFound(f"rule {rule_id} has no history")
+        if entries[0]["account"] != principal.account and not principal.admin:
+            rules.get_rule(conn, rule_id, viewer=principal)  # visible DID: readable
+        return entries
+
+
+def did_rule_history(
+    lake: Lake, principal: Principal, scope: str, name: str
+) -> list[dict[str, Any]]:
+    """Creation and removal of every rule ever on a DID (Rucio's DID rule history)."""
+    with lake.read() as conn:
+        get_did(conn, scope, name, viewer=principal)
+        return [
+            entry
+            for entry in history.did_entries(conn, scope, name)
+            if entry["action"] in ("created", "deleted", "expired")
+        ]
+
+
+def rule_locks(lake: Lake, principal: Principal, rule_id: str) -> list[dict[str, Any]]:
+    with lake.read() as conn:
+        rules.get_rule(conn, rule_id, viewer=principal)
+        return rules.lock_details(conn, rule_id)
 
 
 def resolve_expression(lake: Lake, principal: Principal, expression: str) -> list[str]:

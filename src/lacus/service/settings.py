@@ -70,6 +70,19 @@ class Settings(BaseModel):
     oidc_issuers: list[OIDCIssuer] = Field(
         default_factory=list, description="OpenID Connect issuers whose JWTs are accepted"
     )
+    embedded_daemons: bool = Field(default=True, description="run the daemons inside 'lacus serve'")
+    claim_lease_seconds: float = Field(
+        default=120.0, description="seconds a daemon's claim on queued work lasts"
+    )
+    daemon_sleep_seconds: float = Field(
+        default=2.0, description="longest pause of an idle daemon (new work wakes it sooner)"
+    )
+    transfer_max_attempts: int = Field(
+        default=5, description="attempts of a transfer before its locks are stuck"
+    )
+    repair_replace_after: float = Field(
+        default=86400.0, description="seconds a lock may stay stuck before it moves to another RSE"
+    )
 
 
 def default_database_url(lake_dir: Path) -> str:

@@ -1,0 +1,250 @@
+"""Locks: what keeps a replica, their counts per rule, and what follows from them.
+
+A rule's state follows from its locks: ``stuck`` if one is stuck (or placement failed),
+``replicating`` if one waits for a transfer, else ``ok``. Releasing locks tombstones the replicas
+left without any lock (at once, the epoch, when the rule purges them) and drops the transfer
+requests no lock needs any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import aliased
+
+from lacus.core import events, history
+from lacus.core.clock import utcnow
+from lacus.db.tables import locks, replicas, requests, rules
+from lacus.types import LockState, RequestState, RuleState
+
+EPOCH = datetime(1970, 1, 1)
+"""The tombstone of a replica to delete at once."""
+CHUNK = 500
+LockKey = tuple[str, str, int]
+
+
+class Counts(dict[str, int]):
+    """Lock counts of one rule by state, and ``bytes`` (of its distinct files, per copy)."""
+
+
+def lock_counts(conn: Connection, rule_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Rule id → {ok, replicating, stuck, bytes} (bytes: all its locks' bytes)."""
+    found: dict[str, dict[str, int]] = {
+        rule_id: {"ok": 0, "replicating": 0, "stuck": 0, "bytes": 0} for rule_id in rule_ids
+    }
+    for start in range(0, len(rule_ids), CHUNK):
+        part = list(rule_ids[start : start + CHUNK])
+        rows = conn.execute(
+            select(locks.c.rule_id, locks.c.state, func.count(), func.sum(locks.c.bytes))
+            .where(locks.c.rule_id.in_(part))
+            .group_by(locks.c.rule_id, locks.c.state)
+        )
+        for rule_id, state, count, size in rows:
+            entry = found[rule_id]
+            entry[state] = int(count)
+            entry["bytes"] += int(size or 0)
+    return found
+
+
+def state_for(counts: dict[str, int], *, error: str | None) -> RuleState:
+    if error or counts["stuck"]:
+        return RuleState.STUCK
+    if counts["replicating"]:
+        return RuleState.REPLICATING
+    return RuleState.OK
+
+
+def refresh_rules(
+    conn: Connection, rule_ids: Iterable[str], *, action: str | None = None
+) -> dict[str, str]:
+    """Recompute the state of rules from their locks; record transitions (history, events).
+
+    ``action``: also record this history entry for every rule, changed or not. Returns rule id
+    → state.
+    """
+    ids = sorted(set(rule_ids))
+    if not ids:
+        return {}
+    rows = {
+        row.id: row
+        for start in range(0, len(ids), CHUNK)
+        for row in conn.execute(select(rules).where(rules.c.id.in_(ids[start : start + CHUNK])))
+    }
+    counts = lock_counts(conn, list(rows))
+    now = utcnow()
+    states: dict[str, str] = {}
+    changed: list[tuple[Any, RuleState, dict[str, int]]] = []
+    for rule_id, row in rows.items():
+        if row.state == RuleState.SUSPENDED:
+            states[rule_id] = row.state
+            continue
+        state = state_for(counts[rule_id], error=row.error)
+        states[rule_id] = state.value
+        if state.value != row.state:
+            changed.append((row, state, counts[rule_id]))
+    for row, state, _ in changed:
+        conn.execute(
+            update(rules)
+            .where(rules.c.id == row.id)
+            .values(
+                state=state.value,
+                updated_at=now,
+                stuck_at=now if state is RuleState.STUCK else None,
+            )
+        )
+    batch = [
+        (
+            f"rule.{state.value}",
+            row.scope,
+            row.name,
+            {
+                "rule_id": row.id,
+                "account": row.account,
+                "rse_expression": row.rse_expression,
+                "copies": row.copies,
+                "locks_ok": count["ok"],
+                "locks_replicating": count["replicating"],
+                "locks_stuck": count["stuck"],
+                "error": row.error,
+            },
+        )
+        for row, state, count in changed
+        if state in (RuleState.OK, RuleState.STUCK)
+    ]
+    events.emit_many(conn, batch)
+    entries = []
+    changed_ids = {row.id for row, _, _ in changed}
+    for rule_id, row in rows.items():
+        if action is None and rule_id not in changed_ids:
+            continue
+        entries.append(
+            history.Entry(
+                row=row,
+                action=action or "state",
+                state=states[rule_id],
+                counts=counts[rule_id],
+                detail=row.error,
+            )
+        )
+    history.record(conn, entries)
+    return states
+
+
+def release_locks(
+    conn: Connection, rule_id: str, keys: Sequence[LockKey] | None = None, *, purge: bool
+) -> list[LockKey]:
+    """Remove a rule's locks (``keys``, or all of them); return the released keys.
+
+    Replicas left without any lock get a tombstone (the epoch when ``purge``), and requests no
+    remaining lock needs are dropped unless a transfer is in flight.
+    """
+    parts: list[ColumnElement[bool]] = []
+    if keys is None:
+        parts.append(locks.c.rule_id == rule_id)
+    else:
+        unique = list(dict.fromkeys(keys))
+        parts.extend(
+            and_(
+                locks.c.rule_id == rule_id,
+                tuple_(locks.c.scope, locks.c.name, locks.c.rse_id).in_(
+                    unique[start : start + CHUNK]
+                ),
+            )
+            for start in range(0, len(unique), CHUNK)
+        )
+    released: list[LockKey] = []
+    now = utcnow()
+    other = aliased(locks)
+    for selector in parts:
+        chosen = select(locks.c.scope, locks.c.name, locks.c.rse_id).where(selector)
+        released.extend((row[0], row[1], row[2]) for row in conn.execute(chosen))
+        conn.execute(
+            update(replicas)
+            .where(
+                tuple_(replicas.c.scope, replicas.c.name, replicas.c.rse_id).in_(chosen),
+                ~exists().where(
+                    other.c.scope == replicas.c.scope,
+                    other.c.name == replicas.c.name,
+                    other.c.rse_id == replicas.c.rse_id,
+                    other.c.rule_id != rule_id,
+                ),
+                or_(replicas.c.tombstone.is_(None), replicas.c.tombstone > EPOCH)
+                if purge
+                else replicas.c.tombstone.is_(None),
+            )
+            .values(tombstone=EPOCH if purge else now)
+        )
+        waiting = select(locks.c.scope, locks.c.name, locks.c.rse_id).where(
+            selector, locks.c.state != LockState.OK.value
+        )
+        conn.execute(
+            delete(requests).where(
+                requests.c.state != RequestState.SUBMITTED.value,
+                tuple_(requests.c.scope, requests.c.name, requests.c.dest_rse_id).in_(waiting),
+                ~exists().where(
+                    other.c.scope == requests.c.scope,
+                    other.c.name == requests.c.name,
+                    other.c.rse_id == requests.c.dest_rse_id,
+                    other.c.rule_id != rule_id,
+                ),
+            )
+        )
+        conn.execute(delete(locks).where(selector))
+    return released
+
+
+def replicas_arrived(conn: Connection, rse_id: int, keys: Sequence[tuple[str, str]]) -> int:
+    """Replicas of ``keys`` became available on ``rse_id``: their locks there are ok, the
+    requests for them done. Returns how many locks changed."""
+    if (
+        not keys
+        or not conn.execute(
+            select(exists().where(locks.c.rse_id == rse_id, locks.c.state != LockState.OK.value))
+        ).scalar()
+    ):
+        return 0
+    now = utcnow()
+    touched: set[str] = set()
+    changed = 0
+    for start in range(0, len(keys), CHUNK):
+        part = list(keys[start : start + CHUNK])
+        waiting = and_(
+            locks.c.rse_id == rse_id,
+            locks.c.state != LockState.OK.value,
+            tuple_(locks.c.scope, locks.c.name).in_(part),
+        )
+        touched.update(conn.execute(select(locks.c.rule_id).where(waiting).distinct()).scalars())
+        changed += conn.execute(
+            update(locks).where(waiting).values(state=LockState.OK.value, updated_at=now)
+        ).rowcount
+        conn.execute(
+            delete(requests).where(
+                requests.c.dest_rse_id == rse_id,
+                tuple_(requests.c.scope, requests.c.name).in_(part),
+            )
+        )
+        conn.execute(
+            update(replicas)
+            .where(
+                replicas.c.rse_id == rse_id,
+                replicas.c.tombstone.is_not(None),
+                tuple_(replicas.c.scope, replicas.c.name).in_(part),
+            )
+            .values(tombstone=None)
+        )
+    refresh_rules(conn, touched)
+    return changed

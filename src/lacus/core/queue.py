@@ -1,0 +1,75 @@
+"""What the daemons are asked to look at: rules to evaluate, collections whose content changed,
+new collections to match against subscriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, exists, insert, literal, select, tuple_
+
+from lacus.core.clock import utcnow
+from lacus.db.tables import contents, evaluations, new_dids, rules, subscriptions
+
+
+class Kind:
+    RULE = "rule"
+    ATTACH = "attach"
+    DETACH = "detach"
+
+
+def enqueue_rules(conn: Connection, rule_ids: Sequence[str]) -> None:
+    """Ask the evaluator to (re)evaluate these rules."""
+    now = utcnow()
+    if rule_ids:
+        conn.execute(
+            insert(evaluations),
+            [{"kind": Kind.RULE, "rule_id": rule_id, "created_at": now} for rule_id in rule_ids],
+        )
+
+
+def content_changed(conn: Connection, scope: str, name: str, *, detached: bool) -> None:
+    """After attaching to or detaching from ``scope:name``: if a rule covers it (directly or
+    through a collection above it), ask the evaluator to bring the rule's locks up to date."""
+    if not covered_by_rules(conn, scope, name):
+        return
+    conn.execute(
+        insert(evaluations).values(
+            kind=Kind.DETACH if detached else Kind.ATTACH,
+            scope=scope,
+            name=name,
+            created_at=utcnow(),
+        )
+    )
+
+
+def covering_collections(scope: str, name: str) -> Select[Any]:
+    """``scope:name`` and every collection above it, as (scope, name) rows."""
+    start = select(literal(scope).label("scope"), literal(name).label("name"))
+    up = start.cte("covering", recursive=True)
+    step = select(contents.c.scope, contents.c.name).join(
+        up, and_(contents.c.child_scope == up.c.scope, contents.c.child_name == up.c.name)
+    )
+    up = up.union(step)
+    return select(up.c.scope, up.c.name)
+
+
+def covered_by_rules(conn: Connection, scope: str, name: str) -> bool:
+    above = covering_collections(scope, name).subquery()
+    hit = conn.execute(
+        select(
+            exists().where(
+                tuple_(rules.c.scope, rules.c.name).in_(select(above.c.scope, above.c.name))
+            )
+        )
+    ).scalar()
+    return bool(hit)
+
+
+def collection_created(conn: Connection, scope: str, name: str, did_type: str) -> None:
+    """Queue a new collection for the subscriptions, when any subscription is active."""
+    active = conn.execute(select(exists().where(subscriptions.c.state == "active"))).scalar()
+    if active:
+        conn.execute(
+            insert(new_dids).values(scope=scope, name=name, did_type=did_type, created_at=utcnow())
+        )
