@@ -53,8 +53,12 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    daemons: Annotated[
+        bool,
+        typer.Option(help="Run the rule engine's daemons in the server (embedded mode)."),
+    ] = True,
 ) -> None:
-    """Serve a lake over HTTP (Rucio's REST dialect)."""
+    """Serve a lake over HTTP (Rucio's REST dialect), with its daemons unless told not to."""
     import uvicorn
 
     from lacus.server import create_app
@@ -62,7 +66,7 @@ def serve(
 
     directory = lake or Path(os.environ.get("LACUS_LAKE", "lacus-data"))
     settings = load_settings(directory)
-    app = create_app(settings)
+    app = create_app(settings, daemons=daemons)
     console().print(f"Lacus serving {settings.lake_dir} on http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from lacus.cli import data, dids, lake, rses, scopes
+from lacus.cli import daemons, data, dids, lake, rses, scopes
 from lacus.cli._output import error_console
 from lacus.errors import LacusError
 
@@ -35,6 +35,7 @@ app.command()(dids.detach)
 app.command()(dids.close)
 app.add_typer(dids.meta_app, name="meta")
 app.add_typer(dids.embargo_app, name="embargo")
+app.command()(daemons.daemon)
 
 
 def main(argv: list[str] | None = None) -> int:

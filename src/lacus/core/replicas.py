@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from lacus.core.clock import utcnow
-from lacus.core.locks import replicas_arrived
 from lacus.core.dids import DIDKey, files_query, get_did_row_type, names_by_scope
+from lacus.core.locks import replicas_arrived
 from lacus.core.rses import adjust_usage
 from lacus.core.scopes import require_scopes
 from lacus.db.engine import insert_rows

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lacus._version import __version__
+from lacus.daemons import DAEMONS, DaemonRunner
 from lacus.errors import (
     AccessDenied,
     InvalidRequest,
@@ -39,16 +40,28 @@ from lacus.service import Lake, Settings
 log = logging.getLogger("lacus.server")
 
 
-def create_app(settings: Settings, *, lake: Lake | None = None) -> FastAPI:
-    """Build the server of one lake. ``lake`` lets a caller share an existing catalog engine."""
+def create_app(
+    settings: Settings, *, lake: Lake | None = None, daemons: bool | None = None
+) -> FastAPI:
+    """Build the server of one lake. ``lake`` lets a caller share an existing catalog engine;
+    ``daemons`` (default: the ``embedded_daemons`` setting) runs every daemon in threads while
+    the server runs."""
     owned = lake is None
     the_lake = lake or Lake(settings)
+    embedded = settings.embedded_daemons if daemons is None else daemons
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owned:
-            the_lake.close()
+        runner = DaemonRunner(the_lake, list(DAEMONS.values())) if embedded else None
+        if runner is not None:
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+            if owned:
+                the_lake.close()
 
     app = FastAPI(
         title="Lacus",
