@@ -10,7 +10,8 @@ once, in the client.
     │   ├── InvalidName
     │   ├── InvalidMetadataFilter
     │   ├── InvalidRSEExpression
-    │   └── InvalidRequest
+    │   ├── InvalidRequest
+    │   └── InvalidOption
     ├── Unauthenticated (401)
     ├── AccessDenied (403)
     ├── NotFound (404)
@@ -75,6 +76,12 @@ class InvalidRSEExpression(InvalidInput):
 
 class InvalidRequest(InvalidInput):
     """The request is malformed."""
+
+
+class InvalidOption(InvalidInput):
+    """An option is unknown or has a value of the wrong kind."""
+
+    rucio_class = "InputValidationError"
 
 
 class Unauthenticated(LacusError):

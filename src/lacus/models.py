@@ -157,9 +157,13 @@ class ReplicaListBody(Body):
 
 
 class RuleBody(Body):
+    """Rucio's rule body; Lacus also takes ``policy`` (a lifecycle policy's name) instead of
+    ``rse_expression``: the policy's first step becomes the rule."""
+
     dids: list[DIDRef] = Field(min_length=1, max_length=10_000)
     copies: int = Field(default=1, ge=1, le=100)
-    rse_expression: str = Field(min_length=1, max_length=1000)
+    rse_expression: str | None = Field(default=None, min_length=1, max_length=1000)
+    policy: str | None = Field(default=None, min_length=1, max_length=100)
     grouping: str | None = Field(default=None, pattern="^(ALL|DATASET|NONE|all|dataset|none)$")
     weight: str | None = Field(default=None, max_length=100)
     lifetime: Lifetime | None = None
@@ -177,6 +181,44 @@ class RuleBody(Body):
 
 class RuleDeleteBody(Body):
     purge_replicas: bool | None = None
+
+
+class RuleUpdateBody(Body):
+    """``PUT /rules/{id}``: Rucio's option names (checked one by one by the route)."""
+
+    options: dict[str, Any]
+
+
+class SubscriptionBody(Body):
+    """``POST``/``PUT /subscriptions/{account}/{name}``: Rucio's options (checked by the route)."""
+
+    options: dict[str, Any]
+
+
+class LimitBody(Body):
+    """An account limit in bytes; -1 means no limit (Rucio's infinity)."""
+
+    bytes: int = Field(ge=-1, le=MAX_INT64)
+
+
+class PolicyStepBody(Body):
+    """One step of a lifecycle policy: ``copies`` on ``rse_expression`` (or ``qos=CLASS``) for
+    ``lifetime`` seconds (only the last step may keep its copies forever)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    copies: int = Field(default=1, ge=1, le=100)
+    rse_expression: str | None = Field(default=None, min_length=1, max_length=1000)
+    qos: str | None = Field(default=None, min_length=1, max_length=100)
+    lifetime: Lifetime | None = None
+    grouping: str | None = Field(default=None, pattern="^(ALL|DATASET|NONE|all|dataset|none)$")
+    purge_replicas: bool = False
+
+
+class PolicyBody(Body):
+    name: str = Field(min_length=1, max_length=100)
+    steps: list[PolicyStepBody] = Field(min_length=1, max_length=100)
+    comment: str | None = Field(default=None, max_length=255)
 
 
 class EmbargoBody(Body):

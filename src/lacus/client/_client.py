@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from lacus.client._http import Session, raise_for_error
 from lacus.client.config import ClientConfig, load_config
@@ -21,6 +25,15 @@ Progress = Callable[[int], None]
 
 def _p(value: str) -> str:
     return quote(value, safe="")
+
+
+def _is_rse_name(expression: str) -> bool:
+    """A single RSE name (Rucio's local limit) rather than an expression (a global one)."""
+    try:
+        validate_rse(expression)
+    except InvalidInput:
+        return False
+    return True
 
 
 class Client:
@@ -267,6 +280,242 @@ class Client:
                 "md5": line["md5"],
                 "rses": line["replicas"],
             }
+
+    # -- rules -----------------------------------------------------------------------------------
+    def add_rule(
+        self,
+        dids: str | Sequence[str],
+        rse_expression: str | None = None,
+        *,
+        copies: int = 1,
+        lifetime: int | None = None,
+        grouping: str = "dataset",
+        weight: str | None = None,
+        locked: bool = False,
+        purge_replicas: bool = False,
+        source_replica_expression: str | None = None,
+        activity: str | None = None,
+        priority: int = 3,
+        comment: str | None = None,
+        account: str | None = None,
+        ignore_availability: bool = False,
+        policy: str | None = None,
+    ) -> list[str]:
+        """Keep ``copies`` of each DID on RSEs of ``rse_expression`` (or start the lifecycle
+        policy ``policy`` on each); return the new rules' ids. The rule engine places them
+        shortly after: see :meth:`wait_for_rule`."""
+        names = [dids] if isinstance(dids, str) else list(dids)
+        refs = [dict(zip(("scope", "name"), parse_did(did), strict=True)) for did in names]
+        body: dict[str, Any] = {"dids": refs, "account": account}
+        if policy is not None:
+            body["policy"] = policy
+        else:
+            body |= {
+                "rse_expression": rse_expression,
+                "copies": copies,
+                "lifetime": lifetime,
+                "grouping": grouping,
+                "weight": weight,
+                "locked": locked,
+                "purge_replicas": purge_replicas,
+                "source_replica_expression": source_replica_expression,
+                "activity": activity,
+                "priority": priority,
+                "comment": comment,
+                "ignore_availability": ignore_availability,
+            }
+        result: list[str] = self.session.json("POST", "/rules/", json=body)
+        return result
+
+    def apply_policy(self, did: str, policy: str, *, account: str | None = None) -> str:
+        """Start lifecycle policy ``policy`` on a DID; return its first step's rule id."""
+        (rule_id,) = self.add_rule(did, policy=policy, account=account)
+        return rule_id
+
+    def get_rule(self, rule_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.session.json("GET", f"/rules/{_p(rule_id)}")
+        return result
+
+    def list_rules(
+        self,
+        *,
+        did: str | None = None,
+        account: str | None = None,
+        state: str | None = None,
+        subscription_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rules filtered by DID (``scope:name``), account, state (ok, replicating, stuck,
+        suspended), subscription."""
+        params: dict[str, str] = {}
+        if did is not None:
+            params["scope"], params["name"] = parse_did(did)
+        if account is not None:
+            params["account"] = account
+        if state is not None:
+            params["state"] = state
+        if subscription_id is not None:
+            params["subscription_id"] = subscription_id
+        return list(self.session.ndjson("GET", "/rules/", params=params))
+
+    def update_rule(self, rule_id: str, **options: Any) -> dict[str, Any]:
+        """Change a rule: ``lifetime`` (seconds; None: forever), ``locked``, ``comment``,
+        ``priority``, ``copies``, ``activity``, ``state`` ("SUSPENDED", or "REPLICATING" to
+        resume), ``source_replica_expression``, ``purge_replicas``, ``child_rule_id``,
+        ``boost_rule``; return the rule as it is now."""
+        result: dict[str, Any] = self.session.json(
+            "PUT", f"/rules/{_p(rule_id)}", json={"options": options}
+        )
+        return result
+
+    def delete_rule(self, rule_id: str, *, purge_replicas: bool | None = None) -> None:
+        """Remove a rule (unlock it first); ``purge_replicas`` None: the rule's own setting."""
+        self.session.request(
+            "DELETE", f"/rules/{_p(rule_id)}", json={"purge_replicas": purge_replicas}
+        )
+
+    def rule_locks(self, rule_id: str) -> list[dict[str, Any]]:
+        """The rule's locks: file, RSE, state, and for waiting ones the transfer request's
+        state, attempts and last error."""
+        return list(self.session.ndjson("GET", f"/rules/{_p(rule_id)}/locks"))
+
+    def rule_history(self, rule_id: str) -> list[dict[str, Any]]:
+        """Everything that happened to a rule, oldest first (kept after its removal)."""
+        return list(self.session.ndjson("GET", f"/rules/{_p(rule_id)}/history"))
+
+    def did_rule_history(self, did: str) -> list[dict[str, Any]]:
+        """Creation and removal of every rule ever on a DID, oldest first."""
+        scope, name = parse_did(did)
+        return list(self.session.ndjson("GET", f"/rules/{_p(scope)}/{_p(name)}/history"))
+
+    def examine_rule(self, rule_id: str) -> dict[str, Any]:
+        """``rule_error`` (why the rule is not OK) and its failing ``transfers``."""
+        result: dict[str, Any] = self.session.json("GET", f"/rules/{_p(rule_id)}/analysis")
+        return result
+
+    def wait_for_rule(
+        self, rule_id: str, state: str = "ok", *, timeout: float = 60.0, interval: float = 0.2
+    ) -> dict[str, Any]:
+        """Poll the rule until it is in ``state`` (ok, replicating, stuck, suspended); return
+        it. TimeoutError, saying where it is, if it is not there within ``timeout`` seconds."""
+        wanted = state.upper()
+        deadline = time.monotonic() + timeout
+        while True:
+            rule = self.get_rule(rule_id)
+            if str(rule["state"]).upper() == wanted:
+                return rule
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"rule {rule_id} is {rule['state']} after {timeout:g} s, not {wanted} "
+                    f"(locks ok/replicating/stuck: {rule['locks_ok_cnt']}/"
+                    f"{rule['locks_replicating_cnt']}/{rule['locks_stuck_cnt']})"
+                )
+            time.sleep(interval)
+
+    # -- subscriptions ---------------------------------------------------------------------------
+    def add_subscription(
+        self,
+        name: str,
+        *,
+        filter: Mapping[str, Any],
+        rules: Sequence[Mapping[str, Any]],
+        comment: str | None = None,
+        lifetime_days: int | None = None,
+        retroactive: bool = False,
+        priority: int = 3,
+        account: str | None = None,
+    ) -> str:
+        """Add rules to every new DID matching ``filter`` (and to existing ones when
+        ``retroactive``); return the subscription's id."""
+        owner = account or self.config.account or self.whoami()["account"]
+        options = {
+            "filter": dict(filter),
+            "replication_rules": [dict(rule) for rule in rules],
+            "comments": comment,
+            "lifetime": lifetime_days,
+            "retroactive": retroactive,
+            "dry_run": False,
+            "priority": priority,
+        }
+        response = self.session.request(
+            "POST", f"/subscriptions/{_p(owner)}/{_p(name)}", json={"options": options}
+        )
+        return response.text
+
+    def update_subscription(self, name: str, *, account: str | None = None, **options: Any) -> None:
+        """Change ``filter``, ``replication_rules``, ``comments``, ``lifetime`` (days),
+        ``priority`` or ``state`` ("ACTIVE"/"INACTIVE")."""
+        owner = account or self.config.account or self.whoami()["account"]
+        self.session.request(
+            "PUT", f"/subscriptions/{_p(owner)}/{_p(name)}", json={"options": options}
+        )
+
+    def list_subscriptions(self, *, account: str | None = None) -> list[dict[str, Any]]:
+        """Subscriptions (of ``account``, else everyone's), ``filter`` and
+        ``replication_rules`` decoded."""
+        path = f"/subscriptions/{_p(account)}" if account else "/subscriptions/"
+        found = list(self.session.ndjson("GET", path))
+        for item in found:
+            item["filter"] = orjson.loads(item["filter"])
+            item["replication_rules"] = orjson.loads(item["replication_rules"])
+        return found
+
+    def subscription_rules(self, name: str, *, account: str | None = None) -> list[dict[str, Any]]:
+        owner = account or self.config.account or self.whoami()["account"]
+        return list(self.session.ndjson("GET", f"/subscriptions/{_p(owner)}/{_p(name)}/rules"))
+
+    # -- quotas ----------------------------------------------------------------------------------
+    def set_quota(self, account: str, rse_expression: str, size: int | None) -> None:
+        """Allow ``account`` ``size`` bytes on the RSEs ``rse_expression`` selects (None: no
+        limit there). An account with quotas may use only RSEs some quota covers."""
+        locality = "local" if _is_rse_name(rse_expression) else "global"
+        self.session.request(
+            "POST",
+            f"/accounts/{_p(validate_account(account))}/limits/{locality}/{_p(rse_expression)}",
+            json={"bytes": -1 if size is None else size},
+        )
+
+    def delete_quota(self, account: str, rse_expression: str) -> None:
+        locality = "local" if _is_rse_name(rse_expression) else "global"
+        self.session.request(
+            "DELETE",
+            f"/accounts/{_p(validate_account(account))}/limits/{locality}/{_p(rse_expression)}",
+        )
+
+    def quota_usage(self, account: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """``rses``: per RSE bytes and files used, ``bytes_limit`` and ``bytes_remaining``;
+        ``expressions``: the same per quota on an expression. An unlimited size is None."""
+        owner = validate_account(account or self.config.account or self.whoami()["account"])
+        return {
+            "rses": self._lines(f"/accounts/{_p(owner)}/usage/local"),
+            "expressions": self._lines(f"/accounts/{_p(owner)}/usage/global"),
+        }
+
+    def _lines(self, path: str) -> list[dict[str, Any]]:
+        """A stream that may hold ``Infinity`` (Rucio's unlimited size), read as None."""
+        response = self.session.request("GET", path)
+        lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        for line in lines:
+            for key, value in line.items():
+                if isinstance(value, float) and math.isinf(value):
+                    line[key] = None
+        return lines
+
+    # -- lifecycle policies ----------------------------------------------------------------------
+    def add_policy(
+        self, name: str, steps: Sequence[Mapping[str, Any]], *, comment: str | None = None
+    ) -> None:
+        """Define a lifecycle policy (admins): steps of ``copies`` on ``rse_expression`` or
+        ``qos`` for ``lifetime`` seconds, e.g. ``[{"copies": 2, "qos": "DISK", "lifetime":
+        2592000}, {"copies": 1, "qos": "TAPE"}]``."""
+        body = {"name": name, "steps": [dict(step) for step in steps], "comment": comment}
+        self.session.request("POST", "/policies/", json=body)
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        return list(self.session.ndjson("GET", "/policies/"))
+
+    def get_policy(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.session.json("GET", f"/policies/{_p(name)}")
+        return result
 
     # -- data ------------------------------------------------------------------------------------
     def upload(

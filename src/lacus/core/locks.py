@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from lacus.core import events, history
+from lacus.core import events, guard, history
 from lacus.core.clock import utcnow
 from lacus.db.tables import locks, replicas, requests, rules
 from lacus.types import LockState, RequestState, RuleState

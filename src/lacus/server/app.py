@@ -25,14 +25,17 @@ from lacus.server.content_type import DefaultJSON
 from lacus.server.limits import BodyLimit
 from lacus.server.responses import ERROR_RESPONSES, error_response
 from lacus.server.routes import (
+    account_limits,
     accounts,
     auth,
     dids,
     ping,
+    policies,
     replicas,
     rses,
     rules,
     scopes,
+    subscriptions,
     traces,
 )
 from lacus.service import Lake, Settings
@@ -71,7 +74,10 @@ def create_app(
         dependencies=[Depends(_no_nul_in_parameters)],
     )
     app.state.lake = the_lake
-    for module in (ping, auth, accounts, scopes, rses, dids, replicas, rules, traces):
+    for module in (
+        ping, auth, account_limits, accounts, scopes, rses, dids, replicas, rules, subscriptions,
+        policies, traces,
+    ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ enum values, ``did_type``, RSE settings, rule fields, ``pfns``/``rses``/``states
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -84,16 +85,101 @@ def did(info: DIDInfo) -> dict[str, Any]:
 
 
 def rule(info: dict[str, Any]) -> dict[str, Any]:
-    """A rule as Rucio clients read it (upper-case enums, every key ``rucio rule show`` prints)."""
+    """A rule as Rucio clients read it: every key of Rucio's rule dict (upper-case enums,
+    ``comments``, ``bytes``), plus Lacus's (``policy``, ``policy_step``)."""
     return {
         **info,
         "did_type": str(info["did_type"]).upper(),
         "state": str(info["state"]).upper(),
         "grouping": str(info["grouping"]).upper(),
         "notification": str(info["notification"]).upper(),
+        "activity": info.get("activity") or "default",
+        "bytes": info.get("bytes"),
         "eol_at": None,
         "split_container": False,
         "meta": None,
+        "deleted_at": None,
+    }
+
+
+def lock(info: dict[str, Any]) -> dict[str, Any]:
+    """A replica lock of ``GET /rules/{id}/locks``: Rucio's keys (``state`` upper-case) and the
+    transfer request behind it (``request_state``, ``attempts``, ``last_error``)."""
+    return {
+        **info,
+        "rse_id": str(info["rse_id"]),
+        "state": str(info["state"]).upper(),
+        "request_state": info["request_state"].upper() if info.get("request_state") else None,
+    }
+
+
+def dataset_lock(info: dict[str, Any]) -> dict[str, Any]:
+    return {**info, "rse_id": str(info["rse_id"]), "state": str(info["state"]).upper()}
+
+
+def rule_event(entry: dict[str, Any]) -> dict[str, Any]:
+    """One entry of a rule's full history (``GET /rules/{id}/history``)."""
+    return {
+        **entry,
+        "state": str(entry["state"]).upper(),
+        "updated_at": entry["created_at"],
+    }
+
+
+def did_rule_history(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rucio's DID rule history: per rule at most two lines, its creation then its removal
+    (``created_at`` is when the rule was created, ``updated_at`` when the line's event was)."""
+    created: dict[str, Any] = {}
+    lines: list[dict[str, Any]] = []
+    for entry in entries:
+        rule_id = entry["rule_id"]
+        if entry["action"] == "created":
+            if rule_id in created:
+                continue
+            created[rule_id] = entry["created_at"]
+        elif rule_id not in created:
+            # Removed without a recorded creation: a creation line first keeps the pairs aligned.
+            created[rule_id] = entry["created_at"]
+            lines.append(_history_line(entry, entry["created_at"], "created"))
+        lines.append(_history_line(entry, created[rule_id], entry["action"]))
+    return lines
+
+
+def _history_line(entry: dict[str, Any], created_at: Any, action: str) -> dict[str, Any]:
+    return {
+        "rule_id": entry["rule_id"],
+        "created_at": created_at,
+        "updated_at": entry["created_at"],
+        "rse_expression": entry["rse_expression"],
+        "state": str(entry["state"]).upper(),
+        "account": entry["account"],
+        "locks_ok_cnt": entry["locks_ok_cnt"],
+        "locks_stuck_cnt": entry["locks_stuck_cnt"],
+        "locks_replicating_cnt": entry["locks_replicating_cnt"],
+        "action": action,
+    }
+
+
+def subscription(info: dict[str, Any]) -> dict[str, Any]:
+    """A subscription as Rucio clients read it: ``filter`` and ``replication_rules`` as JSON
+    strings, ``policyid`` (the priority), ``lifetime`` (the expiry date), upper-case state."""
+    return {
+        "id": info["id"],
+        "name": info["name"],
+        "account": info["account"],
+        "filter": json.dumps(info["filter"]),
+        "replication_rules": json.dumps(info["replication_rules"]),
+        "policyid": info["priority"],
+        "priority": info["priority"],
+        "state": str(info["state"]).upper(),
+        "last_processed": info["last_processed"],
+        "lifetime": info["expires_at"],
+        "expires_at": info["expires_at"],
+        "comments": info["comments"],
+        "retroactive": bool(info["retroactive"]),
+        "expired_at": None,
+        "created_at": info["created_at"],
+        "updated_at": info["updated_at"],
     }
 
 
