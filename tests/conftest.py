@@ -12,13 +12,15 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from lacus.client import Client
 from lacus.db import transaction, upgrade
@@ -87,7 +89,21 @@ def session_lake(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def reset_catalog(lake: Lake, rse_root: Path) -> None:
-    """Empty every table and seed root and the three demo RSEs (under ``rse_root``)."""
+    """Empty every table and seed root and the three demo RSEs (under ``rse_root``).
+
+    The server's embedded daemons keep reading these tables: on PostgreSQL a TRUNCATE may then
+    lose a deadlock against one of them, and is simply tried again."""
+    for attempt in range(10):
+        try:
+            _reset_catalog(lake, rse_root)
+            return
+        except OperationalError as exc:
+            if "deadlock" not in str(exc) or attempt == 9:
+                raise
+            time.sleep(0.05)
+
+
+def _reset_catalog(lake: Lake, rse_root: Path) -> None:
     with transaction(lake.engine) as conn:
         if conn.dialect.name == "postgresql":
             names = ", ".join(table.name for table in ALL_TABLES)
@@ -176,3 +192,16 @@ def cli(client: Client, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
         return CLIResult(code, captured.out, captured.err)
 
     return run
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``
+    seconds, showing its last value. For what the embedded daemons do asynchronously."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s; last value: {value!r}")
+        time.sleep(interval)
