@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +32,7 @@ from lacus.core import guard, locks
 from lacus.core.clock import utcnow
 from lacus.core.dids import file_tree, files_query
 from lacus.core.expressions import resolve
-from lacus.core.placement import Candidate, Planner
+from lacus.core.placement import Candidate, Planner, Quota
 from lacus.core.quotas import quota_for
 from lacus.core.rses import rse_attribute_map
 from lacus.db.engine import insert_rows, is_sqlite
@@ -41,6 +42,8 @@ from lacus.errors import InsufficientAccountLimit, InsufficientTargetRSEs, Inval
 from lacus.types import DIDType, LockState, ReplicaState, RequestState, RuleGrouping, RuleState
 
 FileKey = tuple[str, str]
+SMALL = 500
+"""Up to this many files, replicas are looked up by key rather than by a join."""
 _LOCK_COLUMNS = ("rule_id", "scope", "name", "rse_id", "account", "bytes", "state")
 _REQUEST_COLUMNS = (
     "scope",
@@ -82,14 +85,35 @@ class _File:
     group: Any
 
 
-def candidates(conn: Connection, rule: Any) -> list[Candidate]:
+@dataclass(slots=True)
+class Context:
+    """What evaluations in one transaction share: RSEs, their attributes, accounts' quotas."""
+
+    attributes: dict[str, dict[str, str]]
+    rses: dict[str, Any]
+    limited: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, conn: Connection) -> Context:
+        rows = {row.rse: row for row in conn.execute(select(rses))}
+        return cls(attributes=rse_attribute_map(conn), rses=rows)
+
+    def quota(self, conn: Connection, account: str) -> Quota | None:
+        if self.limited.get(account) is False:
+            return None
+        quota = quota_for(conn, account)
+        self.limited[account] = quota is not None
+        return quota
+
+
+def candidates(conn: Connection, rule: Any, context: Context | None = None) -> list[Candidate]:
     """The RSEs a rule may place copies on: its expression, writable ones unless it ignores
     availability, weighted by its ``weight`` attribute (RSEs without it get none)."""
-    attributes = rse_attribute_map(conn)
+    context = context or Context.load(conn)
+    attributes = context.attributes
     names = resolve(rule.rse_expression, attributes)
-    rows = conn.execute(select(rses).where(rses.c.rse.in_(names)).order_by(rses.c.rse))
     found = []
-    for row in rows:
+    for row in sorted((context.rses[name] for name in names), key=lambda r: r.rse):
         if not rule.ignore_availability and not row.availability_write:
             continue
         weight = 1.0
@@ -111,9 +135,17 @@ def candidates(conn: Connection, rule: Any) -> list[Candidate]:
 
 
 def evaluate_rule(
-    conn: Connection, rule_id: str, *, prune: bool = False, rng: random.Random | None = None
+    conn: Connection,
+    rule_id: str,
+    *,
+    prune: bool = False,
+    rng: random.Random | None = None,
+    context: Context | None = None,
 ) -> Outcome | None:
-    """Evaluate one rule in the caller's transaction; None when the rule is gone."""
+    """Evaluate one rule in the caller's transaction; None when the rule is gone.
+
+    ``context``: shared by the evaluations of one transaction (load it once per transaction:
+    it caches RSEs and which accounts have quotas)."""
     guard.protect_replicas(conn)
     query = select(rules).where(rules.c.id == rule_id)
     if not is_sqlite(conn):
@@ -131,33 +163,56 @@ def evaluate_rule(
     if prune and has_locks:
         outcome.locks_released = len(_prune(conn, rule))
     error: str | None = None
+    counts: dict[str, int] | None = None
     try:
-        created, requested = _place(conn, rule, has_locks=has_locks, rng=rng or random.Random())
+        created, requested, counts = _place(
+            conn, rule, has_locks=has_locks, rng=rng or random.Random(), context=context
+        )
         outcome.locks_created, outcome.requests_created = created, requested
     except (InsufficientTargetRSEs, InsufficientAccountLimit, InvalidInput) as exc:
         error = f"{type(exc).__name__}: {exc.message}"
     if error != rule.error:
         conn.execute(update(rules).where(rules.c.id == rule_id).values(error=error))
     outcome.error = error
-    outcome.state = locks.refresh_rules(conn, [rule_id], action="evaluated").get(rule_id)
+    known = None
+    if counts is not None and not has_locks:  # a first evaluation: its locks are all there is
+        known = (SimpleNamespace(**{**rule._mapping, "error": error}), counts)
+    outcome.state = locks.refresh_rules(conn, [rule_id], action="evaluated", known=known).get(
+        rule_id
+    )
     return outcome
 
 
 def _files(rule: Any) -> Select[Any]:
     """(scope, name, bytes, adler32, md5, group scope, group name) of every file under the rule."""
     grouping = rule.grouping
-    if rule.did_type == DIDType.FILE or grouping == RuleGrouping.NONE:
-        base = files_query(rule.scope, rule.name, rule.did_type).subquery()
+    lean = (dids.c.scope, dids.c.name, dids.c.bytes, dids.c.adler32, dids.c.md5)
+    if rule.did_type == DIDType.FILE:
         return select(
-            base.c.scope, base.c.name, base.c.bytes, base.c.adler32, base.c.md5,
-            base.c.scope.label("group_scope"), base.c.name.label("group_name"),
-        )  # fmt: skip
-    if rule.did_type == DIDType.DATASET or grouping == RuleGrouping.ALL:
+            *lean, dids.c.scope.label("group_scope"), dids.c.name.label("group_name")
+        ).where(dids.c.scope == rule.scope, dids.c.name == rule.name)
+    if rule.did_type == DIDType.DATASET:
+        group = (
+            (dids.c.scope.label("group_scope"), dids.c.name.label("group_name"))
+            if grouping == RuleGrouping.NONE
+            else (literal(rule.scope).label("group_scope"), literal(rule.name).label("group_name"))
+        )
+        return (
+            select(*lean, *group)
+            .join(
+                contents,
+                and_(contents.c.child_scope == dids.c.scope, contents.c.child_name == dids.c.name),
+            )
+            .where(contents.c.scope == rule.scope, contents.c.name == rule.name)
+        )
+    if grouping in (RuleGrouping.NONE, RuleGrouping.ALL):
         base = files_query(rule.scope, rule.name, rule.did_type).subquery()
-        return select(
-            base.c.scope, base.c.name, base.c.bytes, base.c.adler32, base.c.md5,
-            literal(rule.scope).label("group_scope"), literal(rule.name).label("group_name"),
-        )  # fmt: skip
+        group = (
+            (base.c.scope.label("group_scope"), base.c.name.label("group_name"))
+            if grouping == RuleGrouping.NONE
+            else (literal(rule.scope).label("group_scope"), literal(rule.name).label("group_name"))
+        )
+        return select(base.c.scope, base.c.name, base.c.bytes, base.c.adler32, base.c.md5, *group)
     # A container, grouped by dataset: each file goes with the (first) dataset holding it.
     tree = file_tree(rule.scope, rule.name)
     edges = (
@@ -178,7 +233,14 @@ def _files(rule: Any) -> Select[Any]:
     ).join(edges, on)  # fmt: skip
 
 
-def _place(conn: Connection, rule: Any, *, has_locks: bool, rng: random.Random) -> tuple[int, int]:
+def _place(
+    conn: Connection,
+    rule: Any,
+    *,
+    has_locks: bool,
+    rng: random.Random,
+    context: Context | None,
+) -> tuple[int, int, dict[str, int]]:
     files_select = _files(rule)
     if has_locks:  # only files short of copies
         sub = files_select.subquery()
@@ -197,17 +259,20 @@ def _place(conn: Connection, rule: Any, *, has_locks: bool, rng: random.Random) 
         for row in conn.execute(files_select)
     ]
     if not files:
-        return 0, 0
-    pool = candidates(conn, rule)
+        return 0, 0, {"ok": 0, "replicating": 0, "stuck": 0, "bytes": 0}
+    context = context or Context.load(conn)
+    pool = candidates(conn, rule, context)
     if rule.copies > len(pool):
         raise InsufficientTargetRSEs(
             f"{rule.copies} copies asked but only {len(pool)} RSE(s) of "
             f"{rule.rse_expression!r} can be written to"
         )
     pool_ids = [c.rse_id for c in pool]
-    available = _available(conn, files_select, pool_ids)
+    available, tombstoned = _available(
+        conn, files_select, [(f.scope, f.name) for f in files], pool_ids
+    )
     file_locks, group_locks = _existing_locks(conn, rule, files_select) if has_locks else ({}, {})
-    quota = None if rule.ignore_account_limit else quota_for(conn, rule.account)
+    quota = None if rule.ignore_account_limit else context.quota(conn, rule.account)
     planner = Planner(pool, quota=quota, rng=rng)
     groups: dict[Any, list[_File]] = defaultdict(list)
     for file in files:
@@ -264,25 +329,37 @@ def _place(conn: Connection, rule: Any, *, has_locks: bool, rng: random.Random) 
     requested = insert_rows(conn, requests, _REQUEST_COLUMNS, request_rows, skip_existing=True)
     if requested < len(request_rows):  # shared with another rule: wake a failed one up again
         _retry_failed_requests(conn, rule.id, now)
-    if ok_keys:
+    if ok_keys and tombstoned:
         _clear_tombstones(conn, rule.id)
-    return len(lock_rows), requested
+    counts = {"ok": 0, "replicating": 0, "stuck": 0, "bytes": 0}
+    for row in lock_rows:
+        counts[row[6]] += 1
+        counts["bytes"] += row[5]
+    return len(lock_rows), requested, counts
 
 
 def _available(
-    conn: Connection, files: Select[Any], pool: Sequence[int]
-) -> dict[FileKey, set[int]]:
-    """Per file, the candidate RSEs holding an available replica of it."""
+    conn: Connection, files: Select[Any], keys: Sequence[FileKey], pool: Sequence[int]
+) -> tuple[dict[FileKey, set[int]], bool]:
+    """Per file, the candidate RSEs holding an available replica of it; and whether one of
+    those replicas has a tombstone."""
     found: dict[FileKey, set[int]] = defaultdict(set)
-    sub = files.subquery()
-    rows = conn.execute(
-        select(replicas.c.scope, replicas.c.name, replicas.c.rse_id)
-        .join(sub, and_(replicas.c.scope == sub.c.scope, replicas.c.name == sub.c.name))
-        .where(replicas.c.rse_id.in_(pool), replicas.c.state == ReplicaState.AVAILABLE.value)
-    )
-    for scope, name, rse_id in rows:
+    columns = (replicas.c.scope, replicas.c.name, replicas.c.rse_id, replicas.c.tombstone)
+    wanted = (replicas.c.rse_id.in_(pool), replicas.c.state == ReplicaState.AVAILABLE.value)
+    if len(keys) <= SMALL:
+        query = select(*columns).where(tuple_(replicas.c.scope, replicas.c.name).in_(keys), *wanted)
+    else:
+        sub = files.subquery()
+        query = (
+            select(*columns)
+            .join(sub, and_(replicas.c.scope == sub.c.scope, replicas.c.name == sub.c.name))
+            .where(*wanted)
+        )
+    tombstoned = False
+    for scope, name, rse_id, tombstone in conn.execute(query):
         found[(scope, name)].add(rse_id)
-    return found
+        tombstoned = tombstoned or tombstone is not None
+    return found, tombstoned
 
 
 def _existing_locks(

@@ -2,7 +2,8 @@
 
 Transactions that create locks (the rule evaluator, the repairer) take the guard shared; the
 reaper takes it exclusive while it decides which replicas to delete, and so does, with a second
-key, a transaction that makes replicas available before it looks for the locks waiting for them. So the reaper's decision
+key, a transaction that makes replicas available before it looks for the locks waiting for
+them. So the reaper's decision
 sees every lock committed before it, and a lock created after it sees the replicas the reaper
 marked ``being_deleted``. On PostgreSQL the guard is a transaction-scoped advisory lock; SQLite
 runs one writer at a time, which is the same guarantee.

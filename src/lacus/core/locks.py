@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from lacus.core import events, guard, history
+from lacus.core import events, history
 from lacus.core.clock import utcnow
 from lacus.db.tables import locks, replicas, requests, rules
 from lacus.types import LockState, RequestState, RuleState
@@ -69,22 +69,31 @@ def state_for(counts: dict[str, int], *, error: str | None) -> RuleState:
 
 
 def refresh_rules(
-    conn: Connection, rule_ids: Iterable[str], *, action: str | None = None
+    conn: Connection,
+    rule_ids: Iterable[str],
+    *,
+    action: str | None = None,
+    known: tuple[Any, dict[str, int]] | None = None,
 ) -> dict[str, str]:
     """Recompute the state of rules from their locks; record transitions (history, events).
 
-    ``action``: also record this history entry for every rule, changed or not. Returns rule id
-    → state.
+    ``action``: also record this history entry for every rule, changed or not. ``known``: the
+    row and exact lock counts of the only rule, when the caller has them. Returns rule id →
+    state.
     """
     ids = sorted(set(rule_ids))
     if not ids:
         return {}
-    rows = {
-        row.id: row
-        for start in range(0, len(ids), CHUNK)
-        for row in conn.execute(select(rules).where(rules.c.id.in_(ids[start : start + CHUNK])))
-    }
-    counts = lock_counts(conn, list(rows))
+    if known is not None:
+        rows = {known[0].id: known[0]}
+        counts = {known[0].id: known[1]}
+    else:
+        rows = {
+            row.id: row
+            for start in range(0, len(ids), CHUNK)
+            for row in conn.execute(select(rules).where(rules.c.id.in_(ids[start : start + CHUNK])))
+        }
+        counts = lock_counts(conn, list(rows))
     now = utcnow()
     states: dict[str, str] = {}
     changed: list[tuple[Any, RuleState, dict[str, int]]] = []

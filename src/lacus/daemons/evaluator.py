@@ -70,8 +70,9 @@ def _evaluate(conn: Connection, items: list[Any]) -> None:
         ).scalars()
         for rule_id in covering:
             targets[rule_id] = targets.get(rule_id, False) or item.kind == Kind.DETACH
+    context = evaluation.Context.load(conn) if targets else None
     for rule_id, prune in targets.items():
-        evaluation.evaluate_rule(conn, rule_id, prune=prune)
+        evaluation.evaluate_rule(conn, rule_id, prune=prune, context=context)
 
 
 def _evaluate_alone(lake: Lake, worker: str, item: Any) -> None:
