@@ -44,7 +44,7 @@ def http(server: RunningServer, client: Client) -> Any:
 
 @pytest.fixture
 def dataset(client: Client, tmp_path: Path) -> str:
-    """lab:ds, three files of 1,000 bytes on ALPHA_DISK (ALPHA_DISK's upload rule is kept)."""
+    """lab:ds, three files of 1,000 bytes on ALPHA_DISK (and no rule yet)."""
     client.add_scope("lab")
     paths = []
     for i in range(FILES):

@@ -6,7 +6,18 @@ import sys
 
 import typer
 
-from lacus.cli import daemons, data, dids, lake, rses, scopes
+from lacus.cli import (
+    daemons,
+    data,
+    dids,
+    lake,
+    policies,
+    quotas,
+    rses,
+    rules,
+    scopes,
+    subscriptions,
+)
 from lacus.cli._output import error_console
 from lacus.errors import LacusError
 
@@ -36,6 +47,10 @@ app.command()(dids.close)
 app.add_typer(dids.meta_app, name="meta")
 app.add_typer(dids.embargo_app, name="embargo")
 app.command()(daemons.daemon)
+app.add_typer(rules.app, name="rule")
+app.add_typer(subscriptions.app, name="subscription")
+app.add_typer(quotas.app, name="quota")
+app.add_typer(policies.app, name="policy")
 
 
 def main(argv: list[str] | None = None) -> int:
