@@ -73,7 +73,8 @@ def test_rule_locks_existing_replicas_and_requests_the_missing_ones(lake: Lake) 
     by_rse = Counter((names[row.rse_id], row.state) for row in lock_rows(lake, rule_id))
     assert by_rse == {("ALPHA_DISK", "ok"): 20, ("BETA_DISK", "replicating"): 20}
     waiting = request_rows(lake)
-    assert len(waiting) == 20 and {names[r.dest_rse_id] for r in waiting} == {"BETA_DISK"}
+    assert len(waiting) == 20
+    assert {names[r.dest_rse_id] for r in waiting} == {"BETA_DISK"}
     info = rule(lake, rule_id)
     assert (info["locks_ok_cnt"], info["locks_replicating_cnt"], info["state"]) == (
         20,
@@ -130,7 +131,8 @@ def test_grouping_keeps_datasets_together_or_spreads_files(
     if grouping == "all":
         assert len(per_dataset["a"] | per_dataset["b"]) == 1
     elif grouping == "dataset":
-        assert len(per_dataset["a"]) == 1 and len(per_dataset["b"]) == 1
+        assert len(per_dataset["a"]) == 1
+        assert len(per_dataset["b"]) == 1
     else:  # 60 files over 4 RSEs at random: all on one RSE has odds 4 * 4**-60
         assert len(per_dataset["a"] | per_dataset["b"]) > 1
 
@@ -157,7 +159,13 @@ def test_files_attached_later_get_locks_and_detached_ones_lose_them(lake: Lake) 
     with lake.write() as conn:
         dids.attach(conn, "data", "ds", [("data", "late1"), ("data", "late2")])
     settle(lake, "evaluator")
-    assert {row.name for row in lock_rows(lake, rule_id)} == {"f0000", "f0001", "f0002", "late1", "late2"}
+    assert {row.name for row in lock_rows(lake, rule_id)} == {
+        "f0000",
+        "f0001",
+        "f0002",
+        "late1",
+        "late2",
+    }
     assert count(lake, requests) == 5
     with lake.write() as conn:
         dids.detach(conn, "data", "ds", [("data", "f0000")])
@@ -209,7 +217,8 @@ def test_deleting_a_rule_tombstones_replicas_and_purge_deletes_them(lake: Lake) 
     service_rules.delete_rule(lake, ROOT, keep)
     with lake.read() as conn:
         stones = list(conn.execute(replicas.select().where(replicas.c.tombstone.is_not(None))))
-    assert len(stones) == 4 and all(row.tombstone.year > 2000 for row in stones)
+    assert len(stones) == 4
+    assert all(row.tombstone.year > 2000 for row in stones)
     settle(lake, "reaper")  # a tombstone of now waits for space pressure (ALPHA is not greedy)
     assert count(lake, replicas) == 4
     purge = add_rule(lake, "data", "ds", "ALPHA_DISK", purge_replicas=True)
@@ -258,7 +267,9 @@ def test_locked_rules_cannot_be_deleted_and_do_not_expire(lake: Lake) -> None:
     assert count(lake, rules) == 0
     assert [e["rule_id"] for e in event_types(lake, "rule.expired")] == [rule_id]
     actions = [h["action"] for h in service_rules.rule_history(lake, ROOT, rule_id)]
-    assert actions[0] == "created" and actions[-1] == "expired" and "updated" in actions
+    assert actions[0] == "created"
+    assert actions[-1] == "expired"
+    assert "updated" in actions
 
 
 def test_update_copies_priority_and_suspend(lake: Lake, tmp_path: Path) -> None:
@@ -300,7 +311,8 @@ def test_lifecycle_moves_data_from_disk_to_tape_when_the_first_step_expires(lake
         )
     settle(lake, "rule-expirer", "evaluator")
     child = rule(lake, first)["child_rule_id"]
-    assert child and rule(lake, str(child))["rse_expression"] == "qos=TAPE"
+    assert child
+    assert rule(lake, str(child))["rse_expression"] == "qos=TAPE"
     assert rule(lake, first)["state"] == "ok", "the DISK copies stay until TAPE has the data"
     settle(lake, "rule-expirer")
     assert count(lake, rules, rules.c.id == first) == 1
@@ -328,7 +340,8 @@ def test_subscription_adds_rules_to_matching_new_datasets(lake: Lake) -> None:
     settle(lake, "transmogrifier", "evaluator")
     made = service_rules.list_rules(lake, ROOT)
     assert [(r["scope"], r["name"]) for r in made] == [("telescope", "raw_0001")]
-    assert made[0]["subscription_id"] and made[0]["locks_replicating_cnt"] == 2
+    assert made[0]["subscription_id"]
+    assert made[0]["locks_replicating_cnt"] == 2
     assert made[0]["expires_at"] is not None
 
 

@@ -73,6 +73,20 @@ def finish(conn: Connection, table: Table, rows: Sequence[Any], *, worker: str) 
     return done == len(rows)
 
 
+def renew(
+    conn: Connection, table: Table, rows: Sequence[Any], *, worker: str, lease_seconds: float
+) -> None:
+    """Extend ``worker``'s claims on ``rows`` (those it still holds) by ``lease_seconds``."""
+    key = list(table.primary_key.columns)
+    until = utcnow() + timedelta(seconds=lease_seconds)
+    for part in _chunks(rows, 500):
+        conn.execute(
+            update(table)
+            .where(_keys_in(table, key, part), table.c.claimed_by == worker)
+            .values(lease_until=until)
+        )
+
+
 def release(conn: Connection, table: Table, rows: Sequence[Any], *, worker: str) -> None:
     """Give claimed ``rows`` back at once (the work could not be done now)."""
     key = list(table.primary_key.columns)

@@ -34,6 +34,8 @@ def evaluator_pass(lake: Lake, worker: str) -> int:
             limit=BATCH,
             lease_seconds=lake.settings.claim_lease_seconds,
         )
+    lease = lake.settings.claim_lease_seconds
+    done = 0
     for start in range(0, len(items), PER_TRANSACTION):
         chunk = items[start : start + PER_TRANSACTION]
         try:
@@ -41,15 +43,19 @@ def evaluator_pass(lake: Lake, worker: str) -> int:
                 if not claims.finish(conn, evaluations, chunk, worker=worker):
                     raise _ClaimLost
                 _evaluate(conn, chunk)
+                rest = items[start + PER_TRANSACTION :]
+                if rest:  # the claims on what is left last from now on
+                    claims.renew(conn, evaluations, rest, worker=worker, lease_seconds=lease)
+            done += len(chunk)
         except _ClaimLost:
             log.info("%s: claims lost (lease ran out); another worker has them", worker)
         except Exception:
             log.exception("%s: evaluating %d items failed; one at a time now", worker, len(chunk))
             for item in chunk:
-                _evaluate_alone(lake, worker, item)
+                done += _evaluate_alone(lake, worker, item)
     if items:
         lake.wake("reaper")
-    return len(items)
+    return done
 
 
 class _ClaimLost(Exception):
@@ -75,13 +81,16 @@ def _evaluate(conn: Connection, items: list[Any]) -> None:
         evaluation.evaluate_rule(conn, rule_id, prune=prune, context=context)
 
 
-def _evaluate_alone(lake: Lake, worker: str, item: Any) -> None:
+def _evaluate_alone(lake: Lake, worker: str, item: Any) -> int:
     try:
         with lake.write() as conn:
-            if claims.finish(conn, evaluations, [item], worker=worker):
-                _evaluate(conn, [item])
+            if not claims.finish(conn, evaluations, [item], worker=worker):
+                return 0
+            _evaluate(conn, [item])
+            return 1
     except Exception as exc:
         log.exception("%s: evaluation %s failed", worker, item.id)
         with lake.write() as conn:  # give up on the item, say why on the rule
             if claims.finish(conn, evaluations, [item], worker=worker) and item.rule_id:
                 rules_core.record_failure(conn, item.rule_id, f"evaluation failed: {exc}")
+        return 1
