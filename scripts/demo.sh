@@ -37,6 +37,8 @@ for chunk in range(10):
 PY
   lacus upload --rse ALPHA_DISK --scope demo "$input/virgo_rehearsal"
   lacus meta set demo:virgo_rehearsal detector=V1 sample_rate=4096
+  # Keep it on every DISK RSE: ALPHA has it already (ok locks), BETA gets transfer requests.
+  lacus rule add demo:virgo_rehearsal --rses 'qos=DISK' --copies 2 --comment 'demo: two disks'
 fi
 
 cat <<TXT
@@ -47,8 +49,10 @@ Log in:     lacus login --url $URL --account root --password $PASSWORD
 Try:        lacus ls 'demo:*'
             lacus files demo:virgo_rehearsal
             lacus download --dir /tmp/demo-download demo:virgo_rehearsal
+            lacus rule list --did demo:virgo_rehearsal
 Stop with Ctrl-C.
 TXT
 lacus ls 'demo:*'
+lacus rule list --did demo:virgo_rehearsal
 if [ "${DEMO_ONESHOT:-0}" = "1" ]; then exit 0; fi
 wait $server

@@ -37,10 +37,6 @@ CHUNK = 500
 LockKey = tuple[str, str, int]
 
 
-class Counts(dict[str, int]):
-    """Lock counts of one rule by state, and ``bytes`` (of its distinct files, per copy)."""
-
-
 def lock_counts(conn: Connection, rule_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """Rule id → {ok, replicating, stuck, bytes} (bytes: all its locks' bytes)."""
     found: dict[str, dict[str, int]] = {
