@@ -50,35 +50,40 @@ def repairer_pass(lake: Lake, worker: str) -> int:
             key = (lock.scope, lock.name, lock.rse_id)
             too_long = lock.updated_at < now - timedelta(seconds=settings.repair_replace_after)
             exhausted = (lock.attempts or 0) >= 2 * settings.transfer_max_attempts
-            if not lock.availability_write or too_long or exhausted:
-                evaluation.replace_lock(conn, lock.rule_id, key)
-            else:
-                backoff = min(2 ** min(lock.attempts or 0, 10), 3600)
-                if lock.request_id is not None:
-                    conn.execute(
-                        update(requests)
-                        .where(requests.c.id == lock.request_id)
-                        .values(
-                            state=RequestState.QUEUED.value,
-                            next_attempt_at=now + timedelta(seconds=backoff),
-                            updated_at=now,
-                        )
-                    )
-                    conn.execute(
-                        update(locks_table)
-                        .where(
-                            locks_table.c.rule_id == lock.rule_id,
-                            locks_table.c.scope == lock.scope,
-                            locks_table.c.name == lock.name,
-                            locks_table.c.rse_id == lock.rse_id,
-                        )
-                        .values(state=LockState.REPLICATING.value, updated_at=now)
-                    )
-                else:  # no request (it was lost or cancelled): place it again
-                    evaluation.replace_lock(conn, lock.rule_id, key, exclude_current=False)
+            move = not lock.availability_write or too_long or exhausted or lock.request_id is None
+            if move and evaluation.replace_lock(
+                conn, lock.rule_id, key, exclude_current=lock.request_id is not None
+            ):
+                touched.add(lock.rule_id)
+                continue
+            where = (
+                locks_table.c.rule_id == lock.rule_id,
+                locks_table.c.scope == lock.scope,
+                locks_table.c.name == lock.name,
+                locks_table.c.rse_id == lock.rse_id,
+            )
+            if lock.request_id is None:  # nowhere to go and nothing to retry: look again later
+                conn.execute(update(locks_table).where(*where).values(updated_at=now))
+                continue
+            # Retry where it is (also when no other RSE can take it), after a pause.
+            backoff = min(2 ** min(lock.attempts or 0, 10), 3600)
+            conn.execute(
+                update(requests)
+                .where(requests.c.id == lock.request_id)
+                .values(
+                    state=RequestState.QUEUED.value,
+                    next_attempt_at=now + timedelta(seconds=backoff),
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                update(locks_table)
+                .where(*where)
+                .values(state=LockState.REPLICATING.value, updated_at=now)
+            )
             touched.add(lock.rule_id)
         locks.refresh_rules(conn, touched)
-        done += len(stuck)
+        done += len(touched)
         failed_placement = list(
             conn.execute(
                 select(rules.c.id)
@@ -101,4 +106,4 @@ def repairer_pass(lake: Lake, worker: str) -> int:
             done += len(failed_placement)
     if done:
         lake.wake("evaluator")
-    return len(stuck)
+    return len(touched)
