@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from lacus.client import Client
-from tests.conftest import ROOT_PASSWORD, RunningServer
+from tests.conftest import ROOT_PASSWORD, RunningServer, wait_until
 
 RUCIO = Path(sys.executable).parent / "rucio"
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -125,9 +125,13 @@ def test_upload_lands_at_the_deterministic_path_and_is_registered(
     assert did["md5"] == hashlib.md5(data).hexdigest()
     (replica,) = client.list_replicas([f"{scope}:f1.dat"])
     assert replica["rses"]["ALPHA_DISK"]["state"] == "available"
-    rules = rucio("rule", "list", "--did", f"{scope}:f1.dat").stdout
+    # The rule engine marks the upload's rule OK asynchronously, moments after the upload.
+    rules = wait_until(
+        lambda: (
+            "OK[1/0/0]" in (out := rucio("rule", "list", "--did", f"{scope}:f1.dat").stdout) and out
+        )
+    )
     assert "ALPHA_DISK" in rules
-    assert "OK[1/0/0]" in rules
 
 
 def test_dataset_upload_content_list_and_metadata(
@@ -288,3 +292,204 @@ def test_expired_token_is_renewed(rucio: Run, server: RunningServer, scope: str)
     lake = server.lake
     reset_catalog(lake, Path(lake.settings.lake_dir) / "again")
     assert "root" in rucio("whoami").stdout
+
+
+# -- rules, locks, subscriptions and account limits with the real rucio client ------------------
+def upload_dataset(rucio: Run, scope: str, tmp_path: Path, name: str, count: int = 2) -> None:
+    """Dataset ``scope:name`` holding ``count`` files of 1,000 bytes uploaded to ALPHA_DISK
+    (the upload's rules are on the files; the dataset has none)."""
+    files = []
+    for i in range(count):
+        write(tmp_path / f"{name}_{i}.dat", 1000, 100 + i)
+        files.append(f"{name}_{i}.dat")
+    rucio("upload", "--rse", "ALPHA_DISK", "--scope", scope, *files)
+    rucio("did", "add", "--type", "dataset", f"{scope}:{name}")
+    rucio("did", "content", "add", "--to-did", f"{scope}:{name}", *(f"{scope}:{f}" for f in files))
+
+
+def show_fields(output: str) -> dict[str, str]:
+    """``rucio rule show``'s 'Label:' + value lines as a dict."""
+    fields = {}
+    for line in output.splitlines():
+        label, sep, value = line.partition(":")
+        if sep and line[:28].rstrip().endswith(":"):
+            fields[label] = value.strip()
+    return fields
+
+
+def test_rucio_rule_add_show_update_remove_history(
+    rucio: Run, client: Client, scope: str, tmp_path: Path
+) -> None:
+    upload_dataset(rucio, scope, tmp_path, "rds")
+    added = rucio(
+        "rule", "add", f"{scope}:rds", "--copies", "1", "--rses", "ALPHA_DISK",
+        "--lifetime", "3600", "--grouping", "DATASET", "--activity", "User Subscriptions",
+        "--comment", "t",
+    )  # fmt: skip
+    rule_id = added.stdout.strip().splitlines()[-1]
+    rule = client.wait_for_rule(rule_id, "ok", timeout=10)
+    assert rule["locks_ok_cnt"] == 2  # both files sit on ALPHA_DISK already
+    shown = rucio("rule", "show", rule_id).stdout
+    assert len(shown.strip().splitlines()) == 25
+    fields = show_fields(shown)
+    assert fields["Id"] == rule_id
+    assert fields["State"] == "OK"
+    assert fields["Locks OK/REPLICATING/STUCK"] == "2/0/0"
+    assert fields["Comment"] == "t"
+    assert fields["Activity"] == "User Subscriptions"
+    assert fields["Grouping"] == "DATASET"
+    assert fields["End of life"] == "None"
+    examined = rucio("rule", "show", rule_id, "--examine").stdout
+    assert "Status of the replication rule: This replication rule is OK" in examined
+    listed = rucio("rule", "list", "--did", f"{scope}:rds").stdout
+    assert rule_id in listed
+    assert "OK[2/0/0]" in listed
+    assert "2.000 kB" in listed
+    assert rule_id in rucio("rule", "list", "--file", f"{scope}:rds_0.dat").stdout
+    assert rule_id in rucio("rule", "list", "--did", f"{scope}:rds", "--traverse").stdout
+    assert rule_id in rucio("rule", "list", "--account", "root", "--csv").stdout
+    updated = rucio(
+        "rule", "update", rule_id, "--lifetime", "7200", "--locked", "true", "--priority", "4",
+        "--comment", "new",
+    )  # fmt: skip
+    assert "Updated Rule" in updated.stdout
+    rule = client.get_rule(rule_id)
+    assert (rule["locked"], rule["priority"], rule["comments"]) == (True, 4, "new")
+    stuck = rucio("rule", "update", rule_id, "--stuck", check=False)
+    assert stuck.returncode == 1
+    assert "UnsupportedOperation" in stuck.stderr or "STUCK" in stuck.stderr
+    locked = rucio("rule", "remove", rule_id, check=False)
+    assert locked.returncode != 0
+    assert "locked" in locked.stderr
+    assert client.get_rule(rule_id)["id"] == rule_id
+    rucio("rule", "update", rule_id, "--locked", "false")
+    rucio("rule", "remove", rule_id)
+    assert rule_id not in rucio("rule", "list", "--did", f"{scope}:rds").stdout
+    history = rucio("rule", "history", f"{scope}:rds").stdout
+    assert history.count("Rule insertion") == 1
+    assert history.count("Rule deletion") == 1
+    assert history.index("Rule insertion") < history.index("Rule deletion")
+    assert "RSE expression : ALPHA_DISK" in history
+    missing = rucio("rule", "show", rule_id, check=False)
+    assert missing.returncode == 1
+    assert "No replication rule found" in missing.stderr
+
+
+def test_rucio_rule_remove_by_did_and_waiting_locks(
+    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+) -> None:
+    """No transfer engine yet: a rule to BETA_DISK keeps one REPLICATING lock per file."""
+    from rucio.common.exception import InputValidationError, RuleNotFound
+
+    upload_dataset(rucio, scope, tmp_path, "bds", count=3)
+    rule_id = rucio("rule", "add", f"{scope}:bds", "--copies", "1", "--rses", "BETA_DISK")
+    rule_id = rule_id.stdout.strip().splitlines()[-1]
+    wait_until(lambda: client.get_rule(rule_id)["locks_replicating_cnt"] == 3)
+    fields = show_fields(rucio("rule", "show", rule_id).stdout)
+    assert (fields["State"], fields["Locks OK/REPLICATING/STUCK"]) == ("REPLICATING", "0/3/0")
+    assert "REPLICATING[0/3/0]" in rucio("rule", "list", "--did", f"{scope}:bds").stdout
+    locks = list(rucio_api.list_replica_locks(rule_id))
+    assert sorted(lock["name"] for lock in locks) == ["bds_0.dat", "bds_1.dat", "bds_2.dat"]
+    assert {(lock["rse"], lock["state"]) for lock in locks} == {("BETA_DISK", "REPLICATING")}
+    analysis = rucio_api.examine_replication_rule(rule_id)
+    assert analysis["rule_error"] == "This replication rule is currently REPLICATING"
+    with pytest.raises(InputValidationError, match="colour is not a valid option"):
+        rucio_api.update_replication_rule(rule_id, {"colour": "blue"})
+    assert rucio_api.update_replication_rule(rule_id, {"state": "SUSPENDED"})
+    assert rucio_api.get_replication_rule(rule_id)["state"] == "SUSPENDED"
+    assert [r["id"] for r in rucio_api.list_replication_rules({"state": "U"})] == [rule_id]
+    rucio("rule", "remove", f"{scope}:bds", "--rses", "BETA_DISK")
+    with pytest.raises(RuleNotFound):
+        rucio_api.get_replication_rule(rule_id)
+    nothing = rucio("rule", "remove", f"{scope}:bds", "--rses", "BETA_DISK", check=False)
+    assert nothing.returncode != 0
+    assert "No replication rule was deleted" in nothing.stderr
+
+
+def test_rucio_subscription_add_list_show_update(
+    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+) -> None:
+    from rucio.common.exception import InvalidObject
+
+    added = rucio(
+        "subscription", "add", "s1",
+        "--filter", f'{{"scope": ["{scope}"], "pattern": "sub_.*"}}',
+        "--rule", '[{"copies": 1, "rse_expression": "ALPHA_DISK", "lifetime": 3600, '
+                  '"activity": "User Subscriptions"}]',
+        "--comment", "c", "--lifetime", "10", "--priority", "2",
+    ).stdout  # fmt: skip
+    assert "Subscription added" in added
+    subscription_id = added.split()[-1]
+    listed = rucio("subscription", "list").stdout
+    assert "root: s1 ACTIVE" in listed
+    assert "priority: 2" in listed
+    assert f'filter: {{"scope": ["{scope}"], "pattern": "sub_.*"}}' in listed
+    assert '"rse_expression": "ALPHA_DISK"' in listed
+    assert "comments: c" in listed
+    shown = rucio("subscription", "show", "s1", "--account", "root", "--long").stdout
+    assert f"id: {subscription_id}" in shown
+    duplicate = rucio(
+        "subscription", "add", "s1", "--filter", "{}", "--rule",
+        '[{"copies": 1, "rse_expression": "ALPHA_DISK"}]',
+        check=False,
+    )  # fmt: skip
+    assert "SubscriptionDuplicate" in duplicate.stderr or "already" in duplicate.stderr
+    upload_dataset(rucio, scope, tmp_path, "sub_1", count=1)
+    (rule,) = wait_until(lambda: client.subscription_rules("s1"))
+    assert (rule["name"], rule["subscription_id"]) == ("sub_1", subscription_id)
+    assert rule["id"] in rucio("rule", "list", "--subscription", "s1").stdout
+    rucio(
+        "subscription", "update", "s1", "--filter", f'{{"scope": ["{scope}"]}}',
+        "--rule", '[{"copies": 2, "rse_expression": "qos=DISK"}]', "--comment", "c2",
+    )  # fmt: skip
+    (changed,) = client.list_subscriptions(account="root")
+    assert changed["filter"] == {"scope": [scope]}
+    assert changed["replication_rules"] == [{"copies": 2, "rse_expression": "qos=DISK"}]
+    assert (changed["comments"], changed["state"]) == ("c2", "ACTIVE")
+    (by_api,) = rucio_api.list_subscriptions(name="s1")
+    assert by_api["id"] == subscription_id
+    assert list(rucio_api.list_subscriptions(name="nothing")) == []
+    with pytest.raises(InvalidObject):
+        rucio_api.add_subscription(
+            "s2", "root", {"pattern": "("}, [{"copies": 1, "rse_expression": "ALPHA_DISK"}],
+            None, None, False, False,
+        )  # fmt: skip
+
+
+def test_rucio_account_limits_and_a_rule_beyond_the_quota(
+    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+) -> None:
+    client.add_account("eve", password="eve-password")
+    upload_dataset(rucio, scope, tmp_path, "qds")  # 2,000 bytes
+    set_local = rucio("account", "limit", "set", "eve", "--rse", "ALPHA_DISK", "--bytes", "10GB")
+    assert "Set account limit for account eve on RSE ALPHA_DISK: 10.000 GB" in set_local.stdout
+    rucio("account", "limit", "set", "eve", "--rse", "qos=DISK", "--bytes", "1000",
+          "--locality", "global")  # fmt: skip
+    rucio("account", "limit", "set", "eve", "--rse", "BETA_DISK", "--bytes", "infinity")
+    limits = rucio("account", "limit", "list", "eve").stdout
+    assert "ALPHA_DISK" in limits
+    assert "10.000 GB" in limits
+    assert "qos=DISK" in limits
+    assert "1.000 kB" in limits
+    assert "| Inf " in limits  # BETA_DISK: no limit
+    assert rucio_api.get_local_account_limit("eve", "ALPHA_DISK") == {"ALPHA_DISK": 10**10}
+    assert rucio_api.get_local_account_limits("eve")["BETA_DISK"] == float("inf")
+    assert rucio_api.get_global_account_limit("eve", "qos=DISK") == {"qos=DISK": 1000}
+    beyond = rucio(
+        "rule", "add", f"{scope}:qds", "--copies", "1", "--rses", "ALPHA_DISK",
+        "--account", "eve", check=False,
+    )  # fmt: skip
+    assert beyond.returncode == 1
+    assert "InsufficientAccountLimit" in beyond.stderr or "not enough quota" in beyond.stderr
+    assert client.list_rules(account="eve") == []
+    rucio("account", "limit", "unset", "eve", "--rse", "qos=DISK", "--locality", "global")
+    unset = rucio("account", "limit", "unset", "eve", "--rse", "BETA_DISK").stdout
+    assert "Deleted account limit for account eve and RSE BETA_DISK" in unset
+    rule_id = rucio(
+        "rule", "add", f"{scope}:qds", "--copies", "1", "--rses", "ALPHA_DISK", "--account", "eve"
+    ).stdout.split()[-1]  # fmt: skip
+    client.wait_for_rule(rule_id, "ok", timeout=10)
+    (usage,) = rucio_api.get_local_account_usage("eve", "ALPHA_DISK")
+    assert (usage["bytes"], usage["files"], usage["bytes_limit"]) == (2000, 2, 10**10)
+    assert usage["bytes_remaining"] == 10**10 - 2000
+    assert "qos=DISK" not in rucio("account", "limit", "list", "eve").stdout
