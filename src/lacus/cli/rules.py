@@ -127,13 +127,16 @@ def list_(
 
 @app.command("info")
 def info(rule_id: str, json: JsonOption = False) -> None:
-    """Show a rule: state, lock counts, error, and each stuck lock with its last error."""
+    """Show a rule: state, lock counts, error, and each stuck or failing lock with the last
+    error of its transfer."""
     with client() as lacus:
         rule = lacus.get_rule(rule_id)
         locks = lacus.rule_locks(rule_id)
-    stuck = [lock for lock in locks if lock["state"] == "STUCK"]
+    # Stuck locks, and waiting ones whose transfer failed before (the repairer retries stuck
+    # locks at once: they are replicating again, with the error of their last attempt).
+    failing = [lock for lock in locks if lock["state"] == "STUCK" or lock.get("last_error")]
     if json:
-        emit_object({**rule, "stuck_locks": stuck})
+        emit_object({**rule, "failing_locks": failing})
         return
     out = console()
     rows = [
@@ -167,11 +170,11 @@ def info(rule_id: str, json: JsonOption = False) -> None:
     width = max(len(label) for label, _ in rows) + 2
     for label, value in rows:
         out.print(f"{label + ':':<{width}}{value}", markup=False)
-    if stuck:
-        out.print(f"stuck locks ({len(stuck)}):", markup=False)
-        for lock in stuck:
+    if failing:
+        out.print(f"stuck or failing locks ({len(failing)}):", markup=False)
+        for lock in failing:
             out.print(
-                f"  {lock['scope']}:{lock['name']} on {lock['rse']}: "
+                f"  {lock['scope']}:{lock['name']} on {lock['rse']} ({lock['state'].lower()}): "
                 f"{lock.get('attempts') or 0} attempt(s), last error: "
                 f"{lock.get('last_error') or '-'}",
                 markup=False,
