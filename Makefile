@@ -44,6 +44,8 @@ bench: install
 	$(BIN)/python benchmarks/register_replicas.py
 	$(BIN)/python benchmarks/upload_large.py
 	$(BIN)/python benchmarks/upload_small_files.py
+	$(BIN)/python benchmarks/rule_large.py
+	$(BIN)/python benchmarks/rules_many.py
 
 clean:
 	rm -rf $(VENV) demo-lake .pytest_cache .mypy_cache .ruff_cache
