@@ -117,7 +117,11 @@ def _reset_catalog(lake: Lake, rse_root: Path) -> None:
 
 @pytest.fixture
 def lake(session_lake: Lake, tmp_path: Path) -> Lake:
-    """The catalog, emptied and seeded for this test: root, ALPHA_DISK, BETA_DISK, GAMMA_TAPE."""
+    """The catalog, emptied and seeded for this test: root, ALPHA_DISK, BETA_DISK, GAMMA_TAPE.
+
+    The session server's embedded daemons (if it runs) are paused: a test without the server
+    runs the daemons it needs itself (``tests.rule_helpers.settle``); ``server`` resumes them."""
+    session_lake.pause_daemons()
     reset_catalog(session_lake, tmp_path)
     return session_lake
 
@@ -153,7 +157,8 @@ def session_server(session_lake: Lake) -> Iterator[RunningServer]:
 
 @pytest.fixture
 def server(session_server: RunningServer, lake: Lake) -> RunningServer:
-    """The running server, with a freshly seeded catalog."""
+    """The running server, with a freshly seeded catalog and its daemons running."""
+    lake.resume_daemons()
     return session_server
 
 

@@ -127,4 +127,6 @@ def event_types(lake: Lake, event_type: str | None = None) -> list[dict[str, Any
 
 def count(lake: Lake, table: Any, *conditions: Any) -> int:
     with lake.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar())
+        return int(
+            conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar()
+        )

@@ -33,6 +33,8 @@ from lacus.errors import (
 from lacus.types import MAX_INT64, LockState, RuleSpec, RuleState, Viewer
 
 MAX_COPIES = 100
+MAX_LIFETIME = 100 * 365 * 86400
+"""A century, in seconds: longer is a mistake (and would overflow a timestamp)."""
 UPDATABLE = (
     "lifetime",
     "locked",
@@ -61,7 +63,7 @@ def add_rule(
     did_type = get_did_row_type(conn, spec.scope, spec.name)
     if not 1 <= spec.copies <= MAX_COPIES:
         raise InvalidInput(f"copies must be between 1 and {MAX_COPIES}")
-    if spec.lifetime is not None and not 0 < spec.lifetime <= 100 * 365 * 86400:
+    if spec.lifetime is not None and not 0 < spec.lifetime <= MAX_LIFETIME:
         raise InvalidInput("a rule's lifetime is a positive number of seconds (at most 100 years)")
     if not 0 <= spec.priority <= 5:
         raise InvalidInput("a rule's priority is between 0 and 5")
@@ -266,7 +268,9 @@ def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict
             values["expires_at"] = None
         else:
             lifetime = _integer("lifetime", lifetime)
-            values["expires_at"] = now + timedelta(seconds=max(lifetime, 0))
+            if not 0 <= lifetime <= MAX_LIFETIME:
+                raise InvalidInput(f"a rule's lifetime is 0 to {MAX_LIFETIME} seconds")
+            values["expires_at"] = now + timedelta(seconds=lifetime)
     if "locked" in options:
         values["locked"] = _boolean("locked", options["locked"])
     if "purge_replicas" in options:
@@ -277,7 +281,10 @@ def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict
             raise InvalidInput("a rule's comment is a string of at most 255 characters")
         values["comments"] = comment
     if "activity" in options:
-        values["activity"] = options["activity"]
+        activity = options["activity"]
+        if activity is not None and (not isinstance(activity, str) or len(activity) > 50):
+            raise InvalidInput("a rule's activity is a string of at most 50 characters")
+        values["activity"] = activity
     if "source_replica_expression" in options:
         source = options["source_replica_expression"]
         if source is not None:
@@ -294,6 +301,8 @@ def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict
     if "child_rule_id" in options:
         child = options["child_rule_id"]
         if child is not None:
+            if not isinstance(child, str):
+                raise InvalidInput(f"child_rule_id is a rule id, not {child!r}")
             if child == rule_id:
                 raise InvalidInput("a rule cannot be its own child")
             _row(conn, child)
@@ -311,7 +320,7 @@ def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict
         state = str(options["state"]).lower()
         if state == RuleState.SUSPENDED:
             values["state"] = RuleState.SUSPENDED.value
-        elif state in (RuleState.REPLICATING, RuleState.STUCK, "resume"):
+        elif state in (RuleState.REPLICATING, "resume"):
             if row.state == RuleState.SUSPENDED:
                 values["state"] = RuleState.REPLICATING.value
                 evaluate = True

@@ -21,6 +21,7 @@ from lacus.core import rules
 from lacus.core.accounts import get_account
 from lacus.core.clock import utcnow
 from lacus.core.metadata import get_metadata
+from lacus.core.rules import MAX_LIFETIME
 from lacus.db.tables import dids, new_dids, subscriptions
 from lacus.errors import (
     DuplicateRule,
@@ -66,6 +67,9 @@ def check_filter(value: Any) -> dict[str, Any]:
                     raise InvalidInput(
                         f"filter {key!r}: {item!r} is not a regular expression: {exc}"
                     ) from None
+    for key in ("pattern", "excluded_pattern"):
+        if key in normal and not isinstance(normal[key], str):
+            raise InvalidInput(f"filter {key!r} is a regular expression (a string)")
     for did_type in normal.get("did_type", []):
         if did_type.lower() not in {t.value for t in DIDType}:
             raise InvalidInput(f"filter did_type {did_type!r}: FILE, DATASET or CONTAINER")
@@ -84,7 +88,26 @@ def check_rules(value: Any) -> list[dict[str, Any]]:
         copies = entry.get("copies", 1)
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
             raise InvalidInput("a replication rule's copies is a positive integer")
+        lifetime = entry.get("lifetime")
+        if lifetime is not None and not (_whole(lifetime) and 0 < int(lifetime) <= MAX_LIFETIME):
+            raise InvalidInput(f"a replication rule's lifetime is 1 to {MAX_LIFETIME} seconds")
+        priority = entry.get("priority")
+        if priority is not None and not (_whole(priority) and 0 <= int(priority) <= 5):
+            raise InvalidInput("a replication rule's priority is between 0 and 5")
+        for key in ("rse_expression", "activity", "weight", "source_replica_expression"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise InvalidInput(f"a replication rule's {key} is a string")
+        grouping = entry.get("grouping")
+        if grouping is not None and str(grouping).lower() not in {g.value for g in RuleGrouping}:
+            raise InvalidInput("a replication rule's grouping is ALL, DATASET or NONE")
     return value
+
+
+def _whole(value: Any) -> bool:
+    """An integer, or a string of digits (Rucio's CLI sends numbers as strings)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
 
 
 def add_subscription(
@@ -102,6 +125,8 @@ def add_subscription(
     get_account(conn, account)
     if not name or len(name) > 100:
         raise InvalidInput("a subscription name has 1 to 100 characters")
+    if lifetime_days is not None and not 0 < lifetime_days <= 36500:
+        raise InvalidInput("a subscription's lifetime is 1 to 36500 days")
     normal_filter = check_filter(filter)
     normal_rules = check_rules(replication_rules)
     if conn.execute(
@@ -162,8 +187,12 @@ def update_subscription(conn: Connection, account: str, name: str, options: dict
     if options.get("comments") is not None:
         values["comments"] = options["comments"]
     if options.get("priority") is not None:
+        if not _whole(options["priority"]):
+            raise InvalidInput("a subscription's priority is a whole number")
         values["priority"] = int(options["priority"])
     if options.get("lifetime"):
+        if not _whole(options["lifetime"]) or int(options["lifetime"]) > 36500:
+            raise InvalidInput("a subscription's lifetime is a number of days (at most 36500)")
         values["expires_at"] = utcnow() + timedelta(days=int(options["lifetime"]))
     state = options.get("state")
     if state is not None:

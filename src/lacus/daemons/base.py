@@ -86,7 +86,8 @@ class DaemonRunner:
         while not self.stopping.is_set():
             wakeup.clear()
             try:
-                done = daemon.work(self.lake, worker)
+                with self.lake.daemon_pass() as allowed:
+                    done = daemon.work(self.lake, worker) if allowed else 0
             except Exception:  # a daemon survives a bad pass: log it, pause, go on
                 log.exception("%s: pass failed", worker)
                 done = 0

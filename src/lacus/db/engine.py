@@ -36,6 +36,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    # Plan each statement with the table sizes of now: psycopg prepares a statement after five
+    # runs, and a generic plan made while a table was small (a seq scan of ``locks``) would be
+    # kept after it grew (measured: 9 ms instead of 0.09 ms per rule's lock lookup).
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("options", "-c plan_cache_mode=force_custom_plan")
+    kwargs["connect_args"] = connect_args
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)

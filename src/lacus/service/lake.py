@@ -52,6 +52,38 @@ class Lake:
         self._oidc: OIDCVerifier | None = None
         self._analyzed_at = 0.0
         self._wakeups: dict[str, threading.Event] = {}
+        self._daemon_gate = threading.Condition()
+        self._daemons_paused = False
+        self._daemon_passes = 0
+
+    @contextmanager
+    def daemon_pass(self) -> Iterator[bool]:
+        """Around one pass of an in-process daemon: yields False (skip the pass) while paused."""
+        with self._daemon_gate:
+            allowed = not self._daemons_paused
+            if allowed:
+                self._daemon_passes += 1
+        if not allowed:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._daemon_gate:
+                self._daemon_passes -= 1
+                self._daemon_gate.notify_all()
+
+    def pause_daemons(self, timeout: float = 60.0) -> None:
+        """Stop in-process daemons from starting passes; wait for the running ones to end."""
+        with self._daemon_gate:
+            self._daemons_paused = True
+            self._daemon_gate.wait_for(lambda: self._daemon_passes == 0, timeout)
+
+    def resume_daemons(self) -> None:
+        with self._daemon_gate:
+            self._daemons_paused = False
+        for event in list(self._wakeups.values()):
+            event.set()
 
     def wake(self, *daemons: str) -> None:
         """Tell in-process daemons there is new work for them."""
