@@ -92,6 +92,8 @@ class Context:
     attributes: dict[str, dict[str, str]]
     rses: dict[str, Any]
     limited: dict[str, bool] = field(default_factory=dict)
+    guarded: bool = False
+    """Whether this transaction holds the replica guard already."""
 
     @classmethod
     def load(cls, conn: Connection) -> Context:
@@ -146,10 +148,14 @@ def evaluate_rule(
 
     ``context``: shared by the evaluations of one transaction (load it once per transaction:
     it caches RSEs and which accounts have quotas)."""
-    guard.protect_replicas(conn)
-    query = select(rules).where(rules.c.id == rule_id)
+    if context is None or not context.guarded:
+        guard.protect_replicas(conn)
+        if context is not None:
+            context.guarded = True
+    held = exists().where(locks_table.c.rule_id == rules.c.id).label("has_locks")
+    query = select(rules, held).where(rules.c.id == rule_id)
     if not is_sqlite(conn):
-        query = query.with_for_update()
+        query = query.with_for_update(of=rules)
     rule = conn.execute(query).first()
     if rule is None:
         return None
@@ -157,9 +163,7 @@ def evaluate_rule(
     if rule.state == RuleState.SUSPENDED:
         outcome.state = rule.state
         return outcome
-    has_locks = bool(
-        conn.execute(select(exists().where(locks_table.c.rule_id == rule_id))).scalar()
-    )
+    has_locks = bool(rule.has_locks)
     if prune and has_locks:
         outcome.locks_released = len(_prune(conn, rule))
     error: str | None = None
@@ -176,7 +180,8 @@ def evaluate_rule(
     outcome.error = error
     known = None
     if counts is not None and not has_locks:  # a first evaluation: its locks are all there is
-        known = (SimpleNamespace(**{**rule._mapping, "error": error}), counts)
+        mapping = {str(key): value for key, value in rule._mapping.items() if key != "has_locks"}
+        known = (SimpleNamespace(**{**mapping, "error": error}), counts)
     outcome.state = locks.refresh_rules(conn, [rule_id], action="evaluated", known=known).get(
         rule_id
     )

@@ -57,9 +57,10 @@ def delete_limit(conn: Connection, account: str, rse_expression: str) -> None:
         raise NotFound(f"account {account!r} has no limit on {rse_expression!r}")
 
 
-def list_limits(conn: Connection, account: str) -> dict[str, int]:
-    """Expression → bytes."""
-    get_account(conn, account)
+def list_limits(conn: Connection, account: str, *, check: bool = True) -> dict[str, int]:
+    """Expression → bytes (``check``: AccountNotFound for an unknown account)."""
+    if check:
+        get_account(conn, account)
     rows = conn.execute(
         select(account_limits.c.rse_expression, account_limits.c.bytes)
         .where(account_limits.c.account == account)
@@ -111,7 +112,7 @@ def expression_usage(conn: Connection, account: str) -> list[dict[str, Any]]:
 
 def quota_for(conn: Connection, account: str) -> Quota | None:
     """The account's quota as placement uses it (None: not limited)."""
-    limits = list_limits(conn, account)
+    limits = list_limits(conn, account, check=False)
     if not limits:
         return None
     attributes = rse_attribute_map(conn)
