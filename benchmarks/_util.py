@@ -197,3 +197,18 @@ def throwaway_postgres() -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def postgres_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
+        return f"{exc.__class__.__name__}: {exc}"[:200]
+    finally:
+        engine.dispose()
+    return None

@@ -43,7 +43,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _util import POSTGRES_URL, child_answer, python_child, run_child, throwaway_postgres
+from _util import (
+    POSTGRES_URL,
+    child_answer,
+    postgres_reachable,
+    python_child,
+    run_child,
+    throwaway_postgres,
+)
 
 SCOPE = "bench"
 DATASET = "dataset"
@@ -225,21 +232,6 @@ def count_rows(lake: Any) -> dict[str, int]:
 
 
 # -- parent: alternate the contenders, report ----------------------------------------------
-
-
-def postgres_reachable() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
-        return f"{exc.__class__.__name__}: {exc}"[:200]
-    finally:
-        engine.dispose()
-    return None
 
 
 def measure(mode: str, backend: str, variant: str, args: argparse.Namespace) -> tuple[float, int]:

@@ -51,6 +51,7 @@ from _util import (
     POSTGRES_URL,
     child_answer,
     own_peak_rss,
+    postgres_reachable,
     python_child,
     run_child,
     throwaway_postgres,
@@ -442,21 +443,6 @@ def time_raw(lake: Any, files: int) -> tuple[float, dict[str, Any]]:
 
 
 # -- parent: alternate the contenders, report ---------------------------------------------------
-
-
-def postgres_reachable() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
-        return f"{exc.__class__.__name__}: {exc}"[:200]
-    finally:
-        engine.dispose()
-    return None
 
 
 def main() -> None:

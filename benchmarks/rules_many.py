@@ -48,7 +48,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _util import POSTGRES_URL, child_answer, own_peak_rss, python_child, run_child
+from _util import (
+    POSTGRES_URL,
+    child_answer,
+    own_peak_rss,
+    postgres_reachable,
+    python_child,
+    run_child,
+)
 from rule_large import (
     REGISTER_BATCH,
     SCOPE,
@@ -58,7 +65,6 @@ from rule_large import (
     add_target_rses,
     analyze,
     file_specs,
-    postgres_reachable,
     print_profile,
     raw_insert,
     raw_rows,
