@@ -13,10 +13,21 @@ the file somewhere — another available replica survives.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from lacus.core import events, guard
 from lacus.core.clock import utcnow
@@ -30,24 +41,31 @@ from lacus.types import ReplicaState
 GREEDY = "greedy_deletion"
 
 
+def due(now: datetime) -> ColumnElement[bool]:
+    """Replicas whose tombstone says: delete now."""
+    greedy = select(rse_attributes.c.rse_id).where(
+        rse_attributes.c.key == GREEDY, func.lower(rse_attributes.c.value) == "true"
+    )
+    return and_(
+        replicas.c.tombstone.is_not(None),
+        replicas.c.state != ReplicaState.BEING_DELETED.value,
+        or_(
+            replicas.c.tombstone < EPOCH + timedelta(days=1),
+            and_(replicas.c.tombstone <= now, replicas.c.rse_id.in_(greedy)),
+        ),
+    )
+
+
 def pick(conn: Connection, *, limit: int, rse_ids: list[int] | None = None) -> list[Any]:
     """Mark up to ``limit`` deletable replicas ``being_deleted``; return them with their RSE."""
     guard.decide_deletions(conn)
     now = utcnow()
-    greedy = select(rse_attributes.c.rse_id).where(
-        rse_attributes.c.key == GREEDY, func.lower(rse_attributes.c.value) == "true"
-    )
     query = (
         select(replicas, rses.c.rse)
         .join(rses, rses.c.id == replicas.c.rse_id)
         .where(
-            replicas.c.tombstone.is_not(None),
-            replicas.c.state != ReplicaState.BEING_DELETED.value,
+            due(now),
             rses.c.availability_delete.is_(True),
-            or_(
-                replicas.c.tombstone < EPOCH + timedelta(days=1),
-                and_(replicas.c.tombstone <= now, replicas.c.rse_id.in_(greedy)),
-            ),
             ~exists().where(
                 locks.c.scope == replicas.c.scope,
                 locks.c.name == replicas.c.name,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import Connection, delete, update
 
 from lacus.core.clock import utcnow
 from lacus.db.tables import heartbeats
@@ -30,6 +30,17 @@ class Daemon:
     work: Callable[[Lake, str], int]
     """One pass: process what is there (up to a batch), return how many items."""
     doc: str = ""
+    pending: Callable[[Connection], bool] | None = None
+    """A cheap read-only look for work: an idle daemon then opens no write transaction (on
+    SQLite a write transaction takes the lake's single write lock)."""
+
+    def run(self, lake: Lake, worker: str) -> int:
+        """One pass, skipped when ``pending`` sees nothing to do."""
+        if self.pending is not None:
+            with lake.read() as conn:
+                if not self.pending(conn):
+                    return 0
+        return self.work(lake, worker)
 
 
 def worker_id(daemon: str, thread: str) -> str:
@@ -87,7 +98,7 @@ class DaemonRunner:
             wakeup.clear()
             try:
                 with self.lake.daemon_pass() as allowed:
-                    done = daemon.work(self.lake, worker) if allowed else 0
+                    done = daemon.run(self.lake, worker) if allowed else 0
             except Exception:  # a daemon survives a bad pass: log it, pause, go on
                 log.exception("%s: pass failed", worker)
                 done = 0
@@ -107,7 +118,7 @@ def run_once(lake: Lake, daemon: Daemon, *, thread: str = "once") -> int:
     worker = worker_id(daemon.name, thread)
     total = 0
     while True:
-        done = daemon.work(lake, worker)
+        done = daemon.run(lake, worker)
         total += done
         if done == 0:
             return total

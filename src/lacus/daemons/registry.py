@@ -2,22 +2,80 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Connection, Table, and_, exists, select
+
+from lacus.core.clock import utcnow
+from lacus.core.reaping import due
 from lacus.daemons.base import Daemon
 from lacus.daemons.evaluator import evaluator_pass
 from lacus.daemons.expirers import did_expirer_pass, rule_expirer_pass
 from lacus.daemons.reaper import reaper_pass
 from lacus.daemons.repairer import repairer_pass
 from lacus.daemons.transmogrifier import transmogrifier_pass
+from lacus.db.tables import dids, evaluations, locks, new_dids, rules
+from lacus.types import LockState, RuleState
+
+
+def _any(*conditions: ColumnElement[bool]) -> Callable[[Connection], bool]:
+    def pending(conn: Connection) -> bool:
+        return any(conn.execute(select(exists().where(c))).scalar() for c in conditions)
+
+    return pending
+
+
+def _queued(table: Table) -> Callable[[Connection], bool]:
+    return lambda conn: bool(conn.execute(select(exists().select_from(table))).scalar())
+
+
+def _expired(column: Column[Any]) -> Callable[[Connection], bool]:
+    return lambda conn: bool(conn.execute(select(exists().where(column < utcnow()))).scalar())
+
 
 DAEMONS: dict[str, Daemon] = {
     daemon.name: daemon
     for daemon in (
-        Daemon("evaluator", evaluator_pass, "places new rules and follows content changes"),
-        Daemon("repairer", repairer_pass, "retries or moves stuck locks, re-places failed rules"),
-        Daemon("rule-expirer", rule_expirer_pass, "removes expired rules, runs lifecycle steps"),
-        Daemon("did-expirer", did_expirer_pass, "removes DIDs past their lifetime"),
-        Daemon("transmogrifier", transmogrifier_pass, "adds subscription rules to new DIDs"),
-        Daemon("reaper", reaper_pass, "deletes tombstoned replicas no rule needs"),
+        Daemon(
+            "evaluator",
+            evaluator_pass,
+            "places new rules and follows content changes",
+            _queued(evaluations),
+        ),
+        Daemon(
+            "repairer",
+            repairer_pass,
+            "retries or moves stuck locks, re-places failed rules",
+            _any(
+                locks.c.state == LockState.STUCK.value,
+                and_(rules.c.state == RuleState.STUCK.value, rules.c.error.is_not(None)),
+            ),
+        ),
+        Daemon(
+            "rule-expirer",
+            rule_expirer_pass,
+            "removes expired rules, runs lifecycle steps",
+            _expired(rules.c.expires_at),
+        ),
+        Daemon(
+            "did-expirer",
+            did_expirer_pass,
+            "removes DIDs past their lifetime",
+            _expired(dids.c.expired_at),
+        ),
+        Daemon(
+            "transmogrifier",
+            transmogrifier_pass,
+            "adds subscription rules to new DIDs",
+            _queued(new_dids),
+        ),
+        Daemon(
+            "reaper",
+            reaper_pass,
+            "deletes tombstoned replicas no rule needs",
+            lambda conn: bool(conn.execute(select(exists().where(due(utcnow())))).scalar()),
+        ),
     )
 }
 
