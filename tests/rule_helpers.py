@@ -74,6 +74,14 @@ def settle(lake: Lake, *names: str) -> int:
     raise AssertionError("the daemons never came to rest")
 
 
+def stall_transfers(lake: Lake, monkeypatch: Any, source: str = "ALPHA_DISK") -> None:
+    """For tests about waiting locks while the conveyor runs (the server's daemons): ``source``
+    is taken out of reading, so transfers have no source and retry (never giving up in a test)."""
+    monkeypatch.setattr(lake.settings, "transfer_max_attempts", 1000)
+    with lake.write() as conn:
+        rses.update_rse(conn, rses.get_rse_id(conn, source), availability_read=False)
+
+
 def lock_rows(lake: Lake, rule_id: str) -> list[Any]:
     with lake.read() as conn:
         return list(

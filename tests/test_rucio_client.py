@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from lacus.client import Client
+from lacus.service.lake import Lake
 from tests.conftest import ROOT_PASSWORD, RunningServer, wait_until
+from tests.rule_helpers import stall_transfers
 
 RUCIO = Path(sys.executable).parent / "rucio"
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -174,9 +176,17 @@ def test_replica_list_file_and_dataset(
     assert missing.returncode != 0
 
 
-def test_rules_add_list_show_remove(rucio: Run, client: Client, scope: str, tmp_path: Path) -> None:
+def test_rules_add_list_show_remove(
+    rucio: Run,
+    client: Client,
+    scope: str,
+    tmp_path: Path,
+    lake: Lake,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     write(tmp_path / "x.dat", 100, 5)
     rucio("upload", "--rse", "ALPHA_DISK", "--scope", scope, f"{scope}:xds", "x.dat")
+    stall_transfers(lake, monkeypatch)  # BETA_DISK's copy waits
     added = rucio("rule", "add", f"{scope}:xds", "--copies", "1", "--rses", "qos=DISK\\ALPHA_DISK")
     rule_id = added.stdout.strip().splitlines()[-1]
     assert uuid.UUID(rule_id)
@@ -376,12 +386,20 @@ def test_rucio_rule_add_show_update_remove_history(
 
 
 def test_rucio_rule_remove_by_did_and_waiting_locks(
-    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+    rucio: Run,
+    rucio_api: Any,
+    client: Client,
+    scope: str,
+    tmp_path: Path,
+    lake: Lake,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No transfer engine yet: a rule to BETA_DISK keeps one REPLICATING lock per file."""
+    """While its transfers cannot run (no readable source), a rule to BETA_DISK keeps one
+    REPLICATING lock per file."""
     from rucio.common.exception import InputValidationError, RuleNotFound
 
     upload_dataset(rucio, scope, tmp_path, "bds", count=3)
+    stall_transfers(lake, monkeypatch)
     rule_id = rucio("rule", "add", f"{scope}:bds", "--copies", "1", "--rses", "BETA_DISK")
     rule_id = rule_id.stdout.strip().splitlines()[-1]
     wait_until(lambda: client.get_rule(rule_id)["locks_replicating_cnt"] == 3)

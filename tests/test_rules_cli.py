@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from lacus.cli.policies import parse_step
 from lacus.cli.quotas import parse_size
 from lacus.cli.rules import parse_duration
 from lacus.client import Client
-from lacus.core.transfers import transfer_failed
-from lacus.db.tables import requests
 from lacus.errors import InvalidInput
-from tests.conftest import CLIResult, RunningServer, wait_until
+from lacus.service.lake import Lake
+from tests.conftest import CLIResult, wait_until
+from tests.rule_helpers import stall_transfers
 from tests.test_cli import assert_one_error_line, ok, ok_json
 
 
@@ -81,8 +80,9 @@ def test_rule_add_list_info_update_history_delete(cli: Any, client: Client, data
 
 
 def test_rule_to_another_rse_shows_its_waiting_locks(
-    cli: Any, client: Client, dataset: str
+    cli: Any, client: Client, dataset: str, lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    stall_transfers(lake, monkeypatch)  # BETA_DISK's copies wait
     rule_id = rule_id_of(cli("rule", "add", dataset, "--qos", "DISK", "--copies", "2"))
     wait_until(lambda: client.get_rule(rule_id)["locks_replicating_cnt"] == 2)
     rule = client.get_rule(rule_id)
@@ -210,27 +210,29 @@ def test_parsers() -> None:
 
 
 def test_rule_info_shows_failing_locks_with_their_last_error(
-    cli: Any, client: Client, server: RunningServer, dataset: str
+    cli: Any, client: Client, lake: Lake, monkeypatch: pytest.MonkeyPatch, dataset: str
 ) -> None:
-    """The transfer engine is not built yet: the test plays it and gives up on each transfer.
-    The locks are stuck, then the repairer queues their transfers again: either way ``rule
-    info`` shows them with the error of their last attempt."""
+    """The conveyor finds no readable source and gives up at once (one attempt allowed): the
+    locks are stuck, then the repairer queues their transfers again; either way ``rule info``
+    shows them with the error of their last attempt."""
+    stall_transfers(lake, monkeypatch)
+    monkeypatch.setattr(lake.settings, "transfer_max_attempts", 1)
     rule_id = rule_id_of(cli("rule", "add", dataset, "--rses", "BETA_DISK"))
-    wait_until(lambda: client.get_rule(rule_id)["locks_replicating_cnt"] == 2)
-    with server.lake.write() as conn:
-        ids = conn.execute(select(requests.c.id).where(requests.c.rule_id == rule_id)).scalars()
-        for request_id in list(ids):
-            transfer_failed(conn, request_id, "TRANSFER [110] connection timed out", retry_in=None)
-    info = ok(cli("rule", "info", rule_id)).stdout
-    assert "stuck or failing locks (2):" in info
+    info = wait_until(
+        lambda: (
+            "stuck or failing locks (2):" in (out := ok(cli("rule", "info", rule_id)).stdout)
+            and out
+        )
+    )
     for name in ("f0.dat", "f1.dat"):
         assert f"lab:{name} on BETA_DISK (" in info
-    assert info.count("1 attempt(s), last error: TRANSFER [110] connection timed out") == 2
+    assert info.count("attempt(s), last error: no source") == 2
     failing = ok_json(cli("rule", "info", rule_id, "--json"))["failing_locks"]
     assert sorted(lock["name"] for lock in failing) == ["f0.dat", "f1.dat"]
     analysis = client.examine_rule(rule_id)
-    assert {(t["name"], t["rse"], t["attempts"]) for t in analysis["transfers"]} == {
-        ("f0.dat", "BETA_DISK", 1),
-        ("f1.dat", "BETA_DISK", 1),
+    assert {(t["name"], t["rse"]) for t in analysis["transfers"]} == {
+        ("f0.dat", "BETA_DISK"),
+        ("f1.dat", "BETA_DISK"),
     }
-    assert all("timed out" in t["last_error"] for t in analysis["transfers"])
+    assert all(t["attempts"] >= 1 for t in analysis["transfers"])
+    assert all("no source" in t["last_error"] for t in analysis["transfers"])

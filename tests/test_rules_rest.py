@@ -18,7 +18,9 @@ from lacus.errors import (
     PolicyNotFound,
     UnsupportedOperation,
 )
+from lacus.service.lake import Lake
 from tests.conftest import RunningServer, wait_until
+from tests.rule_helpers import stall_transfers
 
 RULE_KEYS = {
     "id", "subscription_id", "account", "scope", "name", "did_type", "state", "error",
@@ -106,9 +108,11 @@ def test_rule_on_the_rse_holding_the_files_is_ok_with_one_lock_per_file(
 
 
 def test_rule_on_an_rse_without_copies_waits_for_transfers(
-    http: httpx.Client, client: Client, dataset: str
+    http: httpx.Client, client: Client, dataset: str, lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No transfer engine yet: the rule stays REPLICATING with one waiting lock per file."""
+    """While its transfers cannot run (no readable source), the rule stays REPLICATING with one
+    waiting lock per file."""
+    stall_transfers(lake, monkeypatch)
     rule_id = add_rule(http, dataset, "BETA_DISK")
     rule = wait_until(lambda: (r := client.get_rule(rule_id))["locks_replicating_cnt"] and r)
     assert rule["state"] == "REPLICATING"
@@ -130,8 +134,9 @@ def test_rule_on_an_rse_without_copies_waits_for_transfers(
 
 
 def test_rule_listings_and_the_rules_of_a_file(
-    http: httpx.Client, client: Client, dataset: str
+    http: httpx.Client, client: Client, dataset: str, lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    stall_transfers(lake, monkeypatch)  # the BETA_DISK rule keeps waiting
     ok_id = add_rule(http, dataset, "ALPHA_DISK")
     settled(client, ok_id, "ok")
     beta_id = add_rule(http, dataset, "BETA_DISK")
@@ -210,7 +215,10 @@ def test_update_lifetime_lock_priority_comment_and_delete(
     assert client.did_rule_history(dataset) == did_history
 
 
-def test_suspend_and_resume(http: httpx.Client, client: Client, dataset: str) -> None:
+def test_suspend_and_resume(
+    http: httpx.Client, client: Client, dataset: str, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stall_transfers(lake, monkeypatch)  # resumed, it waits for its transfers
     rule_id = add_rule(http, dataset, "BETA_DISK")
     client.update_rule(rule_id, state="SUSPENDED")
     assert client.get_rule(rule_id)["state"] == "SUSPENDED"
@@ -219,7 +227,10 @@ def test_suspend_and_resume(http: httpx.Client, client: Client, dataset: str) ->
     settled(client, rule_id, "replicating")
 
 
-def test_fewer_copies_release_locks(http: httpx.Client, client: Client, dataset: str) -> None:
+def test_fewer_copies_release_locks(
+    http: httpx.Client, client: Client, dataset: str, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stall_transfers(lake, monkeypatch)  # BETA_DISK's locks are still waiting when copies drop
     rule_id = add_rule(http, dataset, "ALPHA_DISK|BETA_DISK", copies=2)
     wait_until(lambda: len(client.rule_locks(rule_id)) == 2 * FILES)
     client.update_rule(rule_id, copies=1)

@@ -1,6 +1,7 @@
-"""The daemons that make rules true: evaluator, repairer, rule-expirer, did-expirer,
-transmogrifier (subscriptions) and reaper. Each runs in threads of ``lacus serve`` (embedded) or
-alone as ``lacus daemon NAME``; several processes share the work through claims on PostgreSQL."""
+"""The daemons that make rules true: evaluator, conveyor (transfers), repairer, rule-expirer,
+did-expirer, transmogrifier (subscriptions) and reaper. Each runs in threads of ``lacus serve``
+(embedded) or alone as ``lacus daemon NAME``; several processes share the work through claims on
+PostgreSQL."""
 
 from lacus.daemons.base import Daemon, DaemonRunner, worker_id
 from lacus.daemons.registry import DAEMONS, daemon_names

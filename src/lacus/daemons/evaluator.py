@@ -54,7 +54,7 @@ def evaluator_pass(lake: Lake, worker: str) -> int:
             for item in chunk:
                 done += _evaluate_alone(lake, worker, item)
     if items:
-        lake.wake("reaper")
+        lake.wake("reaper", "conveyor")
     return done
 
 

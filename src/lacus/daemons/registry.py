@@ -10,6 +10,8 @@ from sqlalchemy import Column, ColumnElement, Connection, Table, and_, exists, s
 from lacus.core.clock import utcnow
 from lacus.core.reaping import due
 from lacus.daemons.base import Daemon
+from lacus.daemons.conveyor import conveyor_pass
+from lacus.daemons.conveyor import pending as conveyor_pending
 from lacus.daemons.evaluator import evaluator_pass
 from lacus.daemons.expirers import did_expirer_pass, rule_expirer_pass
 from lacus.daemons.reaper import reaper_pass
@@ -42,6 +44,12 @@ DAEMONS: dict[str, Daemon] = {
             evaluator_pass,
             "places new rules and follows content changes",
             _queued(evaluations),
+        ),
+        Daemon(
+            "conveyor",
+            conveyor_pass,
+            "copies files for transfer requests (POSIX today)",
+            conveyor_pending,
         ),
         Daemon(
             "repairer",

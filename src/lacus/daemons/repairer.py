@@ -105,5 +105,5 @@ def repairer_pass(lake: Lake, worker: str) -> int:
             queue.enqueue_rules(conn, failed_placement)
             done += len(failed_placement)
     if done:
-        lake.wake("evaluator")
+        lake.wake("evaluator", "conveyor")
     return len(touched)

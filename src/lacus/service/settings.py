@@ -80,6 +80,9 @@ class Settings(BaseModel):
     transfer_max_attempts: int = Field(
         default=5, description="attempts of a transfer before its locks are stuck"
     )
+    transfer_retry_max_seconds: float = Field(
+        default=300.0, ge=0, description="longest pause between two attempts of a transfer"
+    )
     repair_replace_after: float = Field(
         default=86400.0, description="seconds a lock may stay stuck before it moves to another RSE"
     )
