@@ -17,6 +17,7 @@ from lacus.cli import (
     rules,
     scopes,
     subscriptions,
+    transfers,
 )
 from lacus.cli._output import error_console
 from lacus.errors import LacusError
@@ -51,6 +52,7 @@ app.add_typer(rules.app, name="rule")
 app.add_typer(subscriptions.app, name="subscription")
 app.add_typer(quotas.app, name="quota")
 app.add_typer(policies.app, name="policy")
+app.add_typer(transfers.app, name="transfers")
 
 
 def main(argv: list[str] | None = None) -> int:

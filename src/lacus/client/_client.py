@@ -517,6 +517,25 @@ class Client:
         result: dict[str, Any] = self.session.json("GET", f"/policies/{_p(name)}")
         return result
 
+    # -- transfers -------------------------------------------------------------------------------
+    def list_transfers(
+        self, *, did: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Transfer attempts, newest first, of one file (``scope:name``) or all; ``state``:
+        done or failed; at most ``limit`` (1 to 1000)."""
+        params: dict[str, str] = {"limit": str(limit)}
+        if did is not None:
+            params["scope"], params["name"] = parse_did(did)
+        if state is not None:
+            params["state"] = state
+        return list(self.session.ndjson("GET", "/transfers/", params=params))
+
+    def transfer_matrix(self) -> dict[str, Any]:
+        """The transfer success matrix: ``cells`` (source, destination, done, failed,
+        success_pct, bytes, mean_seconds) and ``rses``, every RSE named, sorted."""
+        result: dict[str, Any] = self.session.json("GET", "/transfers/matrix")
+        return result
+
     # -- data ------------------------------------------------------------------------------------
     def upload(
         self,

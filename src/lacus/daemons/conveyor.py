@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -89,6 +90,18 @@ class _Plan:
     stored_path: str | None
     sources: list[tuple[RSEInfo, str]] = field(default_factory=list)
     problem: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    started: float = field(default_factory=time.monotonic)
+    source_rse_id: int | None = None
+    """The source copied from (or, after a failure, the last one tried)."""
+
+    def attempt(self) -> dict[str, Any]:
+        """What the transfer history records of this attempt (``transfer_done``/``failed``)."""
+        return {
+            "source_rse_id": self.source_rse_id,
+            "started_at": self.started_at,
+            "duration": time.monotonic() - self.started,
+        }
 
 
 def _handle(lake: Lake, worker: str, request_id: int, backends: dict[str, StorageBackend]) -> None:
@@ -98,13 +111,14 @@ def _handle(lake: Lake, worker: str, request_id: int, backends: dict[str, Storag
         return
     if plan.problem is not None:
         with lake.write() as conn:
-            _fail(lake, conn, worker, request_id, plan.problem)
+            _fail(lake, conn, worker, request_id, plan.problem, **plan.attempt())
         return
     request = plan.request
     expected = Checksums(bytes=request.bytes, adler32=request.adler32, md5=request.md5)
     errors: list[str] = []
     copied = False
     for source, source_path in plan.sources:
+        plan.source_rse_id = source["id"]
         try:
             source_backend = _backend(backends, source)
             dest_backend = _backend(backends, plan.dest)
@@ -124,7 +138,9 @@ def _handle(lake: Lake, worker: str, request_id: int, backends: dict[str, Storag
             errors.append(f"from {source['rse']}: {exc}")
     if not copied:
         with lake.write() as conn:
-            _fail(lake, conn, worker, request_id, "; ".join(errors) or "no source")
+            _fail(
+                lake, conn, worker, request_id, "; ".join(errors) or "no source", **plan.attempt()
+            )
         return
     _finish(lake, worker, plan, backends)
 
@@ -196,7 +212,7 @@ def _finish(lake: Lake, worker: str, plan: _Plan, backends: dict[str, StorageBac
                 select(exists().where(requests.c.id == request.id, requests.c.claimed_by == worker))
             ).scalar()
             if ours:
-                transfer_done(conn, request.id, path=plan.stored_path)
+                transfer_done(conn, request.id, path=plan.stored_path, **plan.attempt())
                 return
             registered = _registered_at_dest(conn, request)
             if registered:  # another way brought the file there: those are its bytes now
@@ -211,7 +227,7 @@ def _finish(lake: Lake, worker: str, plan: _Plan, backends: dict[str, StorageBac
         with lake.write() as conn:
             if not _registered_at_dest(conn, request):
                 _delete_quietly(backends, plan)
-            _fail(lake, conn, worker, request.id, f"registration failed: {exc}")
+            _fail(lake, conn, worker, request.id, f"registration failed: {exc}", **plan.attempt())
 
 
 def _registered_at_dest(conn: Connection, request: Any) -> bool:
@@ -228,8 +244,11 @@ def _registered_at_dest(conn: Connection, request: Any) -> bool:
     )
 
 
-def _fail(lake: Lake, conn: Connection, worker: str, request_id: int, error: str) -> None:
-    """One attempt failed: retry with backoff, or give up (locks stuck). Only while ours."""
+def _fail(
+    lake: Lake, conn: Connection, worker: str, request_id: int, error: str, **attempt: Any
+) -> None:
+    """One attempt failed: retry with backoff, or give up (locks stuck). Only while ours.
+    ``attempt``: the source, start and duration for the transfer history."""
     request = conn.execute(
         select(requests).where(requests.c.id == request_id, requests.c.claimed_by == worker)
     ).first()
@@ -242,7 +261,7 @@ def _fail(lake: Lake, conn: Connection, worker: str, request_id: int, error: str
     log.warning(
         "transfer request %s failed (attempt %d): %s", request_id, request.attempts + 1, error
     )
-    transfer_failed(conn, request_id, error, retry_in=retry_in)
+    transfer_failed(conn, request_id, error, retry_in=retry_in, **attempt)
     if retry_in is None:
         lake.wake("repairer")
 

@@ -275,6 +275,29 @@ requests = Table(
 )
 """A transfer wanted: bring file ``scope:name`` to ``dest_rse_id`` (shared by every lock there)."""
 
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("request_id", BigInteger, nullable=False),
+    Column("scope", SCOPE, nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("source_rse_id", Integer),
+    Column("dest_rse_id", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error", String(1000)),
+    _ts("started_at"),
+    _ts("finished_at"),
+    Column("duration", Float, nullable=False),
+    Column("activity", String(50)),
+    Index(None, "source_rse_id", "dest_rse_id", "finished_at"),
+    Index(None, "scope", "name"),
+)
+"""Transfer history: one row per attempt of a request (``done`` or ``failed``), kept after the
+request. ``source_rse_id`` is empty when no source was found; no foreign keys, so the history
+outlives what it tells about."""
+
 evaluations = Table(
     "evaluations",
     metadata,
@@ -389,6 +412,7 @@ events = Table(
 """The outbox: one row per state change, written in the transaction that makes the change."""
 
 ALL_TABLES = [
+    transfers,
     events,
     heartbeats,
     lifecycle_policies,

@@ -51,3 +51,21 @@ class DID(BaseModel):
     monotonic: bool
     availability: str
     expired_at: datetime | None
+
+
+class TransferLink(BaseModel):
+    """One cell of the transfer success matrix: the attempts from ``source`` to
+    ``destination`` (``source`` null: no source was found)."""
+
+    source: str | None
+    destination: str | None
+    done: int
+    failed: int
+    success_pct: float
+    bytes: int
+    mean_seconds: float | None
+
+
+class TransferMatrix(BaseModel):
+    cells: list[TransferLink]
+    rses: list[str]

@@ -37,6 +37,7 @@ from lacus.server.routes import (
     scopes,
     subscriptions,
     traces,
+    transfers,
 )
 from lacus.service import Lake, Settings
 
@@ -76,7 +77,7 @@ def create_app(
     app.state.lake = the_lake
     for module in (
         ping, auth, account_limits, accounts, scopes, rses, dids, replicas, rules, subscriptions,
-        policies, traces,
+        policies, traces, transfers,
     ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]

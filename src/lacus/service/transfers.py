@@ -1,0 +1,45 @@
+"""Transfer history and the transfer success matrix: read use cases, for any authenticated
+account (the history lists only files the account may see)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from lacus.core import transfers
+from lacus.errors import InvalidOption
+from lacus.service.lake import Lake, Principal
+
+STATES = ("done", "failed")
+MAX_LIMIT = 1000
+
+
+def list_transfers(
+    lake: Lake,
+    principal: Principal,
+    *,
+    scope: str | None = None,
+    name: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The newest attempts first: file, source, destination, bytes, state, error, duration."""
+    if state is not None and state not in STATES:
+        raise InvalidOption(f"invalid state {state[:30]!r}: use done or failed")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidOption(f"limit must be between 1 and {MAX_LIMIT}")
+    with lake.read() as conn:
+        return transfers.list_transfers(
+            conn, scope=scope, name=name, state=state, limit=limit, viewer=principal
+        )
+
+
+def transfer_matrix(
+    lake: Lake, principal: Principal, *, since: datetime | None = None
+) -> dict[str, Any]:
+    """Per link (source, destination): attempts done and failed, % success, bytes, mean
+    seconds; with the sorted names of every RSE that appears (``rses``)."""
+    with lake.read() as conn:
+        cells = transfers.transfer_matrix(conn, since=since)
+    names = sorted({c[key] for c in cells for key in ("source", "destination") if c[key]})
+    return {"cells": cells, "rses": names}
