@@ -294,11 +294,32 @@ def count_rows(lake: Any) -> dict[str, int]:
         }
 
 
+def locks_without_request(conn: Any) -> int:
+    """Replicating locks with no transfer request for their file and RSE (should be none)."""
+    from sqlalchemy import func, select
+
+    from lacus.db.tables import locks, requests
+
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(locks)
+            .outerjoin(
+                requests,
+                (requests.c.scope == locks.c.scope)
+                & (requests.c.name == locks.c.name)
+                & (requests.c.dest_rse_id == locks.c.rse_id),
+            )
+            .where(requests.c.id.is_(None))
+        ).scalar_one()
+    )
+
+
 def verify(lake: Any, files: int) -> dict[str, Any]:
     """Raise unless the rule's locks and requests are exactly what it asks for."""
     from sqlalchemy import func, select
 
-    from lacus.db.tables import locks, requests, rses, rule_history, rules
+    from lacus.db.tables import locks, rses, rule_history, rules
 
     found: dict[str, Any] = count_rows(lake)
     problems = []
@@ -316,17 +337,7 @@ def verify(lake: Any, files: int) -> dict[str, Any]:
                 .group_by(rses.c.rse)
             ).all()
         )
-        unmatched = conn.execute(
-            select(func.count())
-            .select_from(locks)
-            .outerjoin(
-                requests,
-                (requests.c.scope == locks.c.scope)
-                & (requests.c.name == locks.c.name)
-                & (requests.c.dest_rse_id == locks.c.rse_id),
-            )
-            .where(requests.c.id.is_(None))
-        ).scalar_one()
+        unmatched = locks_without_request(conn)
         evaluated = conn.execute(
             select(func.count()).where(rule_history.c.action == "evaluated")
         ).scalar_one()

@@ -65,6 +65,7 @@ from rule_large import (
     add_target_rses,
     analyze,
     file_specs,
+    locks_without_request,
     print_profile,
     raw_insert,
     raw_rows,
@@ -344,7 +345,7 @@ def verify(url: str, rules_n: int, per_rule: int) -> dict[str, Any]:
     """Raise unless every rule was evaluated exactly once and has exactly its locks."""
     from sqlalchemy import func, select
 
-    from lacus.db.tables import locks, requests, rses, rule_history, rules
+    from lacus.db.tables import locks, rses, rule_history, rules
 
     workdir = Path(tempfile.mkdtemp(prefix="lacus-bench-rules-many-"))
     lake = open_lake(url, workdir)
@@ -384,17 +385,7 @@ def verify(url: str, rules_n: int, per_rule: int) -> dict[str, Any]:
             file_shapes = dict(
                 conn.execute(select(per_file.c.n, func.count()).group_by(per_file.c.n)).all()
             )
-            unmatched = conn.execute(
-                select(func.count())
-                .select_from(locks)
-                .outerjoin(
-                    requests,
-                    (requests.c.scope == locks.c.scope)
-                    & (requests.c.name == locks.c.name)
-                    & (requests.c.dest_rse_id == locks.c.rse_id),
-                )
-                .where(requests.c.id.is_(None))
-            ).scalar_one()
+            unmatched = locks_without_request(conn)
             states = dict(
                 conn.execute(
                     select(rules.c.state, func.count())

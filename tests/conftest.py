@@ -210,3 +210,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {timeout} s; last value: {value!r}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def cli_reuses_token(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI commands reuse root's token instead of logging in with the password every time."""
+    if "cli" in request.fixturenames:
+        client: Client = request.getfixturevalue("client")
+        monkeypatch.setenv("LACUS_TOKEN", client.token())
+        monkeypatch.delenv("LACUS_PASSWORD")

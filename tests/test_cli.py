@@ -89,14 +89,9 @@ def assert_one_error_line(result: CLIResult, *fragments: str) -> None:
         assert fragment in lines[0]
 
 
-@pytest.fixture(autouse=True)
-def _log_in_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process commands reuse one token instead of logging in with a password every time
-    (``lacus login`` and password logins are tested with the real program below)."""
-    if "cli" in request.fixturenames:
-        client: Client = request.getfixturevalue("client")
-        monkeypatch.setenv("LACUS_TOKEN", client.token())
-        monkeypatch.delenv("LACUS_PASSWORD")
+# In-process commands reuse one token instead of logging in with a password every time
+# (``lacus login`` and password logins are tested with the real program below).
+pytestmark = pytest.mark.usefixtures("cli_reuses_token")
 
 
 @pytest.fixture

@@ -18,14 +18,7 @@ from tests.conftest import CLIResult, wait_until
 from tests.rule_helpers import stall_transfers
 from tests.test_cli import assert_one_error_line, ok, ok_json
 
-
-@pytest.fixture(autouse=True)
-def _log_in_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commands reuse root's token instead of logging in with the password every time."""
-    if "cli" in request.fixturenames:
-        client: Client = request.getfixturevalue("client")
-        monkeypatch.setenv("LACUS_TOKEN", client.token())
-        monkeypatch.delenv("LACUS_PASSWORD")
+pytestmark = pytest.mark.usefixtures("cli_reuses_token")
 
 
 @pytest.fixture

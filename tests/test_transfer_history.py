@@ -24,12 +24,7 @@ from tests.test_cli import assert_one_error_line, ok, ok_json
 ROOT = Principal("root", admin=True)
 
 
-@pytest.fixture(autouse=True)
-def _log_in_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "cli" in request.fixturenames:
-        client: Client = request.getfixturevalue("client")
-        monkeypatch.setenv("LACUS_TOKEN", client.token())
-        monkeypatch.delenv("LACUS_PASSWORD")
+pytestmark = pytest.mark.usefixtures("cli_reuses_token")
 
 
 @pytest.fixture
