@@ -29,6 +29,8 @@ from lacus.server import create_app
 from lacus.service import Lake, Settings
 from lacus.service.lake import seed_catalog
 
+pytest_plugins = ["tests.servers.apache", "tests.servers.xrootd", "tests.servers.seaweedfs"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
     "LACUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

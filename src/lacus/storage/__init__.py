@@ -7,6 +7,7 @@
 from lacus.storage._base import (
     FileStat,
     StorageBackend,
+    ThirdPartyCopy,
     VerifyingBackend,
     known_schemes,
     open_backend,
@@ -18,6 +19,7 @@ __all__ = [
     "FileStat",
     "PosixBackend",
     "StorageBackend",
+    "ThirdPartyCopy",
     "VerifyingBackend",
     "known_schemes",
     "open_backend",

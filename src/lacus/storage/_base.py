@@ -20,6 +20,7 @@ __all__ = [
     "FileStat",
     "StorageBackend",
     "StreamHasher",
+    "ThirdPartyCopy",
     "VerifyingBackend",
     "adler32",
     "check_path",
@@ -81,6 +82,29 @@ class StorageBackend(Protocol):
 
     def checksum(self, path: str, algorithm: str = "adler32") -> str:
         """The ``adler32`` or ``md5`` of the file as the storage computes it."""
+        ...
+
+
+@runtime_checkable
+class ThirdPartyCopy(Protocol):
+    """A backend whose storage can pull a file from another storage itself (third-party copy).
+
+    The bytes go source server -> destination server; the worker only asks and then verifies.
+    """
+
+    def url_of(self, path: str) -> str:
+        """The URL another server uses to read ``path`` from this storage."""
+        ...
+
+    def can_pull_from(self, url: str) -> bool:
+        """Whether this storage can pull from ``url`` (its scheme and server are reachable)."""
+        ...
+
+    def pull(self, path: str, source_url: str, *, size: int, overwrite: bool = False) -> None:
+        """Have the storage copy ``source_url`` to ``path``; all or nothing, like ``put``.
+
+        The caller verifies the result with ``stat`` and ``checksum`` before trusting it.
+        """
         ...
 
 

@@ -1,0 +1,1 @@
+"""apache: filled in by the storage backend work (issue 5)."""

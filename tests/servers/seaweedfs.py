@@ -1,0 +1,1 @@
+"""seaweedfs: filled in by the storage backend work (issue 5)."""

@@ -1,0 +1,1 @@
+"""xrootd: filled in by the storage backend work (issue 5)."""
