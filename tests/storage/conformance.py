@@ -3,6 +3,9 @@
 class TestPosix(StorageConformance):
     @pytest.fixture
     def backend(self, tmp_path): return PosixBackend(tmp_path)
+
+A backend talking to a storage server subclasses ``NetworkStorageConformance`` and also provides
+``server`` (the running server, with ``stop()`` and ``start()``) and ``denied_backend``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import io
 import os
 import tracemalloc
 import zlib
+from typing import Protocol
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +27,9 @@ from lacus.errors import (
     InvalidInput,
     InvalidName,
     LocalFileError,
+    StorageError,
     StorageFileNotFound,
+    StoragePermissionDenied,
 )
 from lacus.storage import StorageBackend
 
@@ -286,3 +292,112 @@ class StorageConformance:
             assert backend.checksum("prop/file") == one_shot.adler32
         finally:
             backend.delete("prop/file")
+
+
+class StoppableServer(Protocol):
+    """A storage server a test may stop and start again (on the same address)."""
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
+class NetworkStorageConformance(StorageConformance):
+    """What a user of a backend on a storage server may rely on when the server says no or dies.
+
+    Fixtures to provide, besides ``backend`` (a fresh, empty location on the server):
+    ``server``, the running server: ``stop()`` returns once it no longer answers, ``start()`` once
+    it answers again on the same address; ``denied_backend``, a location on the same server that
+    may be read (listed) but where every write is refused.
+    """
+
+    @pytest.fixture
+    def server(self) -> StoppableServer:
+        raise NotImplementedError("a NetworkStorageConformance subclass must provide server")
+
+    @pytest.fixture
+    def denied_backend(self) -> StorageBackend:
+        raise NotImplementedError(
+            "a NetworkStorageConformance subclass must provide denied_backend"
+        )
+
+    @pytest.mark.parametrize("size", [5, 5 * MiB])
+    def test_refused_write_raises_permission_denied(
+        self, denied_backend: StorageBackend, size: int
+    ) -> None:
+        before = sorted(denied_backend.list())
+        for path in ("refused", "virgo/ab/cd/refused"):
+            source = PatternSource(size, block=os.urandom(min(size, MiB)))
+            with pytest.raises(StoragePermissionDenied) as raised:
+                denied_backend.put(path, source)
+            assert "\n" not in str(raised.value)
+            with pytest.raises(StorageFileNotFound):
+                denied_backend.stat(path)
+        assert sorted(denied_backend.list()) == before
+
+    def test_server_stopped_during_put(
+        self, backend: StorageBackend, server: StoppableServer
+    ) -> None:
+        backend.put("virgo/kept", io.BytesIO(b"kept"))
+        stopped = []
+
+        def stop_after_a_few_mib() -> None:
+            if not stopped and source.position >= 3 * MiB:
+                stopped.append(True)
+                server.stop()
+
+        source = PatternSource(64 * MiB, block=os.urandom(MiB), on_read=stop_after_a_few_mib)
+        try:
+            with pytest.raises(StorageError) as raised:
+                backend.put("virgo/ab/cd/interrupted", source)
+            assert stopped, "the put finished before the server could be stopped"
+            assert "\n" not in str(raised.value)
+        finally:
+            server.start()
+        with pytest.raises(StorageFileNotFound):
+            backend.stat("virgo/ab/cd/interrupted")
+        assert list(backend.list()) == ["virgo/kept"]
+        backend.put("virgo/ab/cd/interrupted", io.BytesIO(b"again"))  # the backend recovers
+        assert read_all(backend, "virgo/ab/cd/interrupted") == b"again"
+
+    def test_server_stopped_during_get(
+        self, backend: StorageBackend, server: StoppableServer
+    ) -> None:
+        source = PatternSource(64 * MiB, block=os.urandom(MiB))
+        backend.put("big", source)
+        chunks = backend.get("big", chunk_size=MiB)
+        received = len(next(chunks))
+        server.stop()
+        try:
+            with pytest.raises(StorageError) as raised:  # noqa: PT012 - the error comes mid-loop
+                for chunk in chunks:
+                    received += len(chunk)
+            assert "\n" not in str(raised.value)
+        finally:
+            server.start()
+        assert 0 < received < source.size
+        assert backend.stat("big").bytes == source.size
+
+    def test_server_down_before_an_operation(
+        self, backend: StorageBackend, server: StoppableServer
+    ) -> None:
+        backend.put("virgo/file", io.BytesIO(b"data"))
+        server.stop()
+        try:
+            for operation in (
+                lambda: backend.stat("virgo/file"),
+                lambda: backend.put("virgo/new", io.BytesIO(b"new")),
+                lambda: read_all(backend, "virgo/file"),
+                lambda: backend.checksum("virgo/file"),
+                lambda: list(backend.list()),
+                lambda: backend.delete("virgo/file"),
+            ):
+                with pytest.raises(StorageError) as raised:
+                    operation()
+                message = str(raised.value)
+                assert backend.url in message
+                assert "\n" not in message
+        finally:
+            server.start()
+        assert list(backend.list()) == ["virgo/file"]
+        assert read_all(backend, "virgo/file") == b"data"
