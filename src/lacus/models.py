@@ -85,6 +85,7 @@ class ProtocolBody(Body):
     port: int = Field(default=0, ge=0, le=65535)
     prefix: str = Field(min_length=1, max_length=1024)
     impl: str = Field(default="", max_length=255)
+    extended_attributes: dict[str, Any] | None = None
 
 
 class CollectionRuleBody(Body):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 MetaValue = str | int | float | bool | None
 MAX_INT64 = 2**63 - 1
@@ -85,6 +85,8 @@ class ProtocolInfo(TypedDict):
     port: int
     prefix: str
     impl: str
+    extended_attributes: NotRequired[dict[str, Any] | None]
+    """Options of the storage backend (``verify``, ``tpc``, credentials...)."""
 
 
 class RSEInfo(TypedDict):
@@ -95,6 +97,8 @@ class RSEInfo(TypedDict):
     availability_read: bool
     availability_write: bool
     availability_delete: bool
+    read_only: bool
+    """An external archive: Lacus reads it, never writes or deletes its files."""
     total_bytes: int | None
     used_bytes: int
     files: int

@@ -101,6 +101,7 @@ def list_rses(conn: Connection, *, names: list[str] | None = None) -> list[RSEIn
             availability_read=bool(row.availability_read),
             availability_write=bool(row.availability_write),
             availability_delete=bool(row.availability_delete),
+            read_only=bool(row.read_only),
             total_bytes=row.total_bytes,
             used_bytes=row.used_bytes,
             files=row.files,
@@ -113,9 +114,12 @@ def list_rses(conn: Connection, *, names: list[str] | None = None) -> list[RSEIn
 
 
 def _protocol_info(row: Any) -> ProtocolInfo:
-    return ProtocolInfo(
+    info = ProtocolInfo(
         scheme=row.scheme, hostname=row.hostname, port=row.port, prefix=row.prefix, impl=row.impl
     )
+    if row.extended_attributes:
+        info["extended_attributes"] = row.extended_attributes
+    return info
 
 
 def set_attribute(conn: Connection, rse_id: int, key: str, value: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -146,6 +147,7 @@ rses = Table(
     Column("availability_read", Boolean, nullable=False),
     Column("availability_write", Boolean, nullable=False),
     Column("availability_delete", Boolean, nullable=False),
+    Column("read_only", Boolean, nullable=False, server_default=false()),
     Column("total_bytes", BigInteger),
     Column("used_bytes", BigInteger, nullable=False),
     Column("files", BigInteger, nullable=False),
@@ -170,7 +172,22 @@ rse_protocols = Table(
     Column("port", Integer, primary_key=True),
     Column("prefix", String(1024), nullable=False),
     Column("impl", String(255), nullable=False),
+    Column("extended_attributes", JSON),
 )
+"""``extended_attributes``: backend options (``verify``, ``tpc``, S3 credentials' env names...)."""
+
+distances = Table(
+    "distances",
+    metadata,
+    Column("src_rse_id", Integer, ForeignKey("rses.id", ondelete="CASCADE"), primary_key=True),
+    Column("dest_rse_id", Integer, ForeignKey("rses.id", ondelete="CASCADE"), primary_key=True),
+    Column("distance", Integer, nullable=False),
+    Column("max_active", Integer),
+)
+"""Links between RSEs: lower distance = preferred source; ``max_active`` caps copies in flight.
+
+A source RSE with any row here is linked only to the destinations it names (multi-hop reaches the
+others); a source with no row is linked to every RSE at a default distance."""
 
 replicas = Table(
     "replicas",
@@ -263,6 +280,7 @@ requests = Table(
     Column("adler32", String(8)),
     Column("md5", String(32)),
     Column("source_replica_expression", String(1000)),
+    Column("source_rse_id", Integer),
     Column("attempts", Integer, nullable=False),
     Column("last_error", String(1000)),
     _ts("created_at"),
@@ -412,6 +430,7 @@ events = Table(
 """The outbox: one row per state change, written in the transaction that makes the change."""
 
 ALL_TABLES = [
+    distances,
     transfers,
     events,
     heartbeats,

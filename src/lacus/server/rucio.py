@@ -30,7 +30,20 @@ def protocol(proto: ProtocolInfo) -> dict[str, Any]:
             "lan": dict(priorities),
             "wan": {**priorities, "third_party_copy_read": 1, "third_party_copy_write": 1},
         },
-        "extended_attributes": None,
+        "extended_attributes": _redacted(proto.get("extended_attributes")),
+    }
+
+
+_SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+
+
+def _redacted(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Backend options as shown to clients: credentials never leave the server."""
+    if not options:
+        return None
+    return {
+        key: "***" if any(word in key.lower() for word in _SECRET_WORDS) else value
+        for key, value in options.items()
     }
 
 

@@ -183,6 +183,7 @@ def backend_for_rse(info: RSEInfo) -> StorageBackend:
                 prefix=proto["prefix"],
                 hostname=proto["hostname"],
                 port=proto["port"],
+                **(proto.get("extended_attributes") or {}),
             )
         except LacusError:
             continue

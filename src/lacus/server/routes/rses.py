@@ -100,6 +100,7 @@ def add_protocol(
         port=body.port,
         prefix=body.prefix,
         impl=body.impl or scheme,
+        extended_attributes=body.extended_attributes,
     )
     rses.add_protocol(lake, principal, rse, protocol)
     return created()
