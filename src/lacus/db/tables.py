@@ -223,6 +223,7 @@ rules = Table(
     Column("weight", String(100)),
     Column("locked", Boolean, nullable=False),
     Column("purge_replicas", Boolean, nullable=False),
+    Column("delete_source", Boolean, nullable=False, server_default=false()),
     Column("source_replica_expression", String(1000)),
     Column("activity", String(50)),
     Column("priority", Integer, nullable=False),

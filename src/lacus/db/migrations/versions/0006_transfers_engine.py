@@ -43,6 +43,11 @@ def upgrade() -> None:
     with op.batch_alter_table("rse_protocols", schema=None) as batch_op:
         batch_op.add_column(sa.Column("extended_attributes", sa.JSON(), nullable=True))
 
+    with op.batch_alter_table("rules", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("delete_source", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+
     with op.batch_alter_table("rses", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("read_only", sa.Boolean(), server_default=sa.false(), nullable=False)
@@ -52,6 +57,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("rses", schema=None) as batch_op:
         batch_op.drop_column("read_only")
+
+    with op.batch_alter_table("rules", schema=None) as batch_op:
+        batch_op.drop_column("delete_source")
 
     with op.batch_alter_table("rse_protocols", schema=None) as batch_op:
         batch_op.drop_column("extended_attributes")
