@@ -7,15 +7,19 @@ Session fixtures:
 
     * ``root://127.0.0.1:<root_port>//<prefix>`` — the XRootD protocol; anonymous, writable;
       server-side checksums ``adler32`` and ``md5`` (``xrdfs query checksum /p``, md5 with
-      ``/p?cks.type=md5``); root-to-root third-party copy (``ofs.tpc``, the destination runs
-      ``xrdcp --server`` to pull);
+      ``/p?cks.type=md5``); files opened with POSC (persist on successful close) are removed
+      at once when their writer goes away without closing them, or when the server restarts
+      after a crash (``ofs.persist manual hold 0``); root-to-root third-party copy
+      (``ofs.tpc``: the destination server runs ``xrdcp --server`` to pull);
     * ``https://127.0.0.1:<http_port>/<prefix>`` — XrdHttp over TLS with a throwaway CA
       (``ca_path``, a PEM file; the server certificate names ``localhost`` and ``127.0.0.1``):
       GET/PUT/DELETE/MKCOL/PROPFIND/MOVE, ``Want-Digest: adler32`` (or ``md5``) answered with a
       ``Digest:`` header, and HTTP-TPC pulls (``COPY`` with a ``Source:`` header, handled by
       libXrdHttpTPC; the server trusts the same CA, so it can pull from itself or from another
-      server of this fixture). XrdHttp does not make the destination's parent directories for a
-      COPY or a PUT: MKCOL them first.
+      server of this fixture). Found by trying (XrdHttp 5.5): a PUT makes the parent
+      directories, a COPY does not (MKCOL them first; MKCOL of an existing one answers 405); the
+      md5 ``Digest:`` is base64 (RFC 3230), adler32 is hex; a write or DELETE refused in the
+      read-only area answers 500 (not 403) with "file path marked read/only" in the body.
 
     Logical paths are rooted at ``export_dir`` (``oss.localroot``): ``root_url("rse1")`` and
     ``http_url("rse1")`` are the directory ``export_dir / "rse1"``. Everything under
@@ -192,6 +196,8 @@ class XRootDServer:
                 "all.export /",
                 f"all.export /{READONLY_PREFIX} notwritable",
                 "xrootd.chksum max 8 adler32 md5",
+                # files opened with POSC vanish as soon as their writer disconnects (or at restart)
+                "ofs.persist manual hold 0",
                 # root -> root third-party copy: the destination server pulls with xrdcp
                 f"ofs.tpc autorm xfr 8 pgm {shutil.which('xrdcp') or '/usr/bin/xrdcp'} --server",
                 f"xrd.protocol XrdHttp:{self.http_port} libXrdHttp.so",
