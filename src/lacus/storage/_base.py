@@ -225,8 +225,10 @@ class StreamHasher:
 _BACKENDS: dict[str, tuple[str, str]] = {
     "file": ("lacus.storage.posix:PosixBackend", ""),
     "posix": ("lacus.storage.posix:PosixBackend", ""),
-    "davs": ("lacus.storage.webdav:WebDAVBackend", "the WebDAV backend is not available yet"),
-    "https": ("lacus.storage.webdav:WebDAVBackend", "the WebDAV backend is not available yet"),
+    "davs": ("lacus.storage.webdav:WebDAVBackend", "the WebDAV backend needs httpx"),
+    "https": ("lacus.storage.webdav:WebDAVBackend", "the WebDAV backend needs httpx"),
+    "dav": ("lacus.storage.webdav:PlainWebDAVBackend", "the WebDAV backend needs httpx"),
+    "http": ("lacus.storage.webdav:PlainWebDAVBackend", "the WebDAV backend needs httpx"),
     "root": ("lacus.storage.xrootd:XRootDBackend", "the XRootD backend is not available yet"),
     "s3": ("lacus.storage.s3:S3Backend", "the S3 backend is not available yet"),
 }

@@ -1,0 +1,782 @@
+"""A storage backend on a WebDAV server: ``davs://`` (HTTPS) or ``dav://`` (plain HTTP).
+
+Every transfer streams through one pooled ``httpx.Client``; no file is ever held in memory. A put
+writes a hidden temporary file (``PUT``), then gives it its name (``MOVE``, ``Overwrite: F``), so
+a file never appears before it is complete. Checksums come from the server when it offers them
+(RFC 3230 ``Want-Digest``, as XRootD and dCache do), else from reading the file back. With
+``tpc=True`` the server pulls files from other servers itself (HTTP third-party copy, pull mode:
+``COPY`` with a ``Source`` header), as XRootD, dCache, StoRM and EOS do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import email.utils
+import hashlib
+import os
+import posixpath
+import ssl
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import quote, unquote, urlsplit
+from xml.parsers import expat
+
+import httpx
+
+from lacus.checksums import CHUNK_SIZE, Checksums, format_adler32
+from lacus.errors import (
+    ChecksumMismatch,
+    FileAlreadyOnStorage,
+    InvalidInput,
+    LacusError,
+    LocalFileError,
+    StorageError,
+    StorageFileNotFound,
+    StorageFull,
+    StoragePermissionDenied,
+    StorageUnavailable,
+    UnsupportedOperation,
+)
+from lacus.storage._base import FileStat, StreamHasher, adler32, check_path, is_part_name, part_name
+
+__all__ = ["PlainWebDAVBackend", "WebDAVBackend"]
+
+_PIECE = 1024 * 1024  # bytes read from the source and sent per write
+_HTTP_SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
+_OPTIONS = "verify (CA bundle path or bool), timeout (seconds), token (str), tpc (bool)"
+_PROPFIND = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><D:prop>'
+    b"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"
+)
+_REDIRECTS = ("GET", "HEAD", "PROPFIND")  # bodiless reads may follow a redirect to a data server
+_RETRIED = ("GET", "HEAD", "PROPFIND", "MKCOL", "DELETE")  # sent again once on a stale connection
+
+
+_Names = list[str]  # ``list`` is a method name in the backend class
+_Flags = list[bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One resource of a PROPFIND answer."""
+
+    path: str  # the server path, unquoted, without a trailing slash
+    is_dir: bool
+    size: int
+    mtime: float
+
+
+class WebDAVBackend:
+    """Files under one WebDAV collection, e.g. ``WebDAVBackend("davs://host:443/webdav/rse1")``.
+
+    ``verify`` is True (the system's CAs), False, or the path of a CA bundle (or directory);
+    ``token`` is sent as ``Authorization: Bearer``; ``timeout`` bounds every connect and every
+    wait for bytes; ``tpc`` lets the server pull files from other servers (``pull``).
+    """
+
+    _default_scheme = "davs"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        verify: bool | str = True,
+        timeout: float = 60.0,
+        token: str | None = None,
+        tpc: bool = False,
+    ) -> None:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _HTTP_SCHEMES or not parts.hostname:
+            raise InvalidInput(f"not a WebDAV URL: {url!r} (davs://host:port/prefix)")
+        if parts.query or parts.fragment:
+            raise InvalidInput(f"a WebDAV prefix has no query or fragment: {url!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidInput(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if token is not None and (not isinstance(token, str) or not token.isprintable()):
+            raise InvalidInput("token must be a printable string")
+        self._root = unquote(parts.path).rstrip("/")  # "" for the server's root
+        self._origin = f"{_HTTP_SCHEMES[scheme]}://{parts.netloc}"
+        self._timeout = float(timeout)
+        self._tpc = bool(tpc)
+        self._digests: dict[str, bool] = {}  # algorithm -> whether the server sends a Digest
+        self.url = f"{scheme}://{parts.netloc}{self._root}"
+        headers = {"User-Agent": "lacus-webdav", "Accept-Encoding": "identity"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            verify=_ssl_context(verify),
+            timeout=httpx.Timeout(self._timeout),
+            headers=headers,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+            trust_env=False,
+        )
+
+    @classmethod
+    def from_protocol(
+        cls, *, prefix: str, hostname: str = "", port: int = 0, **options: object
+    ) -> WebDAVBackend:
+        """Build from an RSE protocol (``davs``, or ``dav`` for plain HTTP)."""
+        unknown = sorted(set(options) - {"verify", "timeout", "token", "tpc"})
+        if unknown:
+            raise InvalidInput(
+                f"the WebDAV backend takes the options {_OPTIONS}, not {', '.join(unknown)}"
+            )
+        if not hostname or not isinstance(hostname, str):
+            raise InvalidInput("a WebDAV protocol needs a hostname")
+        if not isinstance(port, int) or not 0 <= port < 65536:
+            raise InvalidInput(f"invalid port {port!r}")
+        verify = options.get("verify", True)
+        timeout = options.get("timeout", 60.0)
+        token = options.get("token")
+        tpc = options.get("tpc", False)
+        if not isinstance(verify, bool | str):
+            raise InvalidInput("verify must be true, false or the path of a CA bundle")
+        if not isinstance(tpc, bool):
+            raise InvalidInput("tpc must be true or false")
+        host = f"[{hostname}]" if ":" in hostname and not hostname.startswith("[") else hostname
+        netloc = f"{host}:{port}" if port else host
+        path = "/" + quote(prefix.strip("/"), safe="/") if prefix.strip("/") else ""
+        return cls(
+            f"{cls._default_scheme}://{netloc}{path}",
+            verify=verify,
+            timeout=timeout,  # type: ignore[arg-type]  # checked by __init__
+            token=token,  # type: ignore[arg-type]
+            tpc=tpc,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._client.close()
+
+    def __enter__(self) -> WebDAVBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the storage protocol -----------------------------------------------------------------
+
+    def stat(self, path: str) -> FileStat:
+        path = check_path(path)
+        entry = self._file(path)
+        return FileStat(path=path, bytes=entry.size, mtime=entry.mtime)
+
+    def put(
+        self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
+    ) -> Checksums:
+        return self._put(path, source, md5=md5, overwrite=overwrite, verify=False)
+
+    def put_verified(
+        self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
+    ) -> Checksums:
+        """``put``, checking the size and adler32 of the stored bytes before they take the name.
+
+        The adler32 is the server's (``Want-Digest``) when it offers one, else the file is read
+        back; a mismatch raises ChecksumMismatch and nothing is left on the storage.
+        """
+        return self._put(path, source, md5=md5, overwrite=overwrite, verify=True)
+
+    def get(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        return self._get(check_path(path), chunk_size)
+
+    def _get(self, path: str, chunk_size: int) -> Iterator[bytes]:
+        response = self._send("GET", path, "reading", stream=True)
+        try:
+            self._check(response, path, "reading", ok=(200,))
+        except BaseException:
+            response.close()
+            raise
+        return _Download(  # pieces of at most 1 MiB: memory stays small whatever chunk_size
+            response, min(chunk_size, _PIECE), lambda exc: self._broken(exc, path, "reading")
+        )
+
+    def delete(self, path: str) -> None:
+        path = check_path(path)
+        self._file(path)  # a DELETE of a collection would delete everything below it
+        response = self._send("DELETE", path, "deleting")
+        self._check(response, path, "deleting", ok=(200, 204))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        prefix = check_path(prefix, allow_empty=True)
+        return self._walk(prefix)
+
+    def checksum(self, path: str, algorithm: str = "adler32") -> str:
+        if algorithm not in ("adler32", "md5"):
+            raise InvalidInput(f"unknown checksum algorithm {algorithm!r}; use adler32 or md5")
+        path = check_path(path)
+        self._file(path)
+        return self._server_digest(path, algorithm) or self._read_digest(path, algorithm)
+
+    # -- third-party copy ---------------------------------------------------------------------
+
+    def url_of(self, path: str) -> str:
+        """The HTTP(S) URL another server reads ``path`` from."""
+        return self._http_url(check_path(path))
+
+    def can_pull_from(self, url: str) -> bool:
+        """With ``tpc``: whether ``url`` is an HTTP(S)/WebDAV URL the server can pull from."""
+        parts = urlsplit(url)
+        return self._tpc and parts.scheme.lower() in _HTTP_SCHEMES and bool(parts.hostname)
+
+    def pull(self, path: str, source_url: str, *, size: int, overwrite: bool = False) -> None:
+        """Have the server copy ``source_url`` to ``path`` (HTTP-TPC pull mode), all or nothing.
+
+        The server writes a temporary name, whose size is checked before it takes its name.
+        """
+        if not self._tpc:
+            raise UnsupportedOperation(f"third-party copy is not enabled for {self.url} (tpc)")
+        if not self.can_pull_from(source_url):
+            raise InvalidInput(f"{self.url} cannot pull from {source_url!r}")
+        path = check_path(path)
+        source = urlsplit(source_url)
+        source_url = source._replace(scheme=_HTTP_SCHEMES[source.scheme.lower()]).geturl()
+        temporary = self._prepare(path, overwrite=overwrite)
+        try:
+            self._copy_from(temporary, path, source_url)
+            stored = self._file(temporary).size
+            if stored != size:
+                raise ChecksumMismatch(
+                    f"{self._where(path)}: the copy from {source_url} has {stored} bytes, "
+                    f"expected {size}"
+                )
+            self._move(temporary, path, overwrite=overwrite)
+        except BaseException:
+            self._remove_quietly(temporary)
+            raise
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _put(
+        self, path: str, source: BinaryIO, *, md5: bool, overwrite: bool, verify: bool
+    ) -> Checksums:
+        path = check_path(path)
+        temporary = self._prepare(path, overwrite=overwrite)
+        try:
+            sums = self._upload(temporary, path, source, md5=md5)
+            if verify:
+                self._verify(temporary, path, sums)
+            self._move(temporary, path, overwrite=overwrite)
+        except BaseException:
+            self._remove_quietly(temporary)
+            raise
+        return sums
+
+    def _prepare(self, path: str, *, overwrite: bool) -> str:
+        """Refuse an existing ``path`` (or a collection), make its parents; a temporary name."""
+        existing = self._find(path)
+        if existing is not None and existing.is_dir:
+            raise FileAlreadyOnStorage(f"{self._where(path)} is a directory")
+        if existing is not None and not overwrite:
+            raise FileAlreadyOnStorage(f"{self._where(path)} exists already")
+        parent, _, name = path.rpartition("/")
+        self._make_collections(parent, path)
+        return f"{parent}/{part_name(name)}" if parent else part_name(name)
+
+    def _make_collections(self, parent: str, path: str) -> None:
+        """MKCOL ``parent`` (relative) and whatever above it is missing, deepest first."""
+        missing: list[str] = []
+        directory = self._server_path(parent)
+        while True:
+            response = self._request("MKCOL", directory, path, "writing")
+            if response.status_code == 409 and directory not in ("", "/"):
+                missing.append(directory)  # its parent is missing too
+                directory = posixpath.dirname(directory)
+                continue
+            self._check_mkcol(response, path)
+            break
+        for directory in reversed(missing):
+            self._check_mkcol(self._request("MKCOL", directory, path, "writing"), path)
+
+    def _check_mkcol(self, response: httpx.Response, path: str) -> None:
+        if response.status_code != 405:  # 405: the collection exists already
+            self._check(response, path, "writing", ok=(200, 201, 204))
+
+    def _upload(self, temporary: str, path: str, source: BinaryIO, *, md5: bool) -> Checksums:
+        finished: _Flags = []
+        with StreamHasher(md5=md5) as hasher:
+            body = self._body(source, hasher, path, finished)
+            response = self._send("PUT", temporary, "writing", content=body, target=path)
+            self._check(response, path, "writing", ok=(200, 201, 204))
+            if not finished:
+                raise StorageError(
+                    f"storage failed writing {self._where(path)}: it answered "
+                    f"{response.status_code} before it received all the data"
+                )
+            return hasher.result()
+
+    def _body(
+        self, source: BinaryIO, hasher: StreamHasher, path: str, finished: _Flags
+    ) -> Iterator[bytes]:
+        """The bytes of ``source`` in pieces of ``_PIECE``, hashed on the way."""
+        while piece := _read_piece(source, _PIECE, self._where(path)):
+            hasher.update(piece)
+            yield piece
+        finished.append(True)
+
+    def _verify(self, temporary: str, path: str, sums: Checksums) -> None:
+        size = self._file(temporary).size
+        stored = self._server_digest(temporary, "adler32") or self._read_digest(
+            temporary, "adler32"
+        )
+        if size != sums.bytes or stored != sums.adler32:
+            raise ChecksumMismatch(
+                f"{self._where(path)}: the storage holds {size} bytes with adler32 {stored}, "
+                f"{sums.bytes} bytes with adler32 {sums.adler32} were written"
+            )
+
+    def _move(self, temporary: str, path: str, *, overwrite: bool) -> None:
+        headers = {"Destination": self._http_url(path), "Overwrite": "T" if overwrite else "F"}
+        response = self._send("MOVE", temporary, "writing", headers=headers, target=path)
+        if response.status_code == 412:
+            raise FileAlreadyOnStorage(f"{self._where(path)} exists already")
+        self._check(response, path, "writing", ok=(200, 201, 204))
+
+    def _copy_from(self, temporary: str, path: str, source_url: str) -> None:
+        """COPY with a Source header; the server streams progress, then success or failure."""
+        headers = {"Source": source_url, "Overwrite": "T", "Credential": "none"}
+        doing = f"copying {source_url} to"
+        response = self._send("COPY", temporary, doing, headers=headers, stream=True, target=path)
+        try:
+            self._check(response, path, doing, ok=(200, 201, 202))
+            outcome = ""
+            try:
+                for line in response.iter_lines():
+                    text = line.strip()
+                    if text.lower().startswith(("success", "failure", "failed")):
+                        outcome = text
+                        break
+            except httpx.HTTPError as exc:
+                raise self._broken(exc, path, doing) from exc
+        finally:
+            response.close()
+        if not outcome.lower().startswith("success"):
+            reason = _one_line(outcome) or "the server ended its answer without a result"
+            raise StorageError(f"storage failed {doing} {self._where(path)}: {reason}")
+
+    def _remove_quietly(self, path: str) -> None:
+        with contextlib.suppress(LacusError, httpx.HTTPError):
+            self._send("DELETE", path, "deleting").close()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _find(self, path: str) -> _Entry | None:
+        """The resource at ``path`` (relative), or None if there is none."""
+        response = self._send("PROPFIND", path, "reading", headers={"Depth": "0"}, stream=True)
+        with contextlib.closing(response):
+            if self._missing(response, path):
+                return None
+            self._check(response, path, "reading", ok=(207,))
+            entries = list(self._entries(response, path))
+        if not entries:
+            raise StorageError(f"storage failed reading {self._where(path)}: empty PROPFIND")
+        return entries[0]
+
+    def _file(self, path: str) -> _Entry:
+        entry = self._find(path)
+        if entry is None:
+            raise StorageFileNotFound(f"{self._where(path)} does not exist")
+        if entry.is_dir:
+            raise StorageFileNotFound(f"{self._where(path)} is a directory, not a file")
+        return entry
+
+    def _missing(self, response: httpx.Response, path: str) -> bool:
+        """Whether a PROPFIND answer means: no such resource.
+
+        Apache answers 400 for a path below a file; HEAD tells that apart from a bad request.
+        """
+        if response.status_code in (404, 410):
+            return True
+        if response.status_code in (400, 409):
+            head = self._send("HEAD", path, "reading")
+            return head.status_code in (404, 410)
+        return False
+
+    def _walk(self, prefix: str) -> Iterator[str]:
+        pending = [prefix]
+        while pending:
+            directory = pending.pop()
+            files, subdirectories = self._children(directory)
+            if files is None:  # ``prefix`` is a file
+                yield directory
+                continue
+            for name in sorted(files):
+                yield f"{directory}/{name}" if directory else name
+            pending.extend(
+                f"{directory}/{name}" if directory else name
+                for name in sorted(subdirectories, reverse=True)
+            )
+
+    def _children(self, directory: str) -> tuple[_Names | None, _Names]:
+        """The file and collection names in ``directory``; (None, []) when it is a file."""
+        response = self._send("PROPFIND", directory, "listing", headers={"Depth": "1"}, stream=True)
+        files: _Names = []
+        subdirectories: _Names = []
+        with contextlib.closing(response):
+            if self._missing(response, directory):
+                return files, subdirectories
+            self._check(response, directory, "listing", ok=(207,))
+            own = self._server_path(directory)
+            for index, entry in enumerate(self._entries(response, directory)):
+                if entry.path == own or (index == 0 and not entry.path.startswith(own + "/")):
+                    if not entry.is_dir:
+                        return None, []
+                    continue
+                parent, _, name = entry.path.rpartition("/")
+                if parent != own or name in ("", ".", "..") or is_part_name(name):
+                    continue
+                (subdirectories if entry.is_dir else files).append(name)
+        return files, subdirectories
+
+    def _entries(self, response: httpx.Response, path: str) -> Iterator[_Entry]:
+        parser = _Multistatus()
+        try:
+            for piece in response.iter_bytes():
+                parser.feed(piece)
+                yield from parser.take()
+            parser.feed(b"", final=True)
+        except httpx.HTTPError as exc:
+            raise self._broken(exc, path, "listing") from exc
+        except (expat.ExpatError, ValueError) as exc:
+            raise StorageError(
+                f"storage failed listing {self._where(path)}: unreadable PROPFIND answer ({exc})"
+            ) from exc
+        yield from parser.take()
+
+    def _server_digest(self, path: str, algorithm: str) -> str | None:
+        """The checksum the server computes (RFC 3230), or None if it offers none."""
+        if self._digests.get(algorithm) is False:
+            return None
+        response = self._send("HEAD", path, "reading", headers={"Want-Digest": algorithm})
+        self._check(response, path, "reading", ok=(200,))
+        value = _parse_digest(response.headers.get("Digest", ""), algorithm)
+        if "Digest" not in response.headers:
+            self._digests[algorithm] = False
+        return value
+
+    def _read_digest(self, path: str, algorithm: str) -> str:
+        """The checksum of the file's bytes, read from the storage."""
+        if algorithm == "md5":
+            digest = hashlib.md5(usedforsecurity=False)
+            for chunk in self._get(path, _PIECE):
+                digest.update(chunk)
+            return digest.hexdigest()
+        value = 1
+        for chunk in self._get(path, _PIECE):
+            value = adler32(chunk, value)
+        return format_adler32(value)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _server_path(self, path: str) -> str:
+        return f"{self._root}/{path}" if path else self._root or "/"
+
+    def _http_url(self, path: str) -> str:
+        return self._origin + quote(self._server_path(path), safe="/")
+
+    def _where(self, path: str) -> str:
+        return f"{self.url}/{path}" if path else self.url
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        doing: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: Iterator[bytes] | None = None,
+        stream: bool = False,
+        target: str | None = None,
+    ) -> httpx.Response:
+        """Send one request for ``path`` (relative); ``target`` is the path named in errors."""
+        return self._request(
+            method,
+            self._server_path(path),
+            path if target is None else target,
+            doing,
+            headers=headers,
+            content=content,
+            stream=stream,
+        )
+
+    def _request(
+        self,
+        method: str,
+        server_path: str,
+        path: str,
+        doing: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: Iterator[bytes] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        if method == "PROPFIND":
+            headers = {**(headers or {}), "Content-Type": "application/xml; charset=utf-8"}
+        request = self._client.build_request(
+            method,
+            self._origin + quote(server_path, safe="/"),
+            headers=headers,
+            content=_PROPFIND if method == "PROPFIND" else content,
+        )
+        for attempt in (1, 2):
+            try:
+                return self._client.send(
+                    request, stream=stream, follow_redirects=method in _REDIRECTS
+                )
+            except httpx.RemoteProtocolError as exc:  # a kept-alive connection was closed
+                if attempt == 2 or method not in _RETRIED:
+                    raise self._broken(exc, path, doing) from exc
+            except httpx.HTTPError as exc:
+                raise self._broken(exc, path, doing) from exc
+        raise AssertionError("unreachable")
+
+    def _broken(self, exc: Exception, path: str, doing: str) -> StorageError:
+        """The error for a request that got no (complete) answer."""
+        where = self._where(path)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return StorageUnavailable(
+                f"cannot reach {where}: no connection within {self._timeout:g} s"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return StorageUnavailable(f"cannot reach {where}: {_one_line(str(exc))}")
+        if isinstance(exc, httpx.TimeoutException):
+            return StorageError(
+                f"storage failed {doing} {where}: no answer within {self._timeout:g} s"
+            )
+        reason = _one_line(str(exc)) or type(exc).__name__
+        return StorageError(f"storage failed {doing} {where}: connection lost ({reason})")
+
+    def _check(
+        self, response: httpx.Response, path: str, doing: str, *, ok: tuple[int, ...]
+    ) -> None:
+        status = response.status_code
+        if status in ok:
+            return
+        where = self._where(path)
+        reason = f"{status} {response.reason_phrase}".strip()
+        detail = _short_body(response)
+        if detail:
+            reason += f": {detail}"
+        if status in (401, 403):
+            raise StoragePermissionDenied(f"storage refused {doing} {where}: {reason}")
+        if status in (404, 410):
+            raise StorageFileNotFound(f"{where} does not exist")
+        if status == 507:
+            raise StorageFull(f"storage {self.url} is full: cannot write {path} ({reason})")
+        if status in (301, 302, 303, 307, 308):
+            reason += f" to {response.headers.get('Location', '?')} (not followed)"
+        raise StorageError(f"storage failed {doing} {where}: {reason}")
+
+
+class PlainWebDAVBackend(WebDAVBackend):
+    """WebDAV over plain HTTP (``dav://``): for test beds and trusted networks only."""
+
+    _default_scheme = "dav"
+
+
+class _Download(Iterator[bytes]):
+    """The body of a GET in chunks of at most ``chunk_size``; closes the response when done."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        chunk_size: int,
+        broken: Callable[[Exception], StorageError],
+    ) -> None:
+        self._response = response
+        self._chunks = self._read(chunk_size, broken)
+
+    def __iter__(self) -> _Download:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._response.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+    def _read(
+        self, chunk_size: int, broken: Callable[[Exception], StorageError]
+    ) -> Generator[bytes, None, None]:
+        pending: list[bytes] = []
+        size = 0
+        try:
+            for piece in self._response.iter_bytes():
+                while piece:
+                    room = chunk_size - size
+                    if len(piece) < room:
+                        pending.append(piece)
+                        size += len(piece)
+                        break
+                    pending.append(piece[:room])
+                    piece = piece[room:]
+                    yield b"".join(pending)
+                    pending, size = [], 0
+            if pending:
+                yield b"".join(pending)
+        except httpx.HTTPError as exc:
+            raise broken(exc) from exc
+        finally:
+            self._response.close()
+
+
+class _Multistatus:
+    """An incremental parser of a WebDAV ``multistatus`` answer; refuses DTDs and entities."""
+
+    def __init__(self) -> None:
+        self._parser = expat.ParserCreate(namespace_separator=" ")
+        self._parser.StartElementHandler = self._start
+        self._parser.EndElementHandler = self._end
+        self._parser.CharacterDataHandler = self._text
+        self._parser.StartDoctypeDeclHandler = self._refuse
+        self._parser.EntityDeclHandler = self._refuse
+        self._done: list[_Entry] = []
+        self._text_parts: list[str] = []
+        self._in_response = False
+        self._props: dict[str, str] = {}
+        self._prop: dict[str, str] = {}
+        self._href = ""
+
+    def feed(self, data: bytes, *, final: bool = False) -> None:
+        self._parser.Parse(data, final)
+
+    def take(self) -> list[_Entry]:
+        done, self._done = self._done, []
+        return done
+
+    @staticmethod
+    def _refuse(*args: object) -> None:
+        raise ValueError("a DTD or entity in a PROPFIND answer")
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        self._text_parts = []
+        if name == "DAV: response":
+            self._in_response, self._props, self._href = True, {}, ""
+        elif name == "DAV: propstat":
+            self._prop = {}
+        elif name == "DAV: collection":
+            self._prop["collection"] = "1"
+
+    def _text(self, data: str) -> None:
+        self._text_parts.append(data)
+
+    def _end(self, name: str) -> None:
+        text = "".join(self._text_parts).strip()
+        self._text_parts = []
+        if not self._in_response:
+            return
+        if name == "DAV: href" and not self._href:
+            self._href = text
+        elif name in ("DAV: getcontentlength", "DAV: getlastmodified") and text:
+            self._prop[name.partition(" ")[2]] = text
+        elif name == "DAV: status":
+            self._prop["status"] = text
+        elif name == "DAV: propstat":
+            if _status_code(self._prop.get("status", "")) == 200:
+                self._props.update(self._prop)
+        elif name == "DAV: response":
+            self._in_response = False
+            if self._href:
+                self._done.append(self._entry())
+
+    def _entry(self) -> _Entry:
+        path = unquote(urlsplit(self._href).path).rstrip("/") or "/"
+        size = self._props.get("getcontentlength", "0")
+        modified = self._props.get("getlastmodified")
+        mtime = 0.0
+        if modified:
+            with contextlib.suppress(TypeError, ValueError):
+                mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+        return _Entry(
+            path=path,
+            is_dir="collection" in self._props,
+            size=int(size) if size.isdigit() else 0,
+            mtime=mtime,
+        )
+
+
+def _status_code(status_line: str) -> int:
+    """200 from ``HTTP/1.1 200 OK``; 0 when unreadable."""
+    parts = status_line.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def _parse_digest(header: str, algorithm: str) -> str | None:
+    """The ``algorithm`` value of an RFC 3230 Digest header, in Rucio's hex form."""
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        if name.strip().lower() != algorithm or not value:
+            continue
+        value = value.strip()
+        if algorithm == "adler32":
+            if 0 < len(value) <= 8 and all(c in "0123456789abcdefABCDEF" for c in value):
+                return value.lower().zfill(8)
+            return None
+        if len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value):
+            return value.lower()
+        with contextlib.suppress(binascii.Error, ValueError):
+            raw = base64.b64decode(value, validate=True)
+            if len(raw) == 16:
+                return raw.hex()
+    return None
+
+
+def _read_piece(source: BinaryIO, size: int, where: str) -> bytes:
+    """Up to ``size`` bytes of ``source``; short only at its end, whatever its read sizes."""
+    pieces: list[bytes] = []
+    wanted = size
+    try:
+        while wanted:
+            data = source.read(wanted)
+            if data is None:
+                raise LocalFileError(f"the data for {where} is a non-blocking stream")
+            if not data:
+                break
+            pieces.append(data)
+            wanted -= len(data)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read the data for {where}: {exc}") from exc
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
+    if isinstance(verify, bool):
+        return verify
+    if not isinstance(verify, str) or not verify:
+        raise InvalidInput("verify must be true, false or the path of a CA bundle")
+    try:
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInput(f"cannot use {verify!r} as the CA bundle: {exc}") from exc
+
+
+def _short_body(response: httpx.Response) -> str:
+    """The first line of a short plain-text error body (XRootD explains itself there)."""
+    if not response.headers.get("Content-Type", "").startswith("text/plain"):
+        return ""
+    length = response.headers.get("Content-Length", "")
+    if not length.isdigit() or int(length) > 4096:
+        return ""
+    with contextlib.suppress(httpx.HTTPError):
+        return _one_line(response.read().decode("utf-8", "replace"))
+    return ""
+
+
+def _one_line(text: str) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= 200 else line[:197] + "..."

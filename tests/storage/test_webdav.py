@@ -1,0 +1,259 @@
+"""The WebDAV backend against a real Apache httpd with mod_dav over HTTPS (tests.servers.apache).
+
+The conformance suites run on it, then what only WebDAV shows: collections made on the way,
+server-side checks of what was written, bearer tokens, TLS verification, plain HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lacus.checksums import Checksums
+from lacus.errors import (
+    ChecksumMismatch,
+    FileAlreadyOnStorage,
+    InvalidInput,
+    LocalFileError,
+    StorageError,
+    StorageFileNotFound,
+    StoragePermissionDenied,
+    StorageUnavailable,
+    UnsupportedOperation,
+)
+from lacus.storage import StorageBackend, ThirdPartyCopy, open_backend, write_verified
+from lacus.storage.webdav import PlainWebDAVBackend, WebDAVBackend
+from tests.servers.apache import ApacheServer
+
+from .conformance import (
+    MiB,
+    NetworkStorageConformance,
+    PatternSource,
+    expected_checksums,
+    read_all,
+)
+
+
+def files_on_disk(root: Path) -> list[str]:
+    """Every file below ``root`` as the server's file system has it, hidden ones included."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if not path.is_dir())
+
+
+def fresh_prefix() -> str:
+    return f"rse-{secrets.token_hex(4)}"
+
+
+class TestWebDAVApache(NetworkStorageConformance):
+    @pytest.fixture
+    def server(self, apache_server: ApacheServer) -> ApacheServer:
+        return apache_server
+
+    @pytest.fixture
+    def backend(self, apache_server: ApacheServer) -> Iterator[StorageBackend]:
+        with apache_server.backend(fresh_prefix()) as backend:
+            yield backend
+
+    @pytest.fixture
+    def denied_backend(self, apache_server: ApacheServer) -> Iterator[StorageBackend]:
+        with apache_server.backend("readonly/rse") as backend:
+            yield backend
+
+
+@pytest.fixture
+def apache(apache_server: ApacheServer) -> ApacheServer:
+    return apache_server
+
+
+@pytest.fixture
+def prefix() -> str:
+    return fresh_prefix()
+
+
+def test_collections_are_made_on_the_way_down(apache: ApacheServer) -> None:
+    deep = f"{fresh_prefix()}/site/disk1"  # the prefix itself does not exist yet
+    with apache.backend(deep) as backend:
+        sums = backend.put("virgo/ab/cd/file.h5", io.BytesIO(b"data"))
+        backend.put("virgo/ab/ef/other.h5", io.BytesIO(b"more"))
+        assert sums == expected_checksums(b"data")
+        assert backend.url == f"{apache.base_url}/{deep}"
+    assert files_on_disk(apache.root_dir / deep) == ["virgo/ab/cd/file.h5", "virgo/ab/ef/other.h5"]
+    assert (apache.root_dir / deep / "virgo/ab/cd/file.h5").read_bytes() == b"data"
+
+
+def test_failed_put_leaves_no_file_on_the_server(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(prefix) as backend:
+        backend.put("virgo/kept", io.BytesIO(b"kept"))
+        source = PatternSource(
+            20 * MiB, block=os.urandom(MiB), fail_at=5 * MiB, error=OSError(5, "I/O error")
+        )
+        with pytest.raises(LocalFileError, match="I/O error"):
+            backend.put("virgo/ab/broken", source)
+        with pytest.raises(FileAlreadyOnStorage):
+            backend.put("virgo/kept", io.BytesIO(b"x" * 3 * MiB))
+    assert files_on_disk(apache.root_dir / prefix) == ["virgo/kept"]
+    assert (apache.root_dir / prefix / "virgo/kept").read_bytes() == b"kept"
+
+
+def test_a_collection_is_not_a_file(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(prefix) as backend:
+        backend.put("dir/file", io.BytesIO(b"x"))
+        for operation in (
+            lambda: backend.stat("dir"),
+            lambda: backend.delete("dir"),
+            lambda: backend.checksum("dir"),
+        ):
+            with pytest.raises(StorageFileNotFound, match="directory"):
+                operation()
+        with pytest.raises(FileAlreadyOnStorage, match="directory"):
+            backend.put("dir", io.BytesIO(b"would replace the collection"), overwrite=True)
+        assert list(backend.list()) == ["dir/file"]
+
+
+def test_missing_file_errors_name_the_url(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(prefix) as backend:
+        with pytest.raises(StorageFileNotFound, match=f"{backend.url}/nothing/here does not"):
+            backend.get("nothing/here")
+        with pytest.raises(StorageFileNotFound):
+            backend.delete("nothing")
+
+
+def test_verified_put_reads_back_without_a_server_digest(apache: ApacheServer) -> None:
+    """Apache offers no Digest: the backend reads the temporary file back before naming it."""
+    prefix = f"corrupting/{fresh_prefix()}"
+    with apache.backend(prefix) as backend:
+        clean = b"bytes that the server returns as they are"
+        assert backend.put_verified("clean", io.BytesIO(clean)) == expected_checksums(clean)
+        with pytest.raises(ChecksumMismatch, match="adler32"):
+            backend.put_verified("virgo/f", io.BytesIO(b"lacus lacus\n" * 100_000))
+        with pytest.raises(ChecksumMismatch):
+            write_verified(backend, "virgo/g", io.BytesIO(b"a lacus file"))
+        assert sorted(backend.list()) == ["clean"]
+    assert files_on_disk(apache.root_dir / prefix) == ["clean"]
+
+
+def test_bearer_token_is_sent(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(f"tokened/{prefix}", token=apache.token) as backend:
+        backend.put("virgo/file", io.BytesIO(b"secret"))
+        assert read_all(backend, "virgo/file") == b"secret"
+        assert list(backend.list()) == ["virgo/file"]
+    for token in (None, "wrong-token"):
+        with apache.backend(f"tokened/{prefix}", token=token) as backend:
+            with pytest.raises(StoragePermissionDenied, match="403"):
+                backend.stat("virgo/file")
+            with pytest.raises(StoragePermissionDenied):
+                backend.put("virgo/other", io.BytesIO(b"x"))
+    assert files_on_disk(apache.root_dir / "tokened" / prefix) == ["virgo/file"]
+
+
+def test_the_server_certificate_is_verified(apache: ApacheServer, prefix: str) -> None:
+    with (
+        apache.backend(prefix, verify=True) as backend,  # the system CAs do not know it
+        pytest.raises(StorageUnavailable, match=r"(?i)certificate"),
+    ):
+        backend.put("f", io.BytesIO(b"x"))
+    with apache.backend(prefix, verify=False) as backend:
+        backend.put("f", io.BytesIO(b"x"))
+        assert read_all(backend, "f") == b"x"
+
+
+def test_open_backend_davs_and_dav(apache: ApacheServer, prefix: str) -> None:
+    port = int(apache.base_url.rsplit(":", 1)[1])
+    backend = open_backend(
+        "davs", prefix=f"/{prefix}/", hostname="127.0.0.1", port=port, verify=apache.ca_path
+    )
+    assert isinstance(backend, WebDAVBackend)
+    with backend:
+        assert backend.url == f"davs://127.0.0.1:{port}/{prefix}"
+        backend.put("virgo/f", io.BytesIO(b"over https"))
+    plain_port = int(apache.http_url.rsplit(":", 1)[1])
+    plain = open_backend("dav", prefix=prefix, hostname="127.0.0.1", port=plain_port)
+    assert isinstance(plain, PlainWebDAVBackend)
+    with plain:
+        assert plain.url == f"dav://127.0.0.1:{plain_port}/{prefix}"
+        assert read_all(plain, "virgo/f") == b"over https"
+        assert plain.checksum("virgo/f") == expected_checksums(b"over https").adler32
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"colour": "blue"}, "colour"),
+        ({"verify": 3}, "verify"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"tpc": "yes"}, "tpc"),
+        ({"token": 42}, "token"),
+        ({"verify": "/no/such/ca.pem"}, "CA bundle"),
+    ],
+)
+def test_bad_options_are_rejected(options: dict[str, object], complaint: str) -> None:
+    with pytest.raises(InvalidInput, match=complaint):
+        open_backend("davs", prefix="/rse", hostname="127.0.0.1", port=443, **options)
+
+
+def test_bad_urls_are_rejected() -> None:
+    for url in ("ftp://host/rse", "https:///rse", "https://host/rse?x=1"):
+        with pytest.raises(InvalidInput):
+            WebDAVBackend(url)
+    with pytest.raises(InvalidInput, match="hostname"):
+        open_backend("davs", prefix="/rse")
+
+
+def test_no_third_party_copy_unless_enabled(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(prefix) as backend:
+        assert isinstance(backend, ThirdPartyCopy)
+        source = f"{apache.base_url}/{prefix}/elsewhere"
+        assert not backend.can_pull_from(source)
+        with pytest.raises(UnsupportedOperation, match="tpc"):
+            backend.pull("f", source, size=1)
+        assert backend.url_of("virgo/a b+c") == f"{apache.base_url}/{prefix}/virgo/a%20b%2Bc"
+    with apache.backend(prefix, tpc=True) as backend:
+        assert backend.can_pull_from(source)
+        assert backend.can_pull_from("davs://other.example.org:443/rse/f")
+        assert not backend.can_pull_from("root://other.example.org//rse/f")
+
+
+def test_names_that_need_quoting(apache: ApacheServer, prefix: str) -> None:
+    names = ["with space", "plus+sign", "percent%41", "ünïcode", "semi;colon", "hash#mark"]
+    with apache.backend(prefix) as backend:
+        for name in names:
+            backend.put(f"virgo/{name}", io.BytesIO(name.encode()))
+        assert sorted(backend.list()) == sorted(f"virgo/{name}" for name in names)
+        for name in names:
+            assert read_all(backend, f"virgo/{name}") == name.encode()
+            assert backend.stat(f"virgo/{name}").bytes == len(name.encode())
+    assert files_on_disk(apache.root_dir / prefix) == sorted(f"virgo/{name}" for name in names)
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with socket.socket() as listener:  # accepts connections (the backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"dav://127.0.0.1:{listener.getsockname()[1]}/rse"
+        with WebDAVBackend(url, timeout=0.5) as backend:
+            with pytest.raises(StorageError, match=r"no answer within 0\.5 s") as raised:
+                backend.stat("f")
+            assert url in str(raised.value)
+
+
+def test_overwrite_replaces_the_file(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(prefix) as backend:
+        backend.put("f", io.BytesIO(b"first"))
+        sums = backend.put("f", PatternSource(3 * MiB, block=os.urandom(MiB)), overwrite=True)
+        assert backend.stat("f").bytes == 3 * MiB
+        assert backend.checksum("f") == sums.adler32
+        assert backend.checksum("f", "md5") == sums.md5
+    assert files_on_disk(apache.root_dir / prefix) == ["f"]
+
+
+def test_put_without_md5_returns_none(apache: ApacheServer, prefix: str) -> None:
+    with apache.backend(prefix) as backend:
+        assert backend.put("f", io.BytesIO(b"abc"), md5=False) == Checksums(
+            3, expected_checksums(b"abc").adler32, None
+        )
