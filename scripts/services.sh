@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Make sure the services the tests talk to are installed and running (idempotent).
 # PostgreSQL: the catalog's production database. Installed with apt-get when missing.
+# Storage servers (Apache httpd, ...): installed only; the tests start their own instances.
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*"; }
+
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 
@@ -25,4 +31,14 @@ ensure_postgres() {
   postgres_up || { log "PostgreSQL did not start"; exit 1; }
 }
 
+# Apache httpd with mod_dav and mod_ssl: the WebDAV storage tests start their own (tests/servers).
+ensure_apache() {
+  if [ -x /usr/sbin/apache2 ] || command -v apache2 >/dev/null 2>&1; then
+    log "Apache httpd is installed"; return
+  fi
+  log "installing Apache httpd"
+  apt_install apache2
+}
+
 ensure_postgres
+ensure_apache
