@@ -40,5 +40,24 @@ ensure_apache() {
   apt_install apache2
 }
 
+# XRootD with XrdHttp and HTTP-TPC, and xrdcp/xrdfs (the server runs xrdcp for root:// third-party
+# copies): installed only; the root:// tests start their own server (tests/servers/xrootd.py).
+# The Python client comes from PyPI (the xrootd extra in pyproject.toml), not from python3-xrootd,
+# which is built for Debian's python3 and not the venv's.
+ensure_xrootd() {
+  local package missing=()
+  for package in xrootd-server xrootd-server-plugins xrootd-plugins xrootd-client \
+      xrootd-client-http-plugins; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+      || missing+=("$package")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "XRootD is installed"; return; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 ensure_postgres
 ensure_apache
+ensure_xrootd

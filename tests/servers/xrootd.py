@@ -30,7 +30,8 @@ Session fixtures:
     again on the same ports; tests that stop it must start it again (``finally``).
 
 ``second_xrootd_server``
-    Another, independent instance of the same kind (for copies between two servers).
+    Another, independent instance of the same kind (for copies between two servers), whose
+    only server-side checksum is adler32 (``digests``): asked for md5 it says "not supported".
 
 The server listens on all interfaces (XRootD 5 has no directive to bind one address) but
 accepts connections from this host only (``xrd.allow host localhost``). As root, it runs as
@@ -162,11 +163,14 @@ class XRootDServer:
     host = HOST
     readonly_prefix = READONLY_PREFIX
 
-    def __init__(self, name: str = "xrootd") -> None:
+    def __init__(
+        self, name: str = "xrootd", *, digests: tuple[str, ...] = ("adler32", "md5")
+    ) -> None:
         self.binary = shutil.which("xrootd")
         if self.binary is None:
             raise RuntimeError("the xrootd program is not installed (scripts/services.sh)")
         self.name = name
+        self.digests = digests
         self.base = Path(tempfile.mkdtemp(prefix=f"lacus-{name}-"))
         self.base.chmod(0o755)  # the server runs as another user
         self.export_dir = self.base / "export"
@@ -195,7 +199,7 @@ class XRootDServer:
                 f"oss.localroot {self.export_dir}",
                 "all.export /",
                 f"all.export /{READONLY_PREFIX} notwritable",
-                "xrootd.chksum max 8 adler32 md5",
+                f"xrootd.chksum max 8 {' '.join(self.digests)}",
                 # files opened with POSC vanish as soon as their writer disconnects (or at restart)
                 "ofs.persist manual hold 0",
                 # root -> root third-party copy: the destination server pulls with xrdcp
@@ -301,11 +305,11 @@ class XRootDServer:
         return f"XRootDServer({self.root_url()}, {self.http_url()})"
 
 
-def _started(name: str) -> Iterator[XRootDServer]:
+def _started(name: str, **options: tuple[str, ...]) -> Iterator[XRootDServer]:
     from tests.conftest import require_component
 
     try:
-        server = XRootDServer(name)
+        server = XRootDServer(name, **options)
     except (RuntimeError, OSError) as exc:
         require_component("xrootd", str(exc))
         raise AssertionError("unreachable") from exc
@@ -328,5 +332,5 @@ def xrootd_server() -> Iterator[XRootDServer]:
 
 @pytest.fixture(scope="session")
 def second_xrootd_server() -> Iterator[XRootDServer]:
-    """Another running XRootD server, independent of ``xrootd_server``."""
-    yield from _started("xrootd2")
+    """Another running XRootD server, independent of ``xrootd_server``; adler32 only, no md5."""
+    yield from _started("xrootd2", digests=("adler32",))

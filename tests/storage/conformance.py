@@ -270,7 +270,13 @@ class StorageConformance:
         assert list(backend.list()) == ["virgo/file"]
 
     @settings(
-        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=40,
+        deadline=None,
+        # one test, run by every backend's subclass: each a different executor, on purpose
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(
         data=st.binary(max_size=200_000),

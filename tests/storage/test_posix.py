@@ -104,8 +104,6 @@ class TestPosix(StorageConformance):
     def test_open_backend_errors_say_what_to_do(self, tmp_path: Path) -> None:
         with pytest.raises(ProtocolNotFound, match=r"scheme 'xyz'; known: .*file.*posix"):
             open_backend("xyz", prefix=str(tmp_path))
-        with pytest.raises(ProtocolNotFound, match="XRootD backend is not available"):
-            open_backend("root", prefix="/data", hostname="eos.example.org", port=1094)
         with pytest.raises(InvalidInput, match="colour"):
             open_backend("file", prefix=str(tmp_path), colour="blue")
 
