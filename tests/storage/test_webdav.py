@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ from lacus.errors import (
 from lacus.storage import StorageBackend, ThirdPartyCopy, open_backend, write_verified
 from lacus.storage.webdav import PlainWebDAVBackend, WebDAVBackend
 from tests.servers.apache import ApacheServer
+from tests.servers.xrootd import XRootDServer
 
 from .conformance import (
     MiB,
@@ -257,3 +259,26 @@ def test_put_without_md5_returns_none(apache: ApacheServer, prefix: str) -> None
         assert backend.put("f", io.BytesIO(b"abc"), md5=False) == Checksums(
             3, expected_checksums(b"abc").adler32, None
         )
+
+
+def xrootd_backend(server: XRootDServer, prefix: str, **options: Any) -> WebDAVBackend:
+    """The WebDAV backend on XRootD's HTTPS interface (XrdHttp)."""
+    return WebDAVBackend(server.http_url(prefix), verify=str(server.ca_path), **options)
+
+
+class TestWebDAVOnXRootD(NetworkStorageConformance):
+    """XrdHttp answers Want-Digest itself and pulls files from other servers (HTTP-TPC)."""
+
+    @pytest.fixture
+    def server(self, xrootd_server: XRootDServer) -> XRootDServer:
+        return xrootd_server
+
+    @pytest.fixture
+    def backend(self, xrootd_server: XRootDServer) -> Iterator[StorageBackend]:
+        with xrootd_backend(xrootd_server, fresh_prefix(), tpc=True) as backend:
+            yield backend
+
+    @pytest.fixture
+    def denied_backend(self, xrootd_server: XRootDServer) -> Iterator[StorageBackend]:
+        with xrootd_backend(xrootd_server, xrootd_server.readonly_prefix) as backend:
+            yield backend

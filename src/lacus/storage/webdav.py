@@ -304,7 +304,11 @@ class WebDAVBackend:
         finished: _Flags = []
         with StreamHasher(md5=md5) as hasher:
             body = self._body(source, hasher, path, finished)
-            response = self._send("PUT", temporary, "writing", content=body, target=path)
+            # XrdHttp (5.5) reads a chunked body only once it has answered 100 Continue
+            headers = {"Expect": "100-continue"}
+            response = self._send(
+                "PUT", temporary, "writing", headers=headers, content=body, target=path
+            )
             self._check(response, path, "writing", ok=(200, 201, 204))
             if not finished:
                 raise StorageError(
@@ -391,11 +395,13 @@ class WebDAVBackend:
     def _missing(self, response: httpx.Response, path: str) -> bool:
         """Whether a PROPFIND answer means: no such resource.
 
-        Apache answers 400 for a path below a file; HEAD tells that apart from a bad request.
+        Apache answers 400 for a path below a file (HEAD tells that apart from a bad request),
+        XrdHttp 500 with "not a directory".
         """
-        if response.status_code in (404, 410):
+        status = response.status_code
+        if status in (404, 410) or _status_kind(status, _short_body(response)) == "missing":
             return True
-        if response.status_code in (400, 409):
+        if status in (400, 409):
             head = self._send("HEAD", path, "reading")
             return head.status_code in (404, 410)
         return False
@@ -565,11 +571,12 @@ class WebDAVBackend:
         detail = _short_body(response)
         if detail:
             reason += f": {detail}"
-        if status in (401, 403):
+        kind = _status_kind(status, detail)
+        if kind == "denied":
             raise StoragePermissionDenied(f"storage refused {doing} {where}: {reason}")
-        if status in (404, 410):
+        if kind == "missing":
             raise StorageFileNotFound(f"{where} does not exist")
-        if status == 507:
+        if kind == "full":
             raise StorageFull(f"storage {self.url} is full: cannot write {path} ({reason})")
         if status in (301, 302, 303, 307, 308):
             reason += f" to {response.headers.get('Location', '?')} (not followed)"
@@ -766,15 +773,38 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
 
 
 def _short_body(response: httpx.Response) -> str:
-    """The first line of a short plain-text error body (XRootD explains itself there)."""
-    if not response.headers.get("Content-Type", "").startswith("text/plain"):
-        return ""
+    """The first line of a short plain-text error body (XrdHttp explains itself there)."""
+    kind = response.headers.get("Content-Type", "text/plain")
     length = response.headers.get("Content-Length", "")
-    if not length.isdigit() or int(length) > 4096:
+    if not kind.startswith("text/plain") or not length.isdigit() or int(length) > 4096:
         return ""
     with contextlib.suppress(httpx.HTTPError):
         return _one_line(response.read().decode("utf-8", "replace"))
     return ""
+
+
+# What the first line of a 500's body says, as XrdHttp words its errors (the server's strerror)
+_SAID = {
+    "denied": ("read/only", "read-only", "permission denied", "not authorized"),
+    "missing": ("no such file", "not a directory"),
+    "full": ("no space left", "quota exceeded", "disk quota"),
+}
+
+
+def _status_kind(status: int, detail: str) -> str:
+    """``denied``, ``missing``, ``full``, or ``failed``."""
+    if status in (401, 403):
+        return "denied"
+    if status in (404, 410):
+        return "missing"
+    if status == 507:
+        return "full"
+    if status == 500:
+        said = detail.lower()
+        for kind, phrases in _SAID.items():
+            if any(phrase in said for phrase in phrases):
+                return kind
+    return "failed"
 
 
 def _one_line(text: str) -> str:
