@@ -282,3 +282,57 @@ class TestWebDAVOnXRootD(NetworkStorageConformance):
     def denied_backend(self, xrootd_server: XRootDServer) -> Iterator[StorageBackend]:
         with xrootd_backend(xrootd_server, xrootd_server.readonly_prefix) as backend:
             yield backend
+
+
+def test_third_party_copy_from_apache_to_xrootd(
+    apache: ApacheServer, xrootd_server: XRootDServer, prefix: str
+) -> None:
+    """XRootD pulls a file Apache holds (HTTP-TPC pull mode); the bytes never pass through here.
+
+    Apache is read over plain HTTP: XRootD trusts its own test CA only, not Apache's.
+    """
+    data = PatternSource(20 * MiB + 3, block=os.urandom(MiB))
+    with (
+        apache.backend(prefix) as on_apache,
+        apache.backend(prefix, plain=True) as apache_plain,
+        xrootd_backend(xrootd_server, prefix, tpc=True) as on_xrootd,
+    ):
+        sums = on_apache.put("virgo/ab/file", data)
+        source_url = apache_plain.url_of("virgo/ab/file")
+        assert on_xrootd.can_pull_from(source_url)
+        on_xrootd.pull("virgo/cd/file", source_url, size=sums.bytes)
+        assert on_xrootd.stat("virgo/cd/file").bytes == sums.bytes
+        assert on_xrootd.checksum("virgo/cd/file") == sums.adler32  # XRootD's own Digest
+        assert on_xrootd.checksum("virgo/cd/file", "md5") == sums.md5
+        assert list(on_xrootd.list()) == ["virgo/cd/file"]
+        with pytest.raises(FileAlreadyOnStorage):
+            on_xrootd.pull("virgo/cd/file", source_url, size=sums.bytes)
+    assert files_on_disk(xrootd_server.export_dir / prefix) == ["virgo/cd/file"]
+
+
+def test_third_party_copy_over_https(xrootd_server: XRootDServer, prefix: str) -> None:
+    with xrootd_backend(xrootd_server, prefix, tpc=True) as backend:
+        sums = backend.put("one", io.BytesIO(b"copied by the server itself" * 1000))
+        backend.pull("two", backend.url_of("one"), size=sums.bytes)
+        assert backend.checksum("two") == sums.adler32
+        assert sorted(backend.list()) == ["one", "two"]
+
+
+def test_failed_third_party_copy_leaves_what_was_there(
+    apache: ApacheServer, xrootd_server: XRootDServer, prefix: str
+) -> None:
+    with (
+        apache.backend(prefix, plain=True) as on_apache,
+        xrootd_backend(xrootd_server, prefix, tpc=True) as on_xrootd,
+    ):
+        on_apache.put("small", io.BytesIO(b"12345"))
+        on_xrootd.put("kept", io.BytesIO(b"kept"))
+        with pytest.raises(StorageError, match=r"failure: .*404"):
+            on_xrootd.pull("kept", on_apache.url_of("missing"), size=5, overwrite=True)
+        with pytest.raises(ChecksumMismatch, match="expected 6"):
+            on_xrootd.pull("kept", on_apache.url_of("small"), size=6, overwrite=True)
+        with pytest.raises(StorageError, match=r"(?i)certificate"):  # Apache's CA is not trusted
+            on_xrootd.pull("new", f"{apache.base_url}/{prefix}/small", size=5)
+        assert list(on_xrootd.list()) == ["kept"]
+        assert read_all(on_xrootd, "kept") == b"kept"
+    assert files_on_disk(xrootd_server.export_dir / prefix) == ["kept"]
