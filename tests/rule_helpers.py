@@ -16,8 +16,22 @@ from lacus.daemons.base import run_once
 from lacus.db.tables import events, locks, requests
 from lacus.db.tables import replicas as replicas_table
 from lacus.naming import deterministic_path
-from lacus.service.lake import Lake
-from lacus.types import DIDType
+from lacus.service import rules as service_rules
+from lacus.service.lake import Lake, Principal
+from lacus.types import DIDType, RuleSpec
+
+ROOT = Principal("root", admin=True)
+
+
+def add_rule(lake: Lake, scope: str, name: str, expression: str, **options: object) -> str:
+    """A rule added by root through the service layer; returns its id."""
+    spec = RuleSpec(scope=scope, name=name, rse_expression=expression, **options)  # type: ignore[arg-type]
+    (rule_id,) = service_rules.add_rules(lake, ROOT, [spec])
+    return rule_id
+
+
+def rule(lake: Lake, rule_id: str) -> dict[str, Any]:
+    return service_rules.get_rule(lake, ROOT, rule_id)
 
 
 def rse_prefix(lake: Lake, rse: str) -> Path:

@@ -12,24 +12,18 @@ from lacus.core import rses
 from lacus.core import rules as rules_core
 from lacus.daemons import DAEMONS
 from lacus.daemons.base import run_once
-from lacus.db.tables import replicas, requests
+from lacus.db.tables import replicas, requests, transfers
 from lacus.naming import deterministic_path
-from lacus.service import rules as service_rules
-from lacus.service.lake import Lake, Principal
-from lacus.types import RuleSpec
-from tests.rule_helpers import count, make_dataset, request_rows, rse_prefix, settle
-
-ROOT = Principal("root", admin=True)
-
-
-def add_rule(lake: Lake, scope: str, name: str, expression: str, **options: object) -> str:
-    spec = RuleSpec(scope=scope, name=name, rse_expression=expression, **options)  # type: ignore[arg-type]
-    (rule_id,) = service_rules.add_rules(lake, ROOT, [spec])
-    return rule_id
-
-
-def rule(lake: Lake, rule_id: str) -> dict[str, object]:
-    return service_rules.get_rule(lake, ROOT, rule_id)
+from lacus.service.lake import Lake
+from tests.rule_helpers import (
+    add_rule,
+    count,
+    make_dataset,
+    request_rows,
+    rse_prefix,
+    rule,
+    settle,
+)
 
 
 def replicas_on(lake: Lake, rse: str) -> dict[str, tuple[str, str | None, int]]:
@@ -91,8 +85,14 @@ def test_a_bad_source_is_retried_then_stuck_and_never_registered(
     assert (request.name, request.state, request.attempts) == ("bad", "failed", 3)
     with lake.read() as conn:
         (failing,) = [lock for lock in rules_core.lock_details(conn, rule_id) if lock["last_error"]]
+        first = conn.execute(
+            select(transfers.c.error).where(transfers.c.state == "failed").order_by(transfers.c.id)
+        ).scalar()
     assert failing["state"] == "stuck"
-    assert message in failing["last_error"]
+    # The first attempt found the damage and declared the only source bad; then none was left.
+    assert message in str(first)
+    assert "no source" in failing["last_error"]
+    assert replicas_on(lake, "ALPHA_DISK")["bad"][0] == "bad"
     # The repairer takes over: the transfer is requeued (after its pause), the lock waits again.
     settle(lake, "repairer")
     assert rule(lake, rule_id)["locks_replicating_cnt"] == 1

@@ -17,9 +17,11 @@ from lacus.errors import InsufficientAccountLimit, InsufficientTargetRSEs, Unsup
 from lacus.naming import deterministic_path
 from lacus.service import lifecycle, quotas, subscriptions
 from lacus.service import rules as service_rules
-from lacus.service.lake import Lake, Principal
-from lacus.types import RuleGrouping, RuleSpec
+from lacus.service.lake import Lake
+from lacus.types import RuleGrouping
 from tests.rule_helpers import (
+    ROOT,
+    add_rule,
     copy_and_finish,
     count,
     event_types,
@@ -29,20 +31,9 @@ from tests.rule_helpers import (
     request_rows,
     rse_names,
     rse_prefix,
+    rule,
     settle,
 )
-
-ROOT = Principal("root", admin=True)
-
-
-def add_rule(lake: Lake, scope: str, name: str, expression: str, **options: object) -> str:
-    spec = RuleSpec(scope=scope, name=name, rse_expression=expression, **options)  # type: ignore[arg-type]
-    (rule_id,) = service_rules.add_rules(lake, ROOT, [spec])
-    return rule_id
-
-
-def rule(lake: Lake, rule_id: str) -> dict[str, object]:
-    return service_rules.get_rule(lake, ROOT, rule_id)
 
 
 def add_rse(lake: Lake, name: str, tmp: Path, **attributes: str) -> int:

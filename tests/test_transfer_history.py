@@ -14,15 +14,10 @@ from lacus.core import transfers
 from lacus.daemons import DAEMONS
 from lacus.daemons.base import run_once
 from lacus.naming import deterministic_path
-from lacus.service import rules as service_rules
-from lacus.service.lake import Lake, Principal
-from lacus.types import RuleSpec
+from lacus.service.lake import Lake
 from tests.conftest import wait_until
-from tests.rule_helpers import make_dataset, rse_prefix, settle
+from tests.rule_helpers import add_rule, make_dataset, rse_prefix, settle
 from tests.test_cli import assert_one_error_line, ok, ok_json
-
-ROOT = Principal("root", admin=True)
-
 
 pytestmark = pytest.mark.usefixtures("cli_reuses_token")
 
@@ -32,12 +27,6 @@ def quick_retries(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> Lake:
     monkeypatch.setattr(lake.settings, "transfer_max_attempts", 3)
     monkeypatch.setattr(lake.settings, "transfer_retry_max_seconds", 0.0)
     return lake
-
-
-def add_rule(lake: Lake, scope: str, name: str, expression: str, **options: object) -> str:
-    spec = RuleSpec(scope=scope, name=name, rse_expression=expression, **options)  # type: ignore[arg-type]
-    (rule_id,) = service_rules.add_rules(lake, ROOT, [spec])
-    return rule_id
 
 
 def history(lake: Lake, **filters: Any) -> list[dict[str, Any]]:
@@ -50,9 +39,12 @@ def matrix(lake: Lake) -> list[dict[str, Any]]:
         return transfers.transfer_matrix(conn)
 
 
-def corrupt(lake: Lake, scope: str, name: str, rse: str = "ALPHA_DISK") -> None:
-    path = rse_prefix(lake, rse) / deterministic_path(scope, name)
-    path.write_bytes(bytes(len(path.read_bytes())))  # same size, other bytes
+def block_destination(lake: Lake, scope: str, name: str, rse: str = "BETA_DISK") -> None:
+    """The destination storage cannot take this file: a plain file sits where its directory
+    must go. (A damaged source would be declared bad after one attempt; this fails each time.)"""
+    directory = (rse_prefix(lake, rse) / deterministic_path(scope, name)).parent
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    directory.write_bytes(b"in the way")
 
 
 def test_a_completed_rule_leaves_one_done_attempt_per_file(lake: Lake) -> None:
@@ -89,10 +81,10 @@ def test_a_completed_rule_leaves_one_done_attempt_per_file(lake: Lake) -> None:
     }
 
 
-def test_a_corrupted_source_leaves_failed_attempts_with_their_error(quick_retries: Lake) -> None:
+def test_a_failing_link_leaves_failed_attempts_with_their_error(quick_retries: Lake) -> None:
     lake = quick_retries
     make_dataset(lake, "data", "ds", ["bad", "good"])
-    corrupt(lake, "data", "bad")
+    block_destination(lake, "data", "bad")
     add_rule(lake, "data", "ds", "BETA_DISK")
     settle(lake, "evaluator", "conveyor")  # the repairer would requeue the stuck lock
     failed = history(lake, state="failed")
@@ -103,7 +95,7 @@ def test_a_corrupted_source_leaves_failed_attempts_with_their_error(quick_retrie
             "ALPHA_DISK",
             "BETA_DISK",
         )
-        assert "adler32" in row["error"]
+        assert "Not a directory" in row["error"]
     assert [row["name"] for row in history(lake, state="done")] == ["good"]
     (cell,) = matrix(lake)
     assert (cell["done"], cell["failed"], cell["success_pct"], cell["bytes"]) == (1, 3, 25.0, 100)
@@ -178,7 +170,7 @@ def test_rest_and_cli_show_the_failed_link(
 ) -> None:
     monkeypatch.setattr(lake.settings, "transfer_max_attempts", 2)
     monkeypatch.setattr(lake.settings, "transfer_retry_max_seconds", 0.0)
-    corrupt(lake, "lab", "f1.dat")
+    block_destination(lake, "lab", "f1.dat")
     client.add_rule(dataset, "BETA_DISK")
 
     def settled() -> bool:
@@ -198,7 +190,7 @@ def test_rest_and_cli_show_the_failed_link(
     assert f"{pct:.0f}% (2/{2 + failed})" in ok(cli("transfers", "matrix")).stdout
     rows = ok_json(cli("transfers", "list", "--state", "failed", "--json"))
     assert len(rows) == failed
-    assert all(r["name"] == "f1.dat" and "adler32" in r["error"] for r in rows)
+    assert all(r["name"] == "f1.dat" and "Not a directory" in r["error"] for r in rows)
     assert rows == client.list_transfers(state="failed")
 
 

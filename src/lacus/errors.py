@@ -212,6 +212,10 @@ class ReplicaAlreadyExists(AlreadyExists):
     """The replica exists already."""
 
 
+class SourceFileMissing(StorageFileNotFound):
+    """A transfer's source replica is not on its storage: it is bad."""
+
+
 class FileAlreadyOnStorage(AlreadyExists):
     """A file exists already at this path on the storage."""
 
@@ -251,6 +255,10 @@ class ChecksumMismatch(LacusError):
 
     http_status = 422
     rucio_class = "FileConsistencyMismatch"
+
+
+class SourceCorrupted(ChecksumMismatch):
+    """A transfer's source replica holds bytes that do not match the catalog: it is bad."""
 
 
 class StorageError(LacusError):

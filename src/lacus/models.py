@@ -174,6 +174,7 @@ class RuleBody(Body):
     activity: str | None = Field(default=None, max_length=50)
     notify: str | None = Field(default=None, pattern="^(N|Y|C|P|NO|YES|CLOSE|PROGRESS)$")
     purge_replicas: bool = False
+    delete_source: bool = False
     ignore_availability: bool = False
     ignore_account_limit: bool = False
     comment: str | None = Field(default=None, max_length=255)

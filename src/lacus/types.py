@@ -182,6 +182,8 @@ class RuleSpec:
     weight: str | None = None
     locked: bool = False
     purge_replicas: bool = False
+    delete_source: bool = False
+    """Once the rule is ok, delete the file's other replicas (on ``source_replica_expression``)."""
     source_replica_expression: str | None = None
     activity: str | None = None
     priority: int = 3

@@ -67,6 +67,13 @@ def add(
     purge_replicas: Annotated[
         bool, typer.Option(help="Delete the replicas at once when the rule goes.")
     ] = False,
+    delete_source: Annotated[
+        bool,
+        typer.Option(
+            help="Once the rule is OK, delete the file's other replicas (those on "
+            "--source-rses when given): data leaves the buffer only once safe elsewhere."
+        ),
+    ] = False,
     source_rses: Annotated[str | None, typer.Option(help="RSE expression to copy from.")] = None,
     activity: Annotated[str | None, typer.Option(help="Transfer activity.")] = None,
     priority: Annotated[int, typer.Option(help="Transfer priority, 0 to 5.")] = 3,
@@ -96,6 +103,7 @@ def add(
                 weight=weight,
                 locked=locked,
                 purge_replicas=purge_replicas,
+                delete_source=delete_source,
                 source_replica_expression=source_rses,
                 activity=activity,
                 priority=priority,
@@ -155,6 +163,7 @@ def info(rule_id: str, json: JsonOption = False) -> None:
         ("error", rule["error"] or "-"),
         ("grouping", rule["grouping"].lower()),
         ("locked", "yes" if rule["locked"] else "no"),
+        ("delete at source", "yes" if rule.get("delete_source") else "no"),
         ("purge replicas", "yes" if rule["purge_replicas"] else "no"),
         ("priority", rule["priority"]),
         ("activity", rule["activity"]),

@@ -28,8 +28,10 @@ from sqlalchemy.orm import aliased
 
 from lacus.core import events, history
 from lacus.core.clock import utcnow
-from lacus.db.tables import locks, replicas, requests, rules
-from lacus.types import LockState, RequestState, RuleState
+from lacus.core.expressions import resolve
+from lacus.core.rses import rse_attribute_map
+from lacus.db.tables import locks, replicas, requests, rses, rules
+from lacus.types import LockState, ReplicaState, RuleState
 
 EPOCH = datetime(1970, 1, 1)
 """The tombstone of a replica to delete at once."""
@@ -146,7 +148,38 @@ def refresh_rules(
             )
         )
     history.record(conn, entries)
+    release_sources(conn, [row for row, state, _ in changed if state is RuleState.OK])
     return states
+
+
+def release_sources(conn: Connection, ok_rules: Sequence[Any]) -> int:
+    """Deletion at source: for rules that just became ``ok`` with ``delete_source``, tombstone
+    (epoch: the reaper deletes at once) the other replicas of their files — on the RSEs of
+    their ``source_replica_expression`` when they have one. Replicas some lock holds, on a
+    read-only RSE or still being read stay; the reaper's guard keeps the last copy of a file
+    any rule wants. Returns how many replicas were released."""
+    released = 0
+    for row in ok_rules:
+        if not getattr(row, "delete_source", False):
+            continue
+        own = select(locks.c.scope, locks.c.name).where(locks.c.rule_id == row.id)
+        conditions = [
+            tuple_(replicas.c.scope, replicas.c.name).in_(own),
+            replicas.c.state == ReplicaState.AVAILABLE.value,
+            ~exists().where(
+                locks.c.scope == replicas.c.scope,
+                locks.c.name == replicas.c.name,
+                locks.c.rse_id == replicas.c.rse_id,
+            ),
+            replicas.c.rse_id.in_(select(rses.c.id).where(rses.c.read_only.is_(False))),
+        ]
+        if row.source_replica_expression:
+            names = resolve(row.source_replica_expression, rse_attribute_map(conn))
+            conditions.append(replicas.c.rse_id.in_(select(rses.c.id).where(rses.c.rse.in_(names))))
+        released += conn.execute(
+            update(replicas).where(*conditions).values(tombstone=EPOCH, updated_at=utcnow())
+        ).rowcount
+    return released
 
 
 def release_locks(
@@ -155,7 +188,7 @@ def release_locks(
     """Remove a rule's locks (``keys``, or all of them); return the released keys.
 
     Replicas left without any lock get a tombstone (the epoch when ``purge``), and requests no
-    remaining lock needs are dropped unless a transfer is in flight.
+    remaining lock needs are dropped (a copy in flight is then removed by the conveyor).
     """
     parts: list[ColumnElement[bool]] = []
     if keys is None:
@@ -197,8 +230,7 @@ def release_locks(
             selector, locks.c.state != LockState.OK.value
         )
         conn.execute(
-            delete(requests).where(
-                requests.c.state != RequestState.SUBMITTED.value,
+            delete(requests).where(  # one being copied: the conveyor removes its bytes
                 tuple_(requests.c.scope, requests.c.name, requests.c.dest_rse_id).in_(waiting),
                 ~exists().where(
                     other.c.scope == requests.c.scope,

@@ -110,6 +110,7 @@ def add_rule(
             weight=spec.weight,
             locked=spec.locked,
             purge_replicas=spec.purge_replicas,
+            delete_source=spec.delete_source,
             source_replica_expression=spec.source_replica_expression,
             activity=spec.activity,
             priority=spec.priority,

@@ -9,19 +9,25 @@ the transfer history (``transfers``) in the same transaction; ``list_transfers``
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, case, delete, exists, func, insert, select, tuple_, update
 
-from lacus.core import locks
+from lacus.core import events, locks
 from lacus.core.clock import utcnow
 from lacus.core.replicas import register_replicas
+from lacus.core.sources import success_rate
 from lacus.core.visibility import visible
-from lacus.db.tables import dids, requests, rses, transfers
+from lacus.db.tables import dids, replicas, requests, rses, rules, transfers
 from lacus.db.tables import locks as locks_table
 from lacus.errors import NotFound
-from lacus.types import FileSpec, LockState, RequestState, Viewer
+from lacus.types import FileSpec, LockState, ReplicaState, RequestState, Viewer
+
+CHUNK = 500
 
 
 def get_request(conn: Connection, request_id: int) -> Any:
@@ -31,38 +37,46 @@ def get_request(conn: Connection, request_id: int) -> Any:
     return row
 
 
-def _record(
-    conn: Connection,
-    request: Any,
-    *,
-    state: str,
-    error: str | None,
-    source_rse_id: int | None,
-    started_at: datetime | None,
-    duration: float | None,
-) -> None:
-    """One attempt of ``request`` in the transfer history."""
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One finished attempt of a request, as the transfer engine reports it."""
+
+    request_id: int
+    source_rse_id: int | None = None
+    started_at: datetime | None = None
+    duration: float | None = None
+    path: str | None = None
+    """Where the file was written on a non-deterministic destination."""
+
+
+def _history_rows(
+    found: Sequence[tuple[Any, Attempt]], *, state: str, error: str | None = None
+) -> list[dict[str, Any]]:
     now = utcnow()
-    if started_at is None:
-        started_at = now - timedelta(seconds=duration or 0.0)
-    if duration is None:
-        duration = max((now - started_at).total_seconds(), 0.0)
-    conn.execute(
-        insert(transfers).values(
-            request_id=request.id,
-            scope=request.scope,
-            name=request.name,
-            source_rse_id=source_rse_id,
-            dest_rse_id=request.dest_rse_id,
-            bytes=request.bytes,
-            state=state,
-            error=None if error is None else error[:1000],
-            started_at=started_at,
-            finished_at=now,
-            duration=duration,
-            activity=request.activity,
+    rows = []
+    for request, attempt in found:
+        started_at, duration = attempt.started_at, attempt.duration
+        if started_at is None:
+            started_at = now - timedelta(seconds=duration or 0.0)
+        if duration is None:
+            duration = max((now - started_at).total_seconds(), 0.0)
+        rows.append(
+            {
+                "request_id": request.id,
+                "scope": request.scope,
+                "name": request.name,
+                "source_rse_id": attempt.source_rse_id,
+                "dest_rse_id": request.dest_rse_id,
+                "bytes": request.bytes,
+                "state": state,
+                "error": None if error is None else error[:1000],
+                "started_at": started_at,
+                "finished_at": now,
+                "duration": duration,
+                "activity": request.activity,
+            }
         )
-    )
+    return rows
 
 
 def transfer_done(
@@ -75,29 +89,80 @@ def transfer_done(
     duration: float | None = None,
 ) -> None:
     """The file of request ``request_id`` is on its destination, verified: register it."""
-    request = get_request(conn, request_id)
-    _record(
+    get_request(conn, request_id)
+    transfers_done(conn, [Attempt(request_id, source_rse_id, started_at, duration, path)])
+
+
+def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
+    """These requests' files are on their destinations, verified: register the replicas, turn the
+    locks waiting for them ``ok``, drop the requests, record the attempts. A few statements per
+    destination RSE, whatever the number of files. Requests that no longer exist are skipped;
+    returns how many were registered."""
+    by_id = {attempt.request_id: attempt for attempt in attempts}
+    found: list[tuple[Any, Attempt]] = []
+    ids = sorted(by_id)
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start : start + CHUNK]
+        found.extend(
+            (row, by_id[row.id])
+            for row in conn.execute(select(requests).where(requests.c.id.in_(part)))
+        )
+    if not found:
+        return 0
+    conn.execute(insert(transfers), _history_rows(found, state="done"))
+    by_dest: dict[int, list[tuple[Any, Attempt]]] = defaultdict(list)
+    for request, attempt in found:
+        by_dest[request.dest_rse_id].append((request, attempt))
+    for dest_rse_id, items in by_dest.items():
+        rse = conn.execute(select(rses).where(rses.c.id == dest_rse_id)).one()
+        keys = [(request.scope, request.name) for request, _ in items]
+        for start in range(0, len(keys), CHUNK):  # a bad replica there is replaced by this copy
+            conn.execute(
+                delete(replicas).where(
+                    replicas.c.rse_id == dest_rse_id,
+                    replicas.c.state == ReplicaState.BAD.value,
+                    tuple_(replicas.c.scope, replicas.c.name).in_(keys[start : start + CHUNK]),
+                )
+            )
+        specs: list[FileSpec] = []
+        for request, attempt in items:
+            spec: FileSpec = {
+                "scope": request.scope,
+                "name": request.name,
+                "bytes": request.bytes,
+                "adler32": request.adler32,
+                "md5": request.md5,
+            }
+            if attempt.path is not None:
+                spec["path"] = attempt.path
+            specs.append(spec)
+        register_replicas(conn, dest_rse_id, specs, account="root", deterministic=rse.deterministic)
+        for start in range(0, len(items), CHUNK):
+            conn.execute(
+                delete(requests).where(
+                    requests.c.id.in_([request.id for request, _ in items[start : start + CHUNK]])
+                )
+            )
+        locks.replicas_arrived(conn, dest_rse_id, keys)
+    events.emit_many(
         conn,
-        request,
-        state="done",
-        error=None,
-        source_rse_id=source_rse_id,
-        started_at=started_at,
-        duration=duration,
+        [
+            (
+                "transfer.done",
+                request.scope,
+                request.name,
+                {
+                    "request_id": request.id,
+                    "source_rse_id": attempt.source_rse_id,
+                    "dest_rse_id": request.dest_rse_id,
+                    "bytes": request.bytes,
+                    "duration": attempt.duration,
+                },
+            )
+            for request, attempt in found
+        ],
     )
-    rse = conn.execute(select(rses).where(rses.c.id == request.dest_rse_id)).one()
-    spec: FileSpec = {
-        "scope": request.scope,
-        "name": request.name,
-        "bytes": request.bytes,
-        "adler32": request.adler32,
-        "md5": request.md5,
-    }
-    if path is not None:
-        spec["path"] = path
-    register_replicas(conn, rse.id, [spec], account="root", deterministic=rse.deterministic)
-    conn.execute(delete(requests).where(requests.c.id == request_id))
-    locks.replicas_arrived(conn, rse.id, [(request.scope, request.name)])
+    return len(found)
 
 
 def transfer_failed(
@@ -112,14 +177,23 @@ def transfer_failed(
 ) -> None:
     """One attempt failed: retry in ``retry_in`` seconds, or (None) give up: locks ``stuck``."""
     request = get_request(conn, request_id)
-    _record(
+    attempt = Attempt(request_id, source_rse_id, started_at, duration)
+    conn.execute(
+        insert(transfers), _history_rows([(request, attempt)], state="failed", error=error)
+    )
+    events.emit(
         conn,
-        request,
-        state="failed",
-        error=error,
-        source_rse_id=source_rse_id,
-        started_at=started_at,
-        duration=duration,
+        "transfer.failed",
+        {
+            "request_id": request.id,
+            "source_rse_id": source_rse_id,
+            "dest_rse_id": request.dest_rse_id,
+            "error": error[:1000],
+            "attempt": request.attempts + 1,
+            "final": retry_in is None,
+        },
+        scope=request.scope,
+        name=request.name,
     )
     now = utcnow()
     values: dict[str, Any] = {
@@ -243,3 +317,155 @@ def transfer_matrix(conn: Connection, *, since: datetime | None = None) -> list[
         )
     cells.sort(key=lambda cell: (cell["source"] or "", cell["destination"] or ""))
     return cells
+
+
+def link_success(conn: Connection, *, since: datetime) -> dict[tuple[int, int], float]:
+    """Per link (source RSE id, destination RSE id) the success rate of attempts since ``since``."""
+    is_done = transfers.c.state == "done"
+    query = (
+        select(
+            transfers.c.source_rse_id,
+            transfers.c.dest_rse_id,
+            func.sum(case((is_done, 1), else_=0)).label("done"),
+            func.sum(case((is_done, 0), else_=1)).label("failed"),
+        )
+        .where(transfers.c.finished_at >= since, transfers.c.source_rse_id.is_not(None))
+        .group_by(transfers.c.source_rse_id, transfers.c.dest_rse_id)
+    )
+    return {
+        (row.source_rse_id, row.dest_rse_id): success_rate(int(row.done), int(row.failed))
+        for row in conn.execute(query)
+    }
+
+
+def failed_sources(conn: Connection, request_ids: Sequence[int]) -> dict[int, set[int]]:
+    """Per request, the source RSEs its earlier attempts failed from."""
+    found: dict[int, set[int]] = defaultdict(set)
+    ids = sorted(set(request_ids))
+    for start in range(0, len(ids), CHUNK):
+        for row in conn.execute(
+            select(transfers.c.request_id, transfers.c.source_rse_id)
+            .where(
+                transfers.c.request_id.in_(ids[start : start + CHUNK]),
+                transfers.c.state == "failed",
+                transfers.c.source_rse_id.is_not(None),
+            )
+            .distinct()
+        ):
+            found[row.request_id].add(row.source_rse_id)
+    return found
+
+
+def declare_bad(conn: Connection, bad: Sequence[tuple[str, str, int, str]]) -> int:
+    """Replicas ``(scope, name, rse_id, reason)`` are missing or corrupt on their storage.
+
+    Each becomes ``bad`` (never a source again; ``replica.bad`` event). A rule that keeps the
+    file there gets it back: its locks turn ``replicating`` and a transfer request is queued
+    (the new copy replaces the bad one). A bad replica no rule keeps is tombstoned for the
+    reaper. Returns how many replicas changed.
+    """
+    now = utcnow()
+    changed: list[tuple[str, str, int, str]] = []
+    for scope, name, rse_id, reason in bad:
+        count = conn.execute(
+            update(replicas)
+            .where(
+                replicas.c.scope == scope,
+                replicas.c.name == name,
+                replicas.c.rse_id == rse_id,
+                replicas.c.state == ReplicaState.AVAILABLE.value,
+            )
+            .values(state=ReplicaState.BAD.value, updated_at=now)
+        ).rowcount
+        if count:
+            changed.append((scope, name, rse_id, reason))
+    if not changed:
+        return 0
+    rse_names = {
+        row.id: row.rse
+        for row in conn.execute(
+            select(rses.c.id, rses.c.rse).where(rses.c.id.in_({c[2] for c in changed}))
+        )
+    }
+    events.emit_many(
+        conn,
+        [
+            ("replica.bad", scope, name, {"rse": rse_names.get(rse_id), "reason": reason[:1000]})
+            for scope, name, rse_id, reason in changed
+        ],
+    )
+    touched: set[str] = set()
+    for scope, name, rse_id, _ in changed:
+        held = list(
+            conn.execute(
+                select(locks_table.c.rule_id).where(
+                    locks_table.c.scope == scope,
+                    locks_table.c.name == name,
+                    locks_table.c.rse_id == rse_id,
+                )
+            ).scalars()
+        )
+        if not held:
+            conn.execute(
+                update(replicas)
+                .where(
+                    replicas.c.scope == scope, replicas.c.name == name, replicas.c.rse_id == rse_id
+                )
+                .values(tombstone=locks.EPOCH)
+            )
+            continue
+        conn.execute(
+            update(locks_table)
+            .where(
+                locks_table.c.scope == scope,
+                locks_table.c.name == name,
+                locks_table.c.rse_id == rse_id,
+            )
+            .values(state=LockState.REPLICATING.value, updated_at=now)
+        )
+        touched.update(held)
+        _queue_repair(conn, scope, name, rse_id, held[0], now)
+    locks.refresh_rules(conn, touched)
+    return len(changed)
+
+
+def _queue_repair(
+    conn: Connection, scope: str, name: str, rse_id: int, rule_id: str, now: datetime
+) -> None:
+    """A request to bring ``scope:name`` back to ``rse_id`` for ``rule_id`` (unless one exists)."""
+    if conn.execute(
+        select(
+            exists().where(
+                requests.c.scope == scope, requests.c.name == name, requests.c.dest_rse_id == rse_id
+            )
+        )
+    ).scalar():
+        return
+    file = conn.execute(
+        select(dids.c.bytes, dids.c.adler32, dids.c.md5).where(
+            dids.c.scope == scope, dids.c.name == name
+        )
+    ).one()
+    rule = conn.execute(
+        select(rules.c.activity, rules.c.priority, rules.c.source_replica_expression).where(
+            rules.c.id == rule_id
+        )
+    ).one()
+    conn.execute(
+        insert(requests).values(
+            scope=scope,
+            name=name,
+            dest_rse_id=rse_id,
+            rule_id=rule_id,
+            state=RequestState.QUEUED.value,
+            activity=rule.activity,
+            priority=rule.priority,
+            bytes=file.bytes,
+            adler32=file.adler32,
+            md5=file.md5,
+            source_replica_expression=rule.source_replica_expression,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )

@@ -1,57 +1,90 @@
-"""The conveyor (first cut): copies the files transfer requests ask for, POSIX to POSIX today.
+"""The conveyor: brings the files transfer requests ask for to their destinations, many at once.
 
-A pass claims due requests (queued, ``next_attempt_at`` empty or past) with a lease, highest
-priority first, then handles each outside any transaction: it picks a source (an available
-replica on a readable RSE other than the destination, within the request's
-``source_replica_expression``), streams it into the destination and has the destination read the
-bytes back (``write_verified`` against the request's size and adler32: a ``VerifyingBackend``
-reads back while writing, any other is asked for ``stat`` and ``checksum`` afterwards). Only then
-does a write transaction — while this worker's claim still holds — register the replica
-(``transfer_done``). A failure (no source, storage error, checksum mismatch) leaves no bytes at
-the destination and is retried with exponential backoff until ``transfer_max_attempts``, after
-which the locks are ``stuck`` (``transfer_failed``) and the repairer takes over.
+One pass of a worker:
+
+1. **claim** due requests (queued, ``next_attempt_at`` past; or submitted by a worker whose lease
+   ran out), highest priority first, with a lease (shared safely by many processes);
+2. **plan** them in the same transaction, set-based: the usable source replicas of every file,
+   ranked by ``core.sources.routes`` (not-yet-failed sources first, distance, success rate of the
+   link); multi-hop through an RSE with ``available_for_multihop=true`` when no source is linked
+   to the destination. Requests become ``submitted`` with the chosen source;
+3. **copy** in a thread pool, at most ``transfer_threads`` at once and within the per-link and
+   per-RSE limits (``daemons.slots``), higher priority first on every link. Each copy is
+   ``storage.copy_verified``: third-party when both storages can, else streamed through this
+   process with bounded memory; verified (size, adler32, md5 when known) before anything is
+   registered. A source found missing or corrupt is declared bad and the next source is tried;
+4. **finish** in batches: one write transaction registers every verified copy
+   (``core.transfers.transfers_done``) while this worker's claims hold, and schedules retries with
+   exponential backoff for failures (after ``transfer_max_attempts`` the locks go ``stuck`` and
+   the repairer takes over). A copy whose request vanished meanwhile (its rule was deleted) is
+   removed from the destination.
+
+A pass keeps claiming while it has room for up to ``PASS_SECONDS``, then finishes what it has;
+leases are renewed while copies run. A worker killed at any point loses nothing: unregistered
+bytes are never a replica, and its requests are claimed again once their leases run out.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, cast
+from typing import Any
 
-from sqlalchemy import Connection, and_, exists, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, or_, select, tuple_, update
 
 from lacus.checksums import Checksums
 from lacus.core import claims
 from lacus.core.clock import utcnow
+from lacus.core.distances import Links, load_links
 from lacus.core.expressions import resolve
 from lacus.core.replicas import replica_path
-from lacus.core.rses import get_rse, rse_attribute_map
-from lacus.core.transfers import transfer_done, transfer_failed
-from lacus.db.tables import replicas, requests, rses
-from lacus.errors import LacusError, StorageFileNotFound
+from lacus.core.rses import list_rses, rse_attribute_map
+from lacus.core.sources import Replica, Route, routes
+from lacus.core.transfers import (
+    Attempt,
+    declare_bad,
+    failed_sources,
+    link_success,
+    transfer_failed,
+    transfers_done,
+)
+from lacus.daemons.slots import Slots
+from lacus.db.tables import replicas, requests
+from lacus.errors import LacusError, SourceCorrupted, SourceFileMissing, StorageError
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
 from lacus.service.replicas import backend_for_rse
-from lacus.storage import StorageBackend, write_verified
+from lacus.storage import StorageBackend, copy_verified
 from lacus.types import ReplicaState, RequestState, RSEInfo
 
 log = logging.getLogger("lacus.daemons.conveyor")
-BATCH = 20
+CLAIM_BATCH = 200
+PASS_SECONDS = 5.0
+FLUSH_SECONDS = 0.1
+FLUSH_ITEMS = 500
+SUCCESS_WINDOW = timedelta(hours=6)
 DEFER_SECONDS = 30.0
 """Pause of a request whose destination holds a replica row already (being deleted, or being
 registered by someone else): not an attempt, just not now."""
+HOP_DIR = ".lacus-hop"
+MULTIHOP = "available_for_multihop"
+RSE_MAX_ACTIVE = "max_active_transfers"
 
 
 def due() -> Any:
-    """Requests the conveyor may start now."""
-    return and_(
-        requests.c.state == RequestState.QUEUED.value,
-        or_(requests.c.next_attempt_at.is_(None), requests.c.next_attempt_at <= utcnow()),
+    """Requests the conveyor may start now (claimable: no live lease, see ``claims``)."""
+    return or_(
+        and_(
+            requests.c.state == RequestState.QUEUED.value,
+            or_(requests.c.next_attempt_at.is_(None), requests.c.next_attempt_at <= utcnow()),
+        ),
+        requests.c.state == RequestState.SUBMITTED.value,  # its worker's lease ran out
     )
 
 
@@ -60,210 +93,444 @@ def pending(conn: Connection) -> bool:
 
 
 def conveyor_pass(lake: Lake, worker: str) -> int:
-    lease = lake.settings.claim_lease_seconds
-    with lake.write() as conn:
-        claimed = claims.claim(
-            conn,
-            requests,
-            worker=worker,
-            limit=BATCH,
-            lease_seconds=lease,
-            where=due(),
-            order_by=(requests.c.priority.desc(), requests.c.id),
-        )
-    backends: dict[str, StorageBackend] = {}
-    for request in claimed:
-        try:
-            _handle(lake, worker, request.id, backends)
-        except Exception:  # one bad request must not stop the others
-            log.exception("%s: transfer request %s failed unexpectedly", worker, request.id)
-            with contextlib.suppress(Exception), lake.write() as conn:
-                _fail(lake, conn, worker, request.id, "internal error of the conveyor")
-    return len(claimed)
+    return _Pass(lake, worker).run()
 
 
 @dataclass
-class _Plan:
+class Job:
+    """One claimed request and how to serve it."""
+
     request: Any
     dest: RSEInfo
     dest_path: str
     stored_path: str | None
-    sources: list[tuple[RSEInfo, str]] = field(default_factory=list)
-    problem: str | None = None
-    started_at: datetime = field(default_factory=utcnow)
-    started: float = field(default_factory=time.monotonic)
+    routes: list[Route] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    job: Job
+    ok: bool
+    error: str | None = None
     source_rse_id: int | None = None
-    """The source copied from (or, after a failure, the last one tried)."""
-
-    def attempt(self) -> dict[str, Any]:
-        """What the transfer history records of this attempt (``transfer_done``/``failed``)."""
-        return {
-            "source_rse_id": self.source_rse_id,
-            "started_at": self.started_at,
-            "duration": time.monotonic() - self.started,
-        }
+    method: str | None = None
+    bad: list[tuple[str, str, int, str]] = field(default_factory=list)
+    started_at: datetime = field(default_factory=utcnow)
+    duration: float = 0.0
 
 
-def _handle(lake: Lake, worker: str, request_id: int, backends: dict[str, StorageBackend]) -> None:
-    with lake.write() as conn:
-        plan = _prepare(lake, conn, worker, request_id)
-    if plan is None:
-        return
-    if plan.problem is not None:
-        with lake.write() as conn:
-            _fail(lake, conn, worker, request_id, plan.problem, **plan.attempt())
-        return
-    request = plan.request
-    expected = Checksums(bytes=request.bytes, adler32=request.adler32, md5=request.md5)
-    errors: list[str] = []
-    copied = False
-    for source, source_path in plan.sources:
-        plan.source_rse_id = source["id"]
+class _Pass:
+    def __init__(self, lake: Lake, worker: str) -> None:
+        self.lake = lake
+        self.worker = worker
+        settings = lake.settings
+        self.capacity = max(CLAIM_BATCH, settings.transfer_threads * 4)
+        self.pool = ThreadPoolExecutor(settings.transfer_threads, "lacus-transfer")
+        self.waiting: list[Job] = []
+        self.running: dict[Future[Outcome], tuple[Job, tuple[int, int]]] = {}
+        self.finished: list[Outcome] = []
+        self.first_finished = 0.0
+        self.handled = 0
+        self.rses: dict[int, RSEInfo] = {}
+        self.links: Links | None = None
+        self.success: dict[tuple[int, int], float] = {}
+        self.slots = Slots(self._link_limit, self._rse_limit)
+        self.local = threading.local()
+        self.last_renewal = time.monotonic()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        started = time.monotonic()
+        exhausted = False
         try:
-            source_backend = _backend(backends, source)
-            dest_backend = _backend(backends, plan.dest)
-            write_verified(
-                dest_backend,
-                plan.dest_path,
-                cast(BinaryIO, _ChunkReader(source_backend.get(source_path))),
-                md5=request.md5 is not None,
-                expected=expected,
-                overwrite=True,  # no replica row at the destination: a stray or stale file
-            )
-            copied = True
-            break
-        except StorageFileNotFound as exc:
-            errors.append(f"from {source['rse']}: source file missing: {exc}")
-        except LacusError as exc:
-            errors.append(f"from {source['rse']}: {exc}")
-    if not copied:
-        with lake.write() as conn:
-            _fail(
-                lake, conn, worker, request_id, "; ".join(errors) or "no source", **plan.attempt()
-            )
-        return
-    _finish(lake, worker, plan, backends)
-
-
-def _prepare(lake: Lake, conn: Connection, worker: str, request_id: int) -> _Plan | None:
-    """Renew the claim, choose the sources; None when the request is no longer ours."""
-    renewed = conn.execute(
-        update(requests)
-        .where(requests.c.id == request_id, requests.c.claimed_by == worker)
-        .values(lease_until=_lease_end(lake))
-    ).rowcount
-    request = conn.execute(select(requests).where(requests.c.id == request_id)).first()
-    if not renewed or request is None:
-        return None
-    dest_name = conn.execute(select(rses.c.rse).where(rses.c.id == request.dest_rse_id)).scalar()
-    dest = get_rse(conn, str(dest_name))
-    path = deterministic_path(request.scope, request.name)
-    plan = _Plan(request, dest, path, None if dest["deterministic"] else path)
-    there = conn.execute(
-        select(replicas.c.state).where(
-            replicas.c.scope == request.scope,
-            replicas.c.name == request.name,
-            replicas.c.rse_id == request.dest_rse_id,
-        )
-    ).scalar()
-    if there is not None:  # never write over bytes the catalog knows: wait for them to settle
-        _defer(
-            conn,
-            request_id,
-            f"a replica on {dest['rse']} is {there} already; waiting for it",
-        )
-        return None
-    allowed: set[str] | None = None
-    if request.source_replica_expression:
-        try:
-            allowed = set(resolve(request.source_replica_expression, rse_attribute_map(conn)))
-        except LacusError as exc:
-            plan.problem = f"no source: {exc}"
-            return plan
-    rows = conn.execute(
-        select(rses.c.rse, replicas.c.path)
-        .join(rses, rses.c.id == replicas.c.rse_id)
-        .where(
-            replicas.c.scope == request.scope,
-            replicas.c.name == request.name,
-            replicas.c.state == ReplicaState.AVAILABLE.value,
-            replicas.c.rse_id != request.dest_rse_id,
-            rses.c.availability_read.is_(True),
-        )
-        .order_by(rses.c.rse)
-    )
-    for row in rows:
-        if allowed is None or row.rse in allowed:
-            plan.sources.append(
-                (get_rse(conn, row.rse), replica_path(request.scope, request.name, row.path))
-            )
-    if not plan.sources:
-        within = "" if allowed is None else f" within {request.source_replica_expression!r}"
-        plan.problem = f"no source: no available, readable replica{within} outside {dest['rse']}"
-    return plan
-
-
-def _finish(lake: Lake, worker: str, plan: _Plan, backends: dict[str, StorageBackend]) -> None:
-    """Register the verified copy if the request is still ours; else take the bytes back."""
-    request = plan.request
-    try:
-        with lake.write() as conn:
-            ours = conn.execute(
-                select(exists().where(requests.c.id == request.id, requests.c.claimed_by == worker))
-            ).scalar()
-            if ours:
-                transfer_done(conn, request.id, path=plan.stored_path, **plan.attempt())
-                return
-            registered = _registered_at_dest(conn, request)
-            if registered:  # another way brought the file there: those are its bytes now
-                return
-            # The request is gone (its rule was deleted) or another worker has it: what we wrote
-            # is nobody's replica. Deleted while the transaction holds.
-            if conn.execute(select(exists().where(requests.c.id == request.id))).scalar():
-                return  # another worker's claim: it writes the same verified bytes there
-            _delete_quietly(backends, plan)
-    except Exception as exc:
-        log.exception("%s: registering transfer %s failed", worker, request.id)
-        with lake.write() as conn:
-            if not _registered_at_dest(conn, request):
-                _delete_quietly(backends, plan)
-            _fail(lake, conn, worker, request.id, f"registration failed: {exc}", **plan.attempt())
-
-
-def _registered_at_dest(conn: Connection, request: Any) -> bool:
-    return bool(
-        conn.execute(
-            select(
-                exists().where(
-                    replicas.c.scope == request.scope,
-                    replicas.c.name == request.name,
-                    replicas.c.rse_id == request.dest_rse_id,
+            while True:
+                may_claim = not exhausted and time.monotonic() - started < PASS_SECONDS
+                outstanding = len(self.waiting) + len(self.running)
+                if may_claim and outstanding <= self.capacity // 2:
+                    wanted = self.capacity - outstanding
+                    exhausted = self._claim(wanted) < wanted
+                self._dispatch()
+                if not self.running:  # every slot is free, so nothing is waiting either
+                    self._flush()
+                    if not may_claim or exhausted:
+                        break
+                    continue
+                done, _ = wait(
+                    list(self.running), timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED
                 )
+                for future in done:
+                    job, link = self.running.pop(future)
+                    self.slots.give_back(*link)
+                    self._finished(future, job)
+                if self.finished and (
+                    len(self.finished) >= FLUSH_ITEMS
+                    or time.monotonic() - self.first_finished >= FLUSH_SECONDS
+                ):
+                    self._flush()
+                self._renew_leases()
+        finally:
+            self.pool.shutdown(wait=True)
+            for future, (job, _) in list(self.running.items()):
+                self._finished(future, job)
+            self.running.clear()
+            with contextlib.suppress(Exception):
+                self._flush()
+            if self.waiting:  # an error stopped the pass: give the rest back at once
+                with contextlib.suppress(Exception), self.lake.write() as conn:
+                    self._requeue(conn, [job.request.id for job in self.waiting])
+        return self.handled
+
+    def _finished(self, future: Future[Outcome], job: Job) -> None:
+        try:
+            outcome = future.result()
+        except BaseException as exc:  # the copy function itself failed: never lose the request
+            log.exception("%s: transfer of request %s failed", self.worker, job.request.id)
+            outcome = Outcome(job, ok=False, error=f"internal error of the conveyor: {exc}")
+        if not self.finished:
+            self.first_finished = time.monotonic()
+        self.finished.append(outcome)
+
+    # -- claim and plan ---------------------------------------------------------------------
+
+    def _claim(self, limit: int) -> int:
+        with self.lake.write() as conn:
+            rows = claims.claim(
+                conn,
+                requests,
+                worker=self.worker,
+                limit=limit,
+                lease_seconds=self.lake.settings.claim_lease_seconds,
+                where=due(),
+                order_by=(requests.c.priority.desc(), requests.c.id),
             )
-        ).scalar()
-    )
+            if rows:
+                self._plan(conn, rows)
+        return len(rows)
+
+    def _plan(self, conn: Connection, rows: list[Any]) -> None:
+        if self.links is None:
+            self.links = load_links(conn)
+            self.success = link_success(conn, since=utcnow() - SUCCESS_WINDOW)
+        self.rses = {info["id"]: info for info in list_rses(conn)}
+        keys = list({(row.scope, row.name) for row in rows})
+        present = _replicas_of(conn, keys)
+        failed = failed_sources(conn, [row.id for row in rows])
+        hop_ids = [
+            rse_id
+            for rse_id, info in self.rses.items()
+            if info["attributes"].get(MULTIHOP, "").lower() == "true"
+            and info["availability_write"]
+            and not info.get("read_only", False)
+        ]
+        expressions: dict[str, set[str] | LacusError] = {}
+        attributes: dict[str, dict[str, str]] | None = None
+        submitted: list[dict[str, Any]] = []
+        deferred: list[tuple[int, str]] = []
+        problems: list[tuple[int, str]] = []
+        for row in rows:
+            dest = self.rses[row.dest_rse_id]
+            there = present.get((row.scope, row.name), {})
+            state_there = there.get(row.dest_rse_id, (None, None))[0]
+            if state_there is not None and state_there != ReplicaState.BAD.value:
+                deferred.append((row.id, f"a replica on {dest['rse']} is {state_there} already"))
+                continue
+            if dest.get("read_only", False):
+                problems.append((row.id, f"{dest['rse']} is read-only: Lacus never writes there"))
+                continue
+            if not dest["availability_write"]:
+                problems.append((row.id, f"{dest['rse']} is not available for writing"))
+                continue
+            allowed: set[str] | None = None
+            if row.source_replica_expression:
+                expression = row.source_replica_expression
+                if expression not in expressions:
+                    attributes = attributes or rse_attribute_map(conn)
+                    try:
+                        expressions[expression] = set(resolve(expression, attributes))
+                    except LacusError as exc:
+                        expressions[expression] = exc
+                resolved = expressions[expression]
+                if isinstance(resolved, LacusError):
+                    problems.append((row.id, f"no source: {resolved}"))
+                    continue
+                allowed = resolved
+            usable = [
+                Replica(rse_id, self.rses[rse_id]["rse"], replica_path(row.scope, row.name, path))
+                for rse_id, (state, path) in there.items()
+                if state == ReplicaState.AVAILABLE.value
+                and rse_id != row.dest_rse_id
+                and self.rses[rse_id]["availability_read"]
+                and (allowed is None or self.rses[rse_id]["rse"] in allowed)
+            ]
+            found = routes(
+                usable,
+                row.dest_rse_id,
+                distance=self.links.distance,
+                success=self.success,
+                failed_sources=frozenset(failed.get(row.id, ())),
+                hops=hop_ids,
+            )
+            if not found:
+                within = "" if allowed is None else f" within {row.source_replica_expression!r}"
+                reason = (
+                    f"no source: no available, readable replica{within} outside {dest['rse']}"
+                    if not usable
+                    else f"no source: no link from {', '.join(r.rse for r in usable)} "
+                    f"to {dest['rse']} (see 'lacus rse distance list')"
+                )
+                problems.append((row.id, reason))
+                continue
+            path = deterministic_path(row.scope, row.name)
+            job = Job(row, dest, path, None if dest["deterministic"] else path, found)
+            self.waiting.append(job)
+            submitted.append({"request_id": row.id, "source": found[0].source.rse_id})
+        if submitted:
+            conn.execute(
+                update(requests)
+                .where(requests.c.id == bindparam("request_id"))
+                .values(
+                    state=RequestState.SUBMITTED.value,
+                    source_rse_id=bindparam("source"),
+                    updated_at=utcnow(),
+                ),
+                submitted,
+            )
+        for request_id, reason in deferred:
+            _defer(conn, request_id, reason)
+        for request_id, reason in problems:
+            self._fail(conn, request_id, reason)
+        self.handled += len(deferred) + len(problems)
+        self.waiting.sort(key=lambda job: (-job.request.priority, job.request.id))
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start waiting jobs whose first link has room, in priority order."""
+        still: list[Job] = []
+        for job in self.waiting:
+            route = job.routes[0]
+            link = (route.source.rse_id, route.hops[0] if route.hops else job.dest["id"])
+            if self.slots.try_take(*link):
+                future = self.pool.submit(self._execute, job)
+                self.running[future] = (job, link)
+            else:
+                still.append(job)
+        self.waiting = still
+
+    def _link_limit(self, source: int, dest: int) -> int:
+        limit = self.links.max_active(source, dest) if self.links is not None else None
+        if limit is None:
+            limit = self.lake.settings.transfer_link_max_active
+        return max(limit, 1)  # a link with a job waiting always gets one copy going
+
+    def _rse_limit(self, rse_id: int) -> int:
+        info = self.rses.get(rse_id)
+        value = info["attributes"].get(RSE_MAX_ACTIVE) if info is not None else None
+        if value is not None and value.isdigit():
+            return max(int(value), 1)
+        return self.lake.settings.transfer_rse_max_active
+
+    # -- copy (in the pool's threads) -------------------------------------------------------
+
+    def _execute(self, job: Job) -> Outcome:
+        request = job.request
+        expected = Checksums(bytes=request.bytes, adler32=request.adler32, md5=request.md5)
+        started_at, started = utcnow(), time.monotonic()
+        errors: list[str] = []
+        bad: list[tuple[str, str, int, str]] = []
+        source_id: int | None = None
+        for route in job.routes:
+            source_id = route.source.rse_id
+            try:
+                method = self._copy(job, route, expected)
+            except (SourceFileMissing, SourceCorrupted) as exc:
+                bad.append((request.scope, request.name, source_id, str(exc)))
+                errors.append(f"from {route.source.rse}: {exc}")
+                continue
+            except LacusError as exc:
+                errors.append(f"from {route.source.rse}: {exc}")
+                break
+            return Outcome(
+                job,
+                ok=True,
+                source_rse_id=source_id,
+                method=method,
+                bad=bad,
+                started_at=started_at,
+                duration=time.monotonic() - started,
+            )
+        return Outcome(
+            job,
+            ok=False,
+            error="; ".join(errors) or "no source",
+            source_rse_id=source_id,
+            bad=bad,
+            started_at=started_at,
+            duration=time.monotonic() - started,
+        )
+
+    def _copy(self, job: Job, route: Route, expected: Checksums) -> str:
+        third_party = self.lake.settings.transfer_third_party
+        source = self._backend(self.rses[route.source.rse_id])
+        dest = self._backend(job.dest)
+        if not route.hops:
+            return copy_verified(
+                source, route.source.path, dest, job.dest_path, expected=expected,
+                third_party=third_party,
+            )  # fmt: skip
+        hop_info = self.rses[route.hops[0]]
+        hop = self._backend(hop_info)
+        hop_path = f"{HOP_DIR}/{job.request.id}/{job.dest_path}"
+        try:
+            copy_verified(
+                source, route.source.path, hop, hop_path, expected=expected,
+                third_party=third_party,
+            )  # fmt: skip
+            try:
+                copy_verified(
+                    hop, hop_path, dest, job.dest_path, expected=expected, third_party=third_party
+                )
+            except (SourceFileMissing, SourceCorrupted) as exc:  # the hop's fault, not the source's
+                raise StorageError(f"via {hop_info['rse']}: {exc}") from exc
+        finally:
+            with contextlib.suppress(LacusError):
+                hop.delete(hop_path)
+        return f"multihop via {hop_info['rse']}"
+
+    def _backend(self, info: RSEInfo) -> StorageBackend:
+        cache: dict[str, StorageBackend] | None = getattr(self.local, "backends", None)
+        if cache is None:
+            cache = self.local.backends = {}
+        backend = cache.get(info["rse"])
+        if backend is None:
+            backend = cache[info["rse"]] = backend_for_rse(info)
+        return backend
+
+    # -- finish -----------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        outcomes, self.finished = self.finished, []
+        if not outcomes:
+            return
+        by_id = {outcome.job.request.id: outcome for outcome in outcomes}
+        orphans: list[Job] = []
+        with self.lake.write() as conn:
+            ours = _still_ours(conn, list(by_id), self.worker)
+            bad = [item for outcome in outcomes for item in outcome.bad]
+            done = [
+                Attempt(
+                    outcome.job.request.id,
+                    outcome.source_rse_id,
+                    outcome.started_at,
+                    outcome.duration,
+                    outcome.job.stored_path,
+                )
+                for outcome in outcomes
+                if outcome.ok and outcome.job.request.id in ours
+            ]
+            transfers_done(conn, done)
+            for outcome in outcomes:
+                request_id = outcome.job.request.id
+                if outcome.ok and request_id not in ours:
+                    orphans.append(outcome.job)
+                elif not outcome.ok and request_id in ours:
+                    self._fail(
+                        conn,
+                        request_id,
+                        outcome.error or "failed",
+                        source_rse_id=outcome.source_rse_id,
+                        started_at=outcome.started_at,
+                        duration=outcome.duration,
+                    )
+            if bad:
+                declare_bad(conn, bad)
+            if orphans:
+                self._take_back(conn, orphans)
+        self.handled += len(outcomes)
+
+    def _take_back(self, conn: Connection, jobs: list[Job]) -> None:
+        """Copies whose request is gone (its rule was deleted) are nobody's replica: delete them,
+        unless the file was registered there another way or another worker has the request."""
+        for job in jobs:
+            request = job.request
+            requested = exists().where(requests.c.id == request.id)
+            registered = exists().where(
+                replicas.c.scope == request.scope,
+                replicas.c.name == request.name,
+                replicas.c.rse_id == request.dest_rse_id,
+            )
+            if conn.execute(select(or_(requested, registered))).scalar():
+                continue
+            with contextlib.suppress(LacusError):
+                self._backend(job.dest).delete(job.dest_path)
+
+    def _fail(self, conn: Connection, request_id: int, error: str, **attempt: Any) -> None:
+        """One attempt failed: retry with backoff, or give up (locks stuck). Only while ours."""
+        request = conn.execute(
+            select(requests).where(
+                requests.c.id == request_id, requests.c.claimed_by == self.worker
+            )
+        ).first()
+        if request is None:
+            return
+        settings = self.lake.settings
+        retry_in: float | None = None
+        if request.attempts + 1 < settings.transfer_max_attempts:
+            retry_in = float(min(2**request.attempts, settings.transfer_retry_max_seconds))
+        log.warning(
+            "transfer request %s failed (attempt %d): %s", request_id, request.attempts + 1, error
+        )
+        transfer_failed(conn, request_id, error, retry_in=retry_in, **attempt)
+        if retry_in is None:
+            self.lake.wake("repairer")
+
+    def _requeue(self, conn: Connection, ids: Iterable[int]) -> None:
+        for part in _chunks(sorted(ids)):
+            conn.execute(
+                update(requests)
+                .where(requests.c.id.in_(part), requests.c.claimed_by == self.worker)
+                .values(state=RequestState.QUEUED.value, claimed_by=None, lease_until=None)
+            )
+
+    def _renew_leases(self) -> None:
+        lease = self.lake.settings.claim_lease_seconds
+        if time.monotonic() - self.last_renewal < lease / 4:
+            return
+        self.last_renewal = time.monotonic()
+        held = [job.request for job in self.waiting] + [j.request for j, _ in self.running.values()]
+        if held:
+            with self.lake.write() as conn:
+                claims.renew(conn, requests, held, worker=self.worker, lease_seconds=lease)
 
 
-def _fail(
-    lake: Lake, conn: Connection, worker: str, request_id: int, error: str, **attempt: Any
-) -> None:
-    """One attempt failed: retry with backoff, or give up (locks stuck). Only while ours.
-    ``attempt``: the source, start and duration for the transfer history."""
-    request = conn.execute(
-        select(requests).where(requests.c.id == request_id, requests.c.claimed_by == worker)
-    ).first()
-    if request is None:
-        return
-    settings = lake.settings
-    retry_in: float | None = None
-    if request.attempts + 1 < settings.transfer_max_attempts:
-        retry_in = float(min(2**request.attempts, settings.transfer_retry_max_seconds))
-    log.warning(
-        "transfer request %s failed (attempt %d): %s", request_id, request.attempts + 1, error
-    )
-    transfer_failed(conn, request_id, error, retry_in=retry_in, **attempt)
-    if retry_in is None:
-        lake.wake("repairer")
+def _replicas_of(
+    conn: Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[int, tuple[str, str | None]]]:
+    """Per file, its replicas: RSE id → (state, stored path)."""
+    found: dict[tuple[str, str], dict[int, tuple[str, str | None]]] = {}
+    for part in _chunks(keys):
+        for row in conn.execute(
+            select(
+                replicas.c.scope, replicas.c.name, replicas.c.rse_id, replicas.c.state,
+                replicas.c.path,
+            ).where(tuple_(replicas.c.scope, replicas.c.name).in_(part))
+        ):  # fmt: skip
+            found.setdefault((row.scope, row.name), {})[row.rse_id] = (row.state, row.path)
+    return found
+
+
+def _still_ours(conn: Connection, ids: list[int], worker: str) -> set[int]:
+    ours: set[int] = set()
+    for part in _chunks(sorted(ids)):
+        ours.update(
+            conn.execute(
+                select(requests.c.id).where(
+                    requests.c.id.in_(part), requests.c.claimed_by == worker
+                )
+            ).scalars()
+        )
+    return ours
 
 
 def _defer(conn: Connection, request_id: int, reason: str) -> None:
@@ -272,6 +539,7 @@ def _defer(conn: Connection, request_id: int, reason: str) -> None:
         update(requests)
         .where(requests.c.id == request_id)
         .values(
+            state=RequestState.QUEUED.value,
             next_attempt_at=now + timedelta(seconds=DEFER_SECONDS),
             last_error=reason[:1000],
             claimed_by=None,
@@ -281,45 +549,6 @@ def _defer(conn: Connection, request_id: int, reason: str) -> None:
     )
 
 
-def _lease_end(lake: Lake) -> datetime:
-    return utcnow() + timedelta(seconds=lake.settings.claim_lease_seconds)
-
-
-def _backend(backends: dict[str, StorageBackend], info: RSEInfo) -> StorageBackend:
-    backend = backends.get(info["rse"])
-    if backend is None:
-        backend = backends[info["rse"]] = backend_for_rse(info)
-    return backend
-
-
-def _delete_quietly(backends: dict[str, StorageBackend], plan: _Plan) -> None:
-    with contextlib.suppress(LacusError):
-        _backend(backends, plan.dest).delete(plan.dest_path)
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable binary stream over an iterator of chunks (a source backend's ``get``)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        super().close()
+def _chunks(items: list[Any], size: int = 500) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -48,7 +48,7 @@ DAEMONS: dict[str, Daemon] = {
         Daemon(
             "conveyor",
             conveyor_pass,
-            "copies files for transfer requests (POSIX today)",
+            "copies files for transfer requests (ranked sources, link limits, TPC, multi-hop)",
             conveyor_pending,
         ),
         Daemon(

@@ -83,6 +83,21 @@ class Settings(BaseModel):
     transfer_retry_max_seconds: float = Field(
         default=300.0, ge=0, description="longest pause between two attempts of a transfer"
     )
+    transfer_threads: int = Field(
+        default=16, ge=1, le=512, description="copies one conveyor runs at the same time"
+    )
+    transfer_link_max_active: int = Field(
+        default=8, ge=1, description="copies in flight per link unless its distance row says"
+    )
+    transfer_rse_max_active: int = Field(
+        default=32,
+        ge=1,
+        description="copies in flight per RSE (source or destination) unless its "
+        "'max_active_transfers' attribute says",
+    )
+    transfer_third_party: bool = Field(
+        default=True, description="let storages copy between themselves when both can"
+    )
     repair_replace_after: float = Field(
         default=86400.0, description="seconds a lock may stay stuck before it moves to another RSE"
     )

@@ -13,14 +13,16 @@ from lacus.storage._base import (
     open_backend,
 )
 from lacus.storage.posix import PosixBackend
-from lacus.storage.verified import read_verified, write_verified
+from lacus.storage.verified import ChunkReader, copy_verified, read_verified, write_verified
 
 __all__ = [
+    "ChunkReader",
     "FileStat",
     "PosixBackend",
     "StorageBackend",
     "ThirdPartyCopy",
     "VerifyingBackend",
+    "copy_verified",
     "known_schemes",
     "open_backend",
     "read_verified",

@@ -7,15 +7,30 @@ destination appear only once its bytes match the catalog's checksums.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal, cast
 
 from lacus.checksums import Checksums
-from lacus.errors import ChecksumMismatch, LacusError, LocalFileError
-from lacus.storage._base import StorageBackend, StreamHasher, VerifyingBackend, part_name
+from lacus.errors import (
+    ChecksumMismatch,
+    LacusError,
+    LocalFileError,
+    SourceCorrupted,
+    SourceFileMissing,
+    StorageFileNotFound,
+)
+from lacus.storage._base import (
+    StorageBackend,
+    StreamHasher,
+    ThirdPartyCopy,
+    VerifyingBackend,
+    part_name,
+)
 
-__all__ = ["read_verified", "write_verified"]
+__all__ = ["ChunkReader", "copy_verified", "read_verified", "write_verified"]
 
 
 def write_verified(
@@ -57,6 +72,103 @@ def write_verified(
             backend.delete(path)
         raise
     return sums
+
+
+def copy_verified(
+    source: StorageBackend,
+    source_path: str,
+    dest: StorageBackend,
+    dest_path: str,
+    *,
+    expected: Checksums,
+    third_party: bool = True,
+) -> Literal["tpc", "stream"]:
+    """Copy a file between two storages; it stays at ``dest_path`` only if it matches ``expected``.
+
+    When ``third_party`` and the destination can pull from the source's URL, the servers copy
+    the bytes between themselves and the destination's size and adler32 are checked afterwards
+    (``tpc``). Otherwise the bytes stream through this process (``stream``): summed as they pass,
+    so a corrupted source is caught too, and read back from the destination (``write_verified``).
+    Existing bytes at ``dest_path`` (a stray file no replica owns) are replaced.
+
+    Raises SourceFileMissing / SourceCorrupted when the source is at fault (when streaming), so
+    the caller can declare that replica bad; any other error leaves nothing at ``dest_path``.
+    """
+    if third_party and isinstance(dest, ThirdPartyCopy) and isinstance(source, ThirdPartyCopy):
+        url = source.url_of(source_path)
+        if dest.can_pull_from(url):
+            dest.pull(dest_path, url, size=expected.bytes, overwrite=True)
+            try:
+                _check_stored(dest, dest_path, expected)
+            except BaseException:
+                with contextlib.suppress(LacusError):
+                    dest.delete(dest_path)
+                raise
+            return "tpc"
+    try:
+        chunks = source.get(source_path)
+    except StorageFileNotFound as exc:
+        raise SourceFileMissing(f"source file missing: {exc}") from exc
+    with ChunkReader(chunks, source_missing=True) as stream:
+        sums = write_verified(
+            dest, dest_path, cast(BinaryIO, stream), md5=expected.md5 is not None, overwrite=True
+        )
+    try:
+        _compare(f"{source.url}/{source_path}", expected, sums, label="the source has", md5=True)
+    except ChecksumMismatch as exc:
+        with contextlib.suppress(LacusError):
+            dest.delete(dest_path)
+        raise SourceCorrupted(str(exc)) from exc
+    return "stream"
+
+
+def _check_stored(backend: StorageBackend, path: str, expected: Checksums) -> None:
+    where = f"{backend.url}/{path}"
+    size = backend.stat(path).bytes
+    if size != expected.bytes:
+        raise ChecksumMismatch(f"{where}: expected {expected.bytes} bytes, the storage has {size}")
+    adler = backend.checksum(path, "adler32")
+    if _normal(adler) != _normal(expected.adler32):
+        raise ChecksumMismatch(
+            f"{where}: expected adler32 {expected.adler32}, the storage has {adler}"
+        )
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable binary stream over an iterator of chunks (a source backend's ``get``).
+
+    ``source_missing``: a file missing while reading is the source's fault (SourceFileMissing).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], *, source_missing: bool = False) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self._source_missing = source_missing
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                chunk = next(self._chunks, None)
+            except StorageFileNotFound as exc:
+                if self._source_missing and not isinstance(exc, SourceFileMissing):
+                    raise SourceFileMissing(f"source file missing: {exc}") from exc
+                raise
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
 
 def read_verified(

@@ -51,6 +51,7 @@ def add_rules(body: RuleBody, lake: LakeDep, principal: PrincipalDep) -> Respons
             weight=body.weight,
             locked=body.locked,
             purge_replicas=body.purge_replicas,
+            delete_source=body.delete_source,
             source_replica_expression=body.source_replica_expression,
             activity=body.activity,
             priority=body.priority,
