@@ -31,7 +31,7 @@ Session fixtures:
 
 ``second_xrootd_server``
     Another, independent instance of the same kind (for copies between two servers), whose
-    only server-side checksum is adler32 (``digests``): asked for md5 it says "not supported".
+    only server-side checksum is adler32 (``digests``): asked for md5 it answers its adler32.
 
 The server listens on all interfaces (XRootD 5 has no directive to bind one address) but
 accepts connections from this host only (``xrd.allow host localhost``). As root, it runs as

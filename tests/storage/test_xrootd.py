@@ -108,6 +108,20 @@ def test_files_land_under_the_prefix_with_nothing_else(
     )
 
 
+def test_a_directory_is_not_a_file(backend: StorageBackend) -> None:
+    backend.put("dir/file", io.BytesIO(b"x"))
+    for operation in (
+        lambda: backend.stat("dir"),
+        lambda: backend.get("dir"),
+        lambda: backend.checksum("dir"),
+        lambda: backend.checksum("dir", "md5"),
+        lambda: backend.delete("dir"),
+    ):
+        with pytest.raises(StorageFileNotFound):
+            operation()
+    assert list(backend.list()) == ["dir/file"]
+
+
 def test_server_checksums_equal_ours(
     xrootd_server: XRootDServer, backend: StorageBackend, prefix: str
 ) -> None:

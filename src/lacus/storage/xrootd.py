@@ -233,10 +233,13 @@ class XRootDBackend:
         if algorithm not in ("adler32", "md5"):
             raise InvalidInput(f"unknown checksum algorithm {algorithm!r}; use adler32 or md5")
         path = check_path(path)
+        full = self._full(path)
+        # a file first: XRootD 5.5 sometimes never answers a checksum asked of a directory
+        self._stat_file(full, path)
         if algorithm == "md5" and not self._md5_on_server:
             return self._computed_md5(path)
         try:
-            return self._server_checksum(self._full(path), path, algorithm)
+            return self._server_checksum(full, path, algorithm)
         except _Unsupported:
             if algorithm == "adler32":
                 return self._computed_adler32(path)
