@@ -394,3 +394,20 @@ def test_a_url_that_is_not_xrootd_is_refused(xrootd_server: XRootDServer) -> Non
         make_backend(xrootd_server.http_url("data"))
     with pytest.raises(InvalidInput, match="hostname"):
         open_backend("root", prefix="/data", hostname="", port=1094)
+
+
+def test_without_the_xrootd_client_the_error_says_what_to_install() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['XRootD'] = None  # as if the package were not installed\n"
+        "import lacus.storage\n"
+        "from lacus.errors import ProtocolNotFound\n"
+        "try:\n"
+        "    lacus.storage.open_backend('root', prefix='/data', hostname='eos.example.org')\n"
+        "except ProtocolNotFound as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert "pip install 'lacus[xrootd]'" in result.stdout
