@@ -28,6 +28,7 @@ from sqlalchemy.orm import aliased
 
 from lacus.core import events, history
 from lacus.core.clock import utcnow
+from lacus.core.dids import names_by_scope
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
 from lacus.db.tables import locks, replicas, requests, rses, rules
@@ -257,12 +258,12 @@ def replicas_arrived(conn: Connection, rse_id: int, keys: Sequence[tuple[str, st
     now = utcnow()
     touched: set[str] = set()
     changed = 0
-    for start in range(0, len(keys), CHUNK):
-        part = list(keys[start : start + CHUNK])
+    for scope, names in names_by_scope(keys, CHUNK):  # index lookups on every database
         waiting = and_(
+            locks.c.scope == scope,
+            locks.c.name.in_(names),
             locks.c.rse_id == rse_id,
             locks.c.state != LockState.OK.value,
-            tuple_(locks.c.scope, locks.c.name).in_(part),
         )
         touched.update(conn.execute(select(locks.c.rule_id).where(waiting).distinct()).scalars())
         changed += conn.execute(
@@ -270,16 +271,18 @@ def replicas_arrived(conn: Connection, rse_id: int, keys: Sequence[tuple[str, st
         ).rowcount
         conn.execute(
             delete(requests).where(
+                requests.c.scope == scope,
+                requests.c.name.in_(names),
                 requests.c.dest_rse_id == rse_id,
-                tuple_(requests.c.scope, requests.c.name).in_(part),
             )
         )
         conn.execute(
             update(replicas)
             .where(
+                replicas.c.scope == scope,
+                replicas.c.name.in_(names),
                 replicas.c.rse_id == rse_id,
                 replicas.c.tombstone.is_not(None),
-                tuple_(replicas.c.scope, replicas.c.name).in_(part),
             )
             .values(tombstone=None)
         )

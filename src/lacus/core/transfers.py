@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import Connection, case, delete, exists, func, insert, select, update
 
 from lacus.core import events, locks
 from lacus.core.clock import utcnow
+from lacus.core.dids import names_by_scope
 from lacus.core.replicas import register_replicas
 from lacus.core.sources import success_rate
 from lacus.core.visibility import visible
@@ -116,12 +117,13 @@ def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
     for dest_rse_id, items in by_dest.items():
         rse = conn.execute(select(rses).where(rses.c.id == dest_rse_id)).one()
         keys = [(request.scope, request.name) for request, _ in items]
-        for start in range(0, len(keys), CHUNK):  # a bad replica there is replaced by this copy
+        for scope, names in names_by_scope(keys, CHUNK):  # a bad replica there: replaced
             conn.execute(
                 delete(replicas).where(
+                    replicas.c.scope == scope,
+                    replicas.c.name.in_(names),
                     replicas.c.rse_id == dest_rse_id,
                     replicas.c.state == ReplicaState.BAD.value,
-                    tuple_(replicas.c.scope, replicas.c.name).in_(keys[start : start + CHUNK]),
                 )
             )
         specs: list[FileSpec] = []

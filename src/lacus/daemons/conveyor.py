@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, exists, or_, select, update
 
 from lacus.checksums import Checksums
 from lacus.core import claims
 from lacus.core.clock import utcnow
+from lacus.core.dids import names_by_scope
 from lacus.core.distances import Links, load_links
 from lacus.core.expressions import resolve
 from lacus.core.replicas import replica_path
@@ -509,12 +510,12 @@ def _replicas_of(
 ) -> dict[tuple[str, str], dict[int, tuple[str, str | None]]]:
     """Per file, its replicas: RSE id → (state, stored path)."""
     found: dict[tuple[str, str], dict[int, tuple[str, str | None]]] = {}
-    for part in _chunks(keys):
+    for scope, names in names_by_scope(keys):
         for row in conn.execute(
             select(
                 replicas.c.scope, replicas.c.name, replicas.c.rse_id, replicas.c.state,
                 replicas.c.path,
-            ).where(tuple_(replicas.c.scope, replicas.c.name).in_(part))
+            ).where(replicas.c.scope == scope, replicas.c.name.in_(names))
         ):  # fmt: skip
             found.setdefault((row.scope, row.name), {})[row.rse_id] = (row.state, row.path)
     return found

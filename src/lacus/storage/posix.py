@@ -404,8 +404,9 @@ class _ReadBack:
             self._read_to(end)
 
     def _read_to(self, end: int) -> None:
-        if self._buffer is None:
-            self._buffer = memoryview(bytearray(self._chunk_size))
+        wanted = min(self._chunk_size, max(end - self._offset, _FIRST_READ))
+        if self._buffer is None or len(self._buffer) < wanted:  # a small file, a small buffer
+            self._buffer = memoryview(bytearray(wanted))
         while self._offset < end:
             size = min(len(self._buffer), end - self._offset)
             count = os.preadv(self._fd, [self._buffer[:size]], self._offset)
