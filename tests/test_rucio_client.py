@@ -511,3 +511,21 @@ def test_rucio_account_limits_and_a_rule_beyond_the_quota(
     assert (usage["bytes"], usage["files"], usage["bytes_limit"]) == (2000, 2, 10**10)
     assert usage["bytes_remaining"] == 10**10 - 2000
     assert "qos=DISK" not in rucio("account", "limit", "list", "eve").stdout
+
+
+def test_rucio_rse_distance_set_show_update_unset(rucio: Run, client: Client) -> None:
+    shown = rucio("rse", "distance", "show", "ALPHA_DISK", "BETA_DISK").stdout
+    assert "No distance set from ALPHA_DISK to BETA_DISK" in shown
+    rucio("rse", "distance", "set", "ALPHA_DISK", "BETA_DISK", "--distance", "4")
+    assert client.get_distance("ALPHA_DISK", "BETA_DISK")["distance"] == 4  # type: ignore[index]
+    rucio("rse", "distance", "set", "ALPHA_DISK", "BETA_DISK", "--distance", "2", "--bidirectional")
+    assert client.get_distance("ALPHA_DISK", "BETA_DISK")["distance"] == 2  # type: ignore[index]
+    assert client.get_distance("BETA_DISK", "ALPHA_DISK")["distance"] == 2  # type: ignore[index]
+    shown = rucio("rse", "distance", "show", "BETA_DISK", "ALPHA_DISK").stdout
+    assert "BETA_DISK" in shown
+    assert "2" in shown
+    rucio("rse", "distance", "unset", "ALPHA_DISK", "BETA_DISK", "--bidirectional")
+    assert client.list_distances() == []
+    refused = rucio("rse", "distance", "show", "ALPHA_DISK", "NOWHERE", check=False)
+    assert refused.returncode != 0
+    assert "NOWHERE" in refused.stderr + refused.stdout

@@ -67,6 +67,7 @@ class RSEBody(Body):
     deterministic: bool = True
     total_bytes: Bytes | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
+    read_only: bool = False
 
 
 class RSEUpdateBody(Body):
@@ -74,6 +75,18 @@ class RSEUpdateBody(Body):
     availability_read: bool | None = None
     availability_write: bool | None = None
     availability_delete: bool | None = None
+    read_only: bool | None = None
+
+
+class DistanceBody(Body):
+    """A link between RSEs (Rucio sends ``distance``, once ``ranking``, and ``bidirectional``).
+
+    On ``PUT`` only the fields sent change; ``max_active: null`` removes the link's limit."""
+
+    distance: int | None = Field(default=None, ge=0, le=1_000_000)
+    ranking: int | None = Field(default=None, ge=0, le=1_000_000)
+    max_active: int | None = Field(default=None, ge=1, le=1_000_000)
+    bidirectional: bool = False
 
 
 class AttributeBody(Body):

@@ -1,4 +1,4 @@
-"""``lacus rse add|list|info|set-attr``."""
+"""``lacus rse add|list|info|update|set-attr`` and ``lacus rse distance``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from lacus.cli import distances
 from lacus.cli._common import JsonOption, client, parse_pairs
 from lacus.cli._output import console, emit_json, emit_object, human_bytes, table
 
 app = typer.Typer(help="Storage elements (RSEs).", no_args_is_help=True)
+app.add_typer(distances.app, name="distance")
 
 
 @app.command("add")
@@ -28,6 +30,14 @@ def add(
     attr: Annotated[
         list[str] | None, typer.Option(help="Attribute key=value (repeatable).")
     ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="An archive Lacus reads but never writes to or deletes from: register the "
+            "files already there; no uploads, no transfers to it.",
+        ),
+    ] = False,
 ) -> None:
     """Add an RSE (admins only)."""
     attributes = parse_pairs(attr or [], what="attribute")
@@ -43,8 +53,52 @@ def add(
             deterministic=deterministic,
             total_bytes=total_bytes,
             attributes=attributes,
+            read_only=read_only,
         )
-    console().print(f"Added RSE {rse}")
+    console().print(f"Added RSE {rse}" + (" (read-only)" if read_only else ""))
+
+
+@app.command("update")
+def update(
+    rse: str,
+    total_bytes: Annotated[int | None, typer.Option(help="Capacity in bytes.")] = None,
+    read: Annotated[
+        bool | None, typer.Option("--read/--no-read", help="Available for reading.")
+    ] = None,
+    write: Annotated[
+        bool | None, typer.Option("--write/--no-write", help="Available for writing.")
+    ] = None,
+    delete: Annotated[
+        bool | None, typer.Option("--delete/--no-delete", help="Available for deletion.")
+    ] = None,
+    read_only: Annotated[
+        bool | None,
+        typer.Option("--read-only/--no-read-only", help="An archive Lacus never writes to."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Change an RSE's capacity, availability or read-only flag (admins only)."""
+    values = {
+        key: value
+        for key, value in {
+            "total_bytes": total_bytes,
+            "availability_read": read,
+            "availability_write": write,
+            "availability_delete": delete,
+            "read_only": read_only,
+        }.items()
+        if value is not None
+    }
+    with client() as lacus:
+        found = lacus.update_rse(rse, **values)
+    if json:
+        emit_object(found)
+        return
+    console().print(
+        f"{rse}: read {found['availability_read']}, write {found['availability_write']}, "
+        f"delete {found['availability_delete']}, read-only {found['read_only']}, "
+        f"total {human_bytes(found['total_bytes']) or 'unlimited'}"
+    )
 
 
 @app.command("list")
@@ -81,7 +135,8 @@ def info(rse: str, json: JsonOption = False) -> None:
     out = console()
     out.print(
         f"[bold]{found['rse']}[/bold]  ({found['rse_type']}, "
-        f"{'deterministic' if found['deterministic'] else 'non-deterministic'})"
+        f"{'deterministic' if found['deterministic'] else 'non-deterministic'}"
+        f"{', read-only' if found.get('read_only') else ''})"
     )
     out.print(
         f"  files: {found['files']}   used: {human_bytes(found['used_bytes'])}   "

@@ -16,7 +16,7 @@ import orjson
 
 from lacus.client._http import Session, raise_for_error
 from lacus.client.config import ClientConfig, load_config
-from lacus.errors import InvalidInput
+from lacus.errors import InvalidInput, NotFound, RSENotFound
 from lacus.naming import parse_did, validate_account, validate_rse, validate_scope
 from lacus.types import MetaValue
 
@@ -121,13 +121,17 @@ class Client:
         deterministic: bool = True,
         total_bytes: int | None = None,
         attributes: Mapping[str, str] | None = None,
+        read_only: bool = False,
     ) -> None:
+        """Add an RSE (admins). ``read_only``: an archive Lacus never writes to nor deletes
+        from (files already there are registered)."""
         validate_rse(rse)
         body = {
             "rse_type": rse_type,
             "deterministic": deterministic,
             "total_bytes": total_bytes,
             "attributes": dict(attributes or {}),
+            "read_only": read_only,
         }
         self.session.request("POST", f"/rses/{_p(rse)}", json=body)
         if prefix is not None:
@@ -155,6 +159,36 @@ class Client:
     def update_rse(self, rse: str, **values: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.session.json("PUT", f"/rses/{_p(rse)}", json=values)
         return result
+
+    def list_distances(
+        self, *, src: str | None = None, dest: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Links between RSEs (all, from ``src``, to ``dest``): distance and ``max_active``."""
+        params = {key: value for key, value in (("src", src), ("dest", dest)) if value}
+        return list(self.session.ndjson("GET", "/distances/", params=params))
+
+    def get_distance(self, src: str, dest: str) -> dict[str, Any] | None:
+        """The link from ``src`` to ``dest``, or None when they are not linked."""
+        found: list[dict[str, Any]] = self.session.json(
+            "GET", f"/rses/{_p(src)}/distances/{_p(dest)}"
+        )
+        return found[0] if found else None
+
+    def set_distance(
+        self, src: str, dest: str, distance: int, *, max_active: int | None = None
+    ) -> None:
+        """Link ``src`` to ``dest`` at ``distance`` (lower: preferred source), with at most
+        ``max_active`` copies in flight (None: no limit of its own); admins only."""
+        body = {"distance": distance, "max_active": max_active}
+        try:
+            self.session.request("PUT", f"/rses/{_p(src)}/distances/{_p(dest)}", json=body)
+        except NotFound as exc:
+            if isinstance(exc, RSENotFound):
+                raise
+            self.session.request("POST", f"/rses/{_p(src)}/distances/{_p(dest)}", json=body)
+
+    def delete_distance(self, src: str, dest: str) -> None:
+        self.session.request("DELETE", f"/rses/{_p(src)}/distances/{_p(dest)}")
 
     # -- DIDs ------------------------------------------------------------------------------------
     def add_dataset(self, did: str, *, meta: Mapping[str, MetaValue] | None = None) -> None:

@@ -26,8 +26,9 @@ def add_rse(
     deterministic: bool = True,
     total_bytes: int | None = None,
     attributes: dict[str, str] | None = None,
+    read_only: bool = False,
 ) -> int:
-    """Create an RSE and return its id."""
+    """Create an RSE and return its id (``read_only``: an archive Lacus never writes to)."""
     validate_rse(rse)
     if total_bytes is not None and total_bytes < 0:
         raise InvalidInput("total_bytes must not be negative")
@@ -42,6 +43,7 @@ def add_rse(
                     availability_read=True,
                     availability_write=True,
                     availability_delete=True,
+                    read_only=read_only,
                     total_bytes=total_bytes,
                     used_bytes=0,
                     files=0,
@@ -169,6 +171,7 @@ def update_rse(
     availability_read: bool | None = None,
     availability_write: bool | None = None,
     availability_delete: bool | None = None,
+    read_only: bool | None = None,
 ) -> None:
     values: dict[str, Any] = {
         key: value
@@ -177,6 +180,7 @@ def update_rse(
             "availability_read": availability_read,
             "availability_write": availability_write,
             "availability_delete": availability_delete,
+            "read_only": read_only,
         }.items()
         if value is not None
     }

@@ -29,6 +29,7 @@ from lacus.server.routes import (
     accounts,
     auth,
     dids,
+    distances,
     ping,
     policies,
     replicas,
@@ -76,8 +77,8 @@ def create_app(
     )
     app.state.lake = the_lake
     for module in (
-        ping, auth, account_limits, accounts, scopes, rses, dids, replicas, rules, subscriptions,
-        policies, traces, transfers,
+        ping, auth, account_limits, accounts, scopes, rses, distances, dids, replicas, rules,
+        subscriptions, policies, traces, transfers,
     ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ def add_rse(
     total_bytes: int | None = None,
     attributes: dict[str, str] | None = None,
     protocols: list[ProtocolInfo] | None = None,
+    read_only: bool = False,
 ) -> None:
     principal.require_admin("add RSEs")
     with lake.write() as conn:
@@ -27,6 +28,7 @@ def add_rse(
             deterministic=deterministic,
             total_bytes=total_bytes,
             attributes=attributes,
+            read_only=read_only,
         )
         for protocol in protocols or []:
             rses.add_protocol(conn, rse_id, protocol)
@@ -69,6 +71,7 @@ def update_rse(
     availability_read: bool | None = None,
     availability_write: bool | None = None,
     availability_delete: bool | None = None,
+    read_only: bool | None = None,
 ) -> None:
     principal.require_admin("change RSEs")
     with lake.write() as conn:
@@ -79,4 +82,5 @@ def update_rse(
             availability_read=availability_read,
             availability_write=availability_write,
             availability_delete=availability_delete,
+            read_only=read_only,
         )

@@ -36,6 +36,7 @@ def add_rse(rse: str, body: RSEBody, lake: LakeDep, principal: PrincipalDep) -> 
         deterministic=body.deterministic,
         total_bytes=body.total_bytes,
         attributes=body.attributes,
+        read_only=body.read_only,
     )
     return created()
 
