@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -136,6 +137,8 @@ class SeaweedFS:
             f"-master.port.grpc={p['master_grpc']}",
             "-master.electionTimeout=1s",  # a restarted master leads again at once
             "-master.telemetry=false",
+            "-master.raftHashicorp",  # elected at once, where the default raft takes seconds
+            "-master.raftBootstrap",
             "-master.volumeSizeLimitMB=128",  # volumes are sparse files: no disk preallocated
             f"-volume.port={p['volume']}",
             f"-volume.port.grpc={p['volume_grpc']}",
@@ -182,6 +185,10 @@ class SeaweedFS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+        for name, port in self.ports.items():  # the sockets weed made for itself beside ours
+            if name.endswith("_grpc"):
+                for stale in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+                    stale.unlink(missing_ok=True)
 
     def _wait_until_writable(self) -> None:
         """Create the bucket if needed and write a probe object: the volumes are up then."""

@@ -4,13 +4,14 @@ The RSE prefix is ``bucket/optional/key/prefix``: the file ``virgo/ab/f`` is the
 ``optional/key/prefix/virgo/ab/f`` in ``bucket``, addressed path-style so that any endpoint works.
 
 Writing. A file that fits in one part (8 MiB by default) is one PutObject; a larger one is a
-multipart upload, read from the source into one reused buffer, so memory stays bounded whatever
-the size. An object appears under its name only when its upload completes (S3 never shows a
-partial object); on any failure the multipart upload is aborted. Only if the server dies mid-put
-can an aborted upload stay pending on it: invisible, never an object, removed by the bucket's
-``AbortIncompleteMultipartUpload`` lifecycle rule. Without ``overwrite`` the put checks with HEAD
-first and sends ``If-None-Match: *``, so a file written concurrently under the same name is not
-replaced (a server that ignores the header leaves the window between HEAD and the write).
+multipart upload: while one part is sent, the next is read from the source into the other of two
+reused buffers, so memory stays at two parts whatever the size. An object appears under its name
+only when its upload completes (S3 never shows a partial object); on any failure the multipart
+upload is aborted. Only if the server dies mid-put can an aborted upload stay pending on it:
+invisible, never an object, removed by the bucket's ``AbortIncompleteMultipartUpload`` lifecycle
+rule. Without ``overwrite`` the put checks with HEAD first and sends ``If-None-Match: *``, so a
+file written concurrently under the same name is not replaced (a server that ignores the header
+leaves the window between HEAD and the write).
 
 Checksums. Size, adler32 and md5 are computed while streaming. They are stored with the object
 for ``checksum``: as metadata (``x-amz-meta-adler32``, ``x-amz-meta-md5``) on a single-part
@@ -33,6 +34,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
@@ -355,6 +357,8 @@ class S3Backend:
     def _put_multipart(
         self, path: str, buffer: bytearray, filled: int, reader: _SourceReader, *, overwrite: bool
     ) -> Checksums:
+        """Upload part 1 (in ``buffer``) and the rest of the source, one part in flight while
+        the next is read into the other of two buffers."""
         key = self._key(path)
         with self._errors(path, "writing"):
             upload_id = self._s3.create_multipart_upload(
@@ -362,32 +366,34 @@ class S3Backend:
             )["UploadId"]
         parts: _Parts = []
         part_md5s: _Digests = []
+        buffers = [buffer, bytearray()]
         completed = False
         try:
-            more = True
-            while more:
-                number = len(parts) + 1
-                if number > _MAX_PARTS:
-                    raise StorageError(f"{self.url}/{path}: too large for one S3 object")
-                if number > 1:
-                    reader.hasher.result()  # the hashing threads are done with the buffer
-                    if (size := _part_size(self._part_size, number)) > len(buffer):
-                        buffer = bytearray(size)
-                    filled, more = reader.fill(memoryview(buffer), 0)
-                part_md5 = reader.part_md5()
-                with self._errors(path, "writing"):
-                    etag = self._s3.upload_part(
-                        Bucket=self._bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=cast("IO[bytes]", _ViewReader(memoryview(buffer)[:filled])),
-                        ContentLength=filled,
-                    )["ETag"]
-                parts.append({"PartNumber": number, "ETag": etag})
-                if part_md5 is not None:
-                    self._check_part(path, number, etag, part_md5)
-                    part_md5s.append(part_md5)
+            with ThreadPoolExecutor(1, "lacus-s3-upload") as uploader:
+                in_flight: Future[dict[str, Any]] | None = None
+                number, more = 1, True
+                while True:
+                    slot = (number - 1) % 2
+                    if number > 1:  # this buffer's last part is stored: refill it
+                        reader.hasher.result()  # the hashing threads are done with it too
+                        if len(buffers[slot]) < (size := _part_size(self._part_size, number)):
+                            buffers[slot] = bytearray(size)
+                        filled, more = reader.fill(memoryview(buffers[slot]), 0)
+                    part_md5 = reader.part_md5()
+                    if in_flight is not None:
+                        parts.append(in_flight.result())
+                    data = memoryview(buffers[slot])[:filled]
+                    in_flight = uploader.submit(
+                        self._upload_part, path, upload_id, number, data, part_md5
+                    )
+                    if part_md5 is not None:
+                        part_md5s.append(part_md5)
+                    if not more:
+                        break
+                    number += 1
+                    if number > _MAX_PARTS:
+                        raise StorageError(f"{self.url}/{path}: too large for one S3 object")
+                parts.append(in_flight.result())
             sums = reader.hasher.result()
             extra: dict[str, Any] = {} if overwrite else {"IfNoneMatch": "*"}
             with self._errors(path, "writing"):
@@ -402,7 +408,7 @@ class S3Backend:
             if part_md5s:
                 self._verify_written(path, sums, part_md5s)
             self._tag(path, sums)
-        except BaseException:
+        except BaseException:  # the part in flight has ended: the uploader was shut down
             with contextlib.suppress(*_S3_ERRORS):
                 if completed:
                     self._s3.delete_object(Bucket=self._bucket, Key=key)
@@ -412,6 +418,22 @@ class S3Backend:
                     )
             raise
         return sums
+
+    def _upload_part(
+        self, path: str, upload_id: str, number: int, data: memoryview, md5: str | None
+    ) -> dict[str, Any]:
+        with self._errors(path, "writing"):
+            etag = self._s3.upload_part(
+                Bucket=self._bucket,
+                Key=self._key(path),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=cast("IO[bytes]", _ViewReader(data)),
+                ContentLength=len(data),
+            )["ETag"]
+        if md5 is not None:
+            self._check_part(path, number, etag, md5)
+        return {"PartNumber": number, "ETag": etag}
 
     def _tag(self, path: str, sums: Checksums) -> None:
         """Store the checksums of a multipart object as its tags; ``checksum`` computes them
