@@ -230,7 +230,7 @@ _BACKENDS: dict[str, tuple[str, str]] = {
     "dav": ("lacus.storage.webdav:PlainWebDAVBackend", "the WebDAV backend needs httpx"),
     "http": ("lacus.storage.webdav:PlainWebDAVBackend", "the WebDAV backend needs httpx"),
     "root": ("lacus.storage.xrootd:XRootDBackend", "the XRootD backend is not available yet"),
-    "s3": ("lacus.storage.s3:S3Backend", "the S3 backend is not available yet"),
+    "s3": ("lacus.storage.s3:S3Backend", "the S3 backend needs boto3 (pip install boto3)"),
 }
 
 
