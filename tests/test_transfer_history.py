@@ -4,15 +4,18 @@ per link, and the REST API and ``lacus transfers list|matrix`` show the same num
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from lacus.client import Client
 from lacus.core import transfers
 from lacus.daemons import DAEMONS
 from lacus.daemons.base import run_once
+from lacus.db.tables import transfers as transfers_table
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
 from tests.conftest import wait_until
@@ -163,6 +166,18 @@ def test_rest_and_cli_show_the_history_and_matrix_of_a_completed_rule(
     text = ok(cli("transfers", "list", "--state", "done")).stdout
     assert text.count("lab:f") == 3
     assert ok_json(cli("transfers", "list", "--state", "failed", "--json")) == []
+    # A time window: two of the attempts finished a day ago.
+    with lake.write() as conn:
+        conn.execute(
+            update(transfers_table)
+            .where(transfers_table.c.name.in_(["f0.dat", "f1.dat"]))
+            .values(finished_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1))
+        )
+    (recent,) = client.transfer_matrix(hours=2)["cells"]
+    assert (recent["done"], recent["bytes"]) == (1, 500)
+    assert client.transfer_matrix(hours=48)["cells"][0]["done"] == 3
+    assert "100% (1/1)" in ok(cli("transfers", "matrix", "--hours", "2")).stdout
+    assert_one_error_line(cli("transfers", "matrix", "--hours", "-1"))
 
 
 def test_rest_and_cli_show_the_failed_link(

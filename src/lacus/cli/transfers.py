@@ -58,11 +58,16 @@ def success_cell(cell: dict[str, Any] | None) -> Text:
 
 
 @app.command("matrix")
-def matrix(json: JsonOption = False) -> None:
+def matrix(
+    hours: Annotated[
+        float | None, typer.Option(help="Only the attempts of the last HOURS hours.")
+    ] = None,
+    json: JsonOption = False,
+) -> None:
     """The transfer success matrix: sources as rows, destinations as columns, % of attempts
     done (done/attempts); the row ``(none)`` counts attempts that found no source."""
     with client() as lacus:
-        found = lacus.transfer_matrix()
+        found = lacus.transfer_matrix(hours=hours)
     if json:
         emit_object(found)
         return

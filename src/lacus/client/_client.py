@@ -315,6 +315,22 @@ class Client:
                 "rses": line["replicas"],
             }
 
+    def report_reads(self, reads: Sequence[tuple[str, str, str]]) -> None:
+        """Tell the server files were read: ``(scope, name, rse)`` each, as Rucio's download
+        traces (``POST /traces/``); the reaper deletes least recently read replicas first."""
+        if reads:
+            traces = [
+                {
+                    "eventType": "download",
+                    "clientState": "DONE",
+                    "scope": scope,
+                    "filename": name,
+                    "remoteSite": rse,
+                }
+                for scope, name, rse in reads
+            ]
+            self.session.request("POST", "/traces/", json=traces)
+
     # -- rules -----------------------------------------------------------------------------------
     def add_rule(
         self,
@@ -566,10 +582,12 @@ class Client:
             params["state"] = state
         return list(self.session.ndjson("GET", "/transfers/", params=params))
 
-    def transfer_matrix(self) -> dict[str, Any]:
+    def transfer_matrix(self, *, hours: float | None = None) -> dict[str, Any]:
         """The transfer success matrix: ``cells`` (source, destination, done, failed,
-        success_pct, bytes, mean_seconds) and ``rses``, every RSE named, sorted."""
-        result: dict[str, Any] = self.session.json("GET", "/transfers/matrix")
+        success_pct, bytes, mean_seconds) and ``rses``, every RSE named, sorted; ``hours``:
+        only the attempts of the last ``hours`` hours."""
+        params = {} if hours is None else {"hours": str(hours)}
+        result: dict[str, Any] = self.session.json("GET", "/transfers/matrix", params=params)
         return result
 
     # -- data ------------------------------------------------------------------------------------

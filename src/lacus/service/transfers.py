@@ -3,10 +3,11 @@ account (the history lists only files the account may see)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from lacus.core import transfers
+from lacus.core.clock import utcnow
 from lacus.errors import InvalidOption
 from lacus.service.lake import Lake, Principal
 
@@ -35,10 +36,14 @@ def list_transfers(
 
 
 def transfer_matrix(
-    lake: Lake, principal: Principal, *, since: datetime | None = None
+    lake: Lake, principal: Principal, *, hours: float | None = None
 ) -> dict[str, Any]:
     """Per link (source, destination): attempts done and failed, % success, bytes, mean
-    seconds; with the sorted names of every RSE that appears (``rses``)."""
+    seconds; with the sorted names of every RSE that appears (``rses``). ``hours``: only the
+    attempts of the last ``hours`` hours."""
+    if hours is not None and not 0 < hours <= 24 * 366:
+        raise InvalidOption(f"hours must be between 0 and {24 * 366}, not {hours}")
+    since = None if hours is None else utcnow() - timedelta(hours=hours)
     with lake.read() as conn:
         cells = transfers.transfer_matrix(conn, since=since)
     names = sorted({c[key] for c in cells for key in ("source", "destination") if c[key]})

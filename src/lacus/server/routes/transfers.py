@@ -39,7 +39,12 @@ def list_transfers(
 
 
 @router.get("/matrix", response_model=answers.TransferMatrix)
-def transfer_matrix(lake: LakeDep, principal: PrincipalDep) -> Response:
+def transfer_matrix(
+    lake: LakeDep,
+    principal: PrincipalDep,
+    hours: Annotated[float | None, Query(gt=0, le=24 * 366)] = None,
+) -> Response:
     """Per link (source, destination): attempts done and failed, % success, bytes moved and
-    mean seconds of the successful ones; ``rses``: every RSE named, sorted."""
-    return json_response(transfers.transfer_matrix(lake, principal))
+    mean seconds of the successful ones; ``rses``: every RSE named, sorted. ``hours``: only
+    the attempts that finished in the last ``hours`` hours."""
+    return json_response(transfers.transfer_matrix(lake, principal, hours=hours))
