@@ -25,7 +25,13 @@ from lacus.errors import (
     StoragePermissionDenied,
 )
 from lacus.storage import StorageBackend, VerifyingBackend, open_backend, write_verified
-from lacus.storage.s3 import MIN_PART_SIZE, S3Backend
+from lacus.storage.s3 import (
+    DEFAULT_PART_SIZE,
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    S3Backend,
+    _part_size,
+)
 from tests.servers.seaweedfs import SeaweedFS
 
 from .conformance import MiB, NetworkStorageConformance, PatternSource, read_all
@@ -384,7 +390,14 @@ def test_https_with_the_servers_ca(seaweedfs_server: SeaweedFS) -> None:
     assert read_all(over_https(verify=False), "f") == b"secret"
 
 
-def test_nothing_listens(seaweedfs_server: SeaweedFS) -> None:
+def test_default_parts_reach_the_largest_s3_object() -> None:
+    sizes = [_part_size(DEFAULT_PART_SIZE, number) for number in range(1, 10_001)]
+    assert sizes[0] == DEFAULT_PART_SIZE
+    assert sum(sizes) >= 5 * 1024**4  # 5 TiB in at most 10,000 parts
+    assert max(sizes) <= MAX_PART_SIZE
+
+
+def test_nothing_listens() -> None:
     backend = open_backend("s3", prefix="lacus", hostname="127.0.0.1", port=1, secure=False)
     with pytest.raises(StorageError, match=r"s3://127\.0\.0\.1:1/lacus"):
         backend.stat("f")
