@@ -122,6 +122,7 @@ class Client:
         total_bytes: int | None = None,
         attributes: Mapping[str, str] | None = None,
         read_only: bool = False,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """Add an RSE (admins). ``read_only``: an archive Lacus never writes to nor deletes
         from (files already there are registered)."""
@@ -135,12 +136,29 @@ class Client:
         }
         self.session.request("POST", f"/rses/{_p(rse)}", json=body)
         if prefix is not None:
-            self.add_protocol(rse, scheme=scheme, prefix=prefix, hostname=hostname, port=port)
+            self.add_protocol(
+                rse, scheme=scheme, prefix=prefix, hostname=hostname, port=port, options=options
+            )
 
     def add_protocol(
-        self, rse: str, *, scheme: str, prefix: str, hostname: str = "", port: int = 0
+        self,
+        rse: str,
+        *,
+        scheme: str,
+        prefix: str,
+        hostname: str = "",
+        port: int = 0,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
-        body = {"hostname": hostname, "port": port, "prefix": prefix, "impl": scheme}
+        """A way to reach the RSE's storage (admins); ``options`` go to its storage backend
+        (``verify``, ``tpc``, credentials...; the server never shows credentials back)."""
+        body = {
+            "hostname": hostname,
+            "port": port,
+            "prefix": prefix,
+            "impl": scheme,
+            "extended_attributes": dict(options) if options else None,
+        }
         self.session.request("POST", f"/rses/{_p(rse)}/protocols/{_p(scheme)}", json=body)
 
     def list_rses(self) -> list[dict[str, Any]]:

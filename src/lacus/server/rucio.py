@@ -35,6 +35,7 @@ def protocol(proto: ProtocolInfo) -> dict[str, Any]:
 
 
 _SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+REDACTED = "***"
 
 
 def _redacted(options: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -42,7 +43,7 @@ def _redacted(options: dict[str, Any] | None) -> dict[str, Any] | None:
     if not options:
         return None
     return {
-        key: "***" if any(word in key.lower() for word in _SECRET_WORDS) else value
+        key: REDACTED if any(word in key.lower() for word in _SECRET_WORDS) else value
         for key, value in options.items()
     }
 
