@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,13 @@ class Downloader:
         else:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 results = list(pool.map(self._fetch, targets))
+        reads = [
+            (*parse_did(result["did"]), result["rse"])
+            for result in results
+            if result["status"] == "downloaded"
+        ]
+        with suppress(LacusError):  # a lost access time never fails a download
+            self.client.report_reads(reads)
         failed = [result for result in results if result["status"] == "failed"]
         if failed:
             first = failed[0]

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Connection, Table, and_, exists, select
 
+from lacus.core import reaping
 from lacus.core.clock import utcnow
-from lacus.core.reaping import due
 from lacus.daemons.base import Daemon
 from lacus.daemons.conveyor import conveyor_pass
 from lacus.daemons.conveyor import pending as conveyor_pending
@@ -81,8 +81,8 @@ DAEMONS: dict[str, Daemon] = {
         Daemon(
             "reaper",
             reaper_pass,
-            "deletes tombstoned replicas no rule needs",
-            lambda conn: bool(conn.execute(select(exists().where(due(utcnow())))).scalar()),
+            "deletes tombstoned replicas no rule needs (at once, or when space is short)",
+            reaping.pending,
         ),
     )
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lacus.core import dids, embargo, metadata, replicas, rses
+from lacus.core import dids, embargo, metadata, reaping, replicas, rses
 from lacus.core.dids import DIDKey
 from lacus.core.rules import resolve_ids
 from lacus.errors import (
@@ -196,3 +196,24 @@ def dataset_replicas(
     """Per RSE: how many of the files below a collection it holds (available), and their bytes."""
     with lake.read() as conn:
         return replicas.collection_replicas(conn, scope, name, viewer=principal)
+
+
+MAX_READS = 10_000
+
+
+def record_reads(lake: Lake, reads: Sequence[tuple[str, str, str]]) -> int:
+    """Files were read from RSEs (``(scope, name, rse)``, from download traces): their
+    replicas' ``accessed_at`` becomes now, at most once a minute each (the reaper deletes the
+    least recently accessed first). A read transaction finds what to change; a write
+    transaction is opened only when something is. Returns how many replicas changed."""
+    if not reads:
+        return 0
+    with lake.read() as conn:
+        names = sorted({rse for _, _, rse in reads[:MAX_READS]})
+        ids = {info["rse"]: info["id"] for info in rses.list_rses(conn, names=names)}
+        keys = [(scope, name, ids[rse]) for scope, name, rse in reads[:MAX_READS] if rse in ids]
+        stale = reaping.stale_reads(conn, keys)
+    if not stale:
+        return 0
+    with lake.write() as conn:
+        return reaping.mark_accessed(conn, stale)
