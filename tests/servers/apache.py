@@ -37,7 +37,7 @@ from tests.conftest import require_component
 TOKEN = "lacus-test-token-0123456789"
 MODULES_DIR = Path("/usr/lib/apache2/modules")
 MODULES = [
-    ("mpm_event_module", "mod_mpm_event.so"),
+    ("mpm_prefork_module", "mod_mpm_prefork.so"),  # a worker ends at once on SIGTERM
     ("authz_core_module", "mod_authz_core.so"),
     ("dav_module", "mod_dav.so"),
     ("dav_fs_module", "mod_dav_fs.so"),
@@ -61,10 +61,10 @@ Timeout 30
 KeepAlive On
 MaxKeepAliveRequests 0
 LimitRequestBody 0
-StartServers 1
-ServerLimit 4
-ThreadsPerChild 16
-MaxRequestWorkers 64
+StartServers 4
+MinSpareServers 2
+MaxSpareServers 8
+MaxRequestWorkers 32
 DavLockDB "{dir}/lock/davlock"
 SSLSessionCache "shmcb:{dir}/ssl_scache(512000)"
 DocumentRoot "{root}"
@@ -174,9 +174,13 @@ class ApacheServer:
             )
         )
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self) -> None:
         """Start Apache and return once it answers on both ports."""
-        if self._process is not None and self._process.poll() is None:
+        if self.running:
             return
         log = open(self.dir / "stderr.log", "ab")  # noqa: SIM115 - kept open by the child
         self._process = subprocess.Popen(
@@ -184,6 +188,7 @@ class ApacheServer:
             stdout=log,
             stderr=log,
             env={**os.environ, "APACHE_RUN_DIR": str(self.dir), "APACHE_LOCK_DIR": str(self.dir)},
+            start_new_session=True,  # its own process group: stop() signals every worker at once
         )
         log.close()
         deadline = time.monotonic() + 20
@@ -199,11 +204,14 @@ class ApacheServer:
         if process is None:
             return
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            # SIGTERM to the parent alone waits for workers busy with a request (up to ~10 s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         deadline = time.monotonic() + 10
         while _answers(self.https_port) or _answers(self.http_port):

@@ -15,6 +15,7 @@ import io
 import os
 import tracemalloc
 import zlib
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -98,6 +99,11 @@ class PatternSource(io.RawIOBase):
             digest.update(piece)
             position += len(piece)
         return Checksums(self.size, f"{adler & 0xFFFFFFFF:08x}", digest.hexdigest())
+
+
+def files_under(root: Path) -> list[str]:
+    """Every file below ``root`` (a server's directory on this machine), hidden ones included."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if not path.is_dir())
 
 
 def read_all(backend: StorageBackend, path: str) -> bytes:

@@ -45,6 +45,8 @@ from lacus.storage._base import FileStat, StreamHasher, adler32, check_path, is_
 __all__ = ["PlainWebDAVBackend", "WebDAVBackend"]
 
 _PIECE = 1024 * 1024  # bytes read from the source and sent per write
+_DRAINED = 64 * 1024  # an unread answer body up to this size is read before closing
+_MAX_ORPHANS = 1000  # temporary files remembered for deletion once the server is back
 _HTTP_SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
 _OPTIONS = "verify (CA bundle path or bool), timeout (seconds), token (str), tpc (bool)"
 _PROPFIND = (
@@ -103,6 +105,7 @@ class WebDAVBackend:
         self._timeout = float(timeout)
         self._tpc = bool(tpc)
         self._digests: dict[str, bool] = {}  # algorithm -> whether the server sends a Digest
+        self._orphans: set[str] = set()  # temporary files a failed put could not delete yet
         self.url = f"{scheme}://{parts.netloc}{self._root}"
         headers = {"User-Agent": "lacus-webdav", "Accept-Encoding": "identity"}
         if token:
@@ -193,7 +196,7 @@ class WebDAVBackend:
         try:
             self._check(response, path, "reading", ok=(200,))
         except BaseException:
-            response.close()
+            _finish(response)
             raise
         return _Download(  # pieces of at most 1 MiB: memory stays small whatever chunk_size
             response, min(chunk_size, _PIECE), lambda exc: self._broken(exc, path, "reading")
@@ -272,6 +275,8 @@ class WebDAVBackend:
 
     def _prepare(self, path: str, *, overwrite: bool) -> str:
         """Refuse an existing ``path`` (or a collection), make its parents; a temporary name."""
+        if self._orphans:
+            self._remove_orphans()
         existing = self._find(path)
         if existing is not None and existing.is_dir:
             raise FileAlreadyOnStorage(f"{self._where(path)} is a directory")
@@ -361,21 +366,34 @@ class WebDAVBackend:
             except httpx.HTTPError as exc:
                 raise self._broken(exc, path, doing) from exc
         finally:
-            response.close()
+            _finish(response)
         if not outcome.lower().startswith("success"):
             reason = _one_line(outcome) or "the server ended its answer without a result"
             raise StorageError(f"storage failed {doing} {self._where(path)}: {reason}")
 
     def _remove_quietly(self, path: str) -> None:
-        with contextlib.suppress(LacusError, httpx.HTTPError):
-            self._send("DELETE", path, "deleting").close()
+        """Delete a temporary file; if the server cannot be asked now, ask again later."""
+        try:
+            status = self._send("DELETE", path, "deleting").status_code
+        except (LacusError, httpx.HTTPError):
+            status = 503
+        if status >= 500 and len(self._orphans) < _MAX_ORPHANS:
+            self._orphans.add(path)
+
+    def _remove_orphans(self) -> None:
+        """Delete the temporary files left by puts the server dropped (it is back now)."""
+        for path in list(self._orphans):
+            self._orphans.discard(path)
+            self._remove_quietly(path)
+            if path in self._orphans:  # the server is not back yet
+                return
 
     # -- reading ------------------------------------------------------------------------------
 
     def _find(self, path: str) -> _Entry | None:
         """The resource at ``path`` (relative), or None if there is none."""
         response = self._send("PROPFIND", path, "reading", headers={"Depth": "0"}, stream=True)
-        with contextlib.closing(response):
+        with _finishing(response):
             if self._missing(response, path):
                 return None
             self._check(response, path, "reading", ok=(207,))
@@ -426,7 +444,7 @@ class WebDAVBackend:
         response = self._send("PROPFIND", directory, "listing", headers={"Depth": "1"}, stream=True)
         files: _Names = []
         subdirectories: _Names = []
-        with contextlib.closing(response):
+        with _finishing(response):
             if self._missing(response, directory):
                 return files, subdirectories
             self._check(response, directory, "listing", ok=(207,))
@@ -770,6 +788,27 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
         return ssl.create_default_context(cafile=verify)
     except (OSError, ssl.SSLError) as exc:
         raise InvalidInput(f"cannot use {verify!r} as the CA bundle: {exc}") from exc
+
+
+def _finish(response: httpx.Response) -> None:
+    """Close ``response``, reading a short body first so that its connection can serve again.
+
+    Closing a connection while XrdHttp (5.5) still writes an answer on it has been seen to stall
+    its next connections for a minute.
+    """
+    length = response.headers.get("Content-Length", "")
+    if not response.is_stream_consumed and length.isdigit() and int(length) <= _DRAINED:
+        with contextlib.suppress(httpx.HTTPError):
+            response.read()
+    response.close()
+
+
+@contextlib.contextmanager
+def _finishing(response: httpx.Response) -> Iterator[httpx.Response]:
+    try:
+        yield response
+    finally:
+        _finish(response)
 
 
 def _short_body(response: httpx.Response) -> str:
