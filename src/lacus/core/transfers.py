@@ -48,6 +48,8 @@ class Attempt:
     duration: float | None = None
     path: str | None = None
     """Where the file was written on a non-deterministic destination."""
+    method: str | None = None
+    """How the bytes went: ``tpc``, ``stream``, ``multihop via RSE``..."""
 
 
 def _history_rows(
@@ -159,6 +161,7 @@ def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
                     "dest_rse_id": request.dest_rse_id,
                     "bytes": request.bytes,
                     "duration": attempt.duration,
+                    "method": attempt.method,
                 },
             )
             for request, attempt in found

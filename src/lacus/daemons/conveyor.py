@@ -137,6 +137,7 @@ class _Pass:
         self.success: dict[tuple[int, int], float] = {}
         self.slots = Slots(self._link_limit, self._rse_limit)
         self.local = threading.local()
+        self.opened: list[StorageBackend] = []
         self.last_renewal = time.monotonic()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -180,6 +181,11 @@ class _Pass:
             if self.waiting:  # an error stopped the pass: give the rest back at once
                 with contextlib.suppress(Exception), self.lake.write() as conn:
                     self._requeue(conn, [job.request.id for job in self.waiting])
+            for backend in self.opened:  # connections to storage servers end with the pass
+                close = getattr(backend, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        close()
         return self.handled
 
     def _finished(self, future: Future[Outcome], job: Job) -> None:
@@ -384,12 +390,12 @@ class _Pass:
         hop = self._backend(hop_info)
         hop_path = f"{HOP_DIR}/{job.request.id}/{job.dest_path}"
         try:
-            copy_verified(
+            first = copy_verified(
                 source, route.source.path, hop, hop_path, expected=expected,
                 third_party=third_party,
             )  # fmt: skip
             try:
-                copy_verified(
+                second = copy_verified(
                     hop, hop_path, dest, job.dest_path, expected=expected, third_party=third_party
                 )
             except (SourceFileMissing, SourceCorrupted) as exc:  # the hop's fault, not the source's
@@ -397,7 +403,7 @@ class _Pass:
         finally:
             with contextlib.suppress(LacusError):
                 hop.delete(hop_path)
-        return f"multihop via {hop_info['rse']}"
+        return f"multihop via {hop_info['rse']} ({first}, then {second})"
 
     def _backend(self, info: RSEInfo) -> StorageBackend:
         cache: dict[str, StorageBackend] | None = getattr(self.local, "backends", None)
@@ -406,6 +412,7 @@ class _Pass:
         backend = cache.get(info["rse"])
         if backend is None:
             backend = cache[info["rse"]] = backend_for_rse(info)
+            self.opened.append(backend)  # list.append is atomic: no lock needed
         return backend
 
     # -- finish -----------------------------------------------------------------------------
@@ -426,6 +433,7 @@ class _Pass:
                     outcome.started_at,
                     outcome.duration,
                     outcome.job.stored_path,
+                    outcome.method,
                 )
                 for outcome in outcomes
                 if outcome.ok and outcome.job.request.id in ours

@@ -11,7 +11,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, BinaryIO, cast
 
 from lacus.checksums import Checksums
 from lacus.errors import (
@@ -82,29 +82,35 @@ def copy_verified(
     *,
     expected: Checksums,
     third_party: bool = True,
-) -> Literal["tpc", "stream"]:
+) -> str:
     """Copy a file between two storages; it stays at ``dest_path`` only if it matches ``expected``.
 
     When ``third_party`` and the destination can pull from the source's URL, the servers copy
     the bytes between themselves and the destination's size and adler32 are checked afterwards
-    (``tpc``). Otherwise the bytes stream through this process (``stream``): summed as they pass,
+    (returns ``tpc``); if they fail, the bytes stream through here after all. Otherwise the
+    bytes stream through this process (``stream``): summed as they pass,
     so a corrupted source is caught too, and read back from the destination (``write_verified``).
     Existing bytes at ``dest_path`` (a stray file no replica owns) are replaced.
 
     Raises SourceFileMissing / SourceCorrupted when the source is at fault (when streaming), so
     the caller can declare that replica bad; any other error leaves nothing at ``dest_path``.
     """
+    how = "stream"
     if third_party and isinstance(dest, ThirdPartyCopy) and isinstance(source, ThirdPartyCopy):
         url = source.url_of(source_path)
         if dest.can_pull_from(url):
-            dest.pull(dest_path, url, size=expected.bytes, overwrite=True)
             try:
+                dest.pull(dest_path, url, size=expected.bytes, overwrite=True)
                 _check_stored(dest, dest_path, expected)
+                return "tpc"
+            except LacusError as exc:  # the servers could not: the bytes go through here
+                with contextlib.suppress(LacusError):
+                    dest.delete(dest_path)
+                how = f"stream (third-party copy failed: {exc})"[:300]
             except BaseException:
                 with contextlib.suppress(LacusError):
                     dest.delete(dest_path)
                 raise
-            return "tpc"
     try:
         chunks = source.get(source_path)
     except StorageFileNotFound as exc:
@@ -119,7 +125,7 @@ def copy_verified(
         with contextlib.suppress(LacusError):
             dest.delete(dest_path)
         raise SourceCorrupted(str(exc)) from exc
-    return "stream"
+    return how
 
 
 def _check_stored(backend: StorageBackend, path: str, expected: Checksums) -> None:
