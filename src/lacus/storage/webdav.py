@@ -6,6 +6,18 @@ a file never appears before it is complete. Checksums come from the server when 
 (RFC 3230 ``Want-Digest``, as XRootD and dCache do), else from reading the file back. With
 ``tpc=True`` the server pulls files from other servers itself (HTTP third-party copy, pull mode:
 ``COPY`` with a ``Source`` header), as XRootD, dCache, StoRM and EOS do.
+
+Servers differ; what this backend does about it (tested against Apache mod_dav and XrdHttp):
+
+- a path below a file: Apache answers PROPFIND with 400, XrdHttp with 500 "not a directory";
+  both mean "no such file". XrdHttp words its refusals in 500s ("file path marked read/only"),
+  read here as permission denied, missing or full.
+- XrdHttp reads a chunked PUT body only after answering ``Expect: 100-continue``, so every PUT
+  asks for it.
+- XrdHttp ignores ``Overwrite: F`` on MOVE: the backend checks that the name is free before it
+  writes, so only a concurrent writer in the moment between that check and the MOVE can lose.
+- A put the server drops (it stopped) leaves XrdHttp's partial temporary file: the backend
+  deletes it at its next put, once the server answers again.
 """
 
 from __future__ import annotations
@@ -707,6 +719,8 @@ class _Multistatus:
             self._href = text
         elif name in ("DAV: getcontentlength", "DAV: getlastmodified") and text:
             self._prop[name.partition(" ")[2]] = text
+        elif name == "DAV: iscollection" and text == "1":  # LCGDM's, where no resourcetype
+            self._prop["collection"] = "1"
         elif name == "DAV: status":
             self._prop["status"] = text
         elif name == "DAV: propstat":
@@ -793,8 +807,8 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
 def _finish(response: httpx.Response) -> None:
     """Close ``response``, reading a short body first so that its connection can serve again.
 
-    Closing a connection while XrdHttp (5.5) still writes an answer on it has been seen to stall
-    its next connections for a minute.
+    Else every PROPFIND of a missing file costs a new TLS connection, and XrdHttp (5.5) logs a
+    send failure for each; a run of those once left it answering nothing for minutes.
     """
     length = response.headers.get("Content-Length", "")
     if not response.is_stream_consumed and length.isdigit() and int(length) <= _DRAINED:
