@@ -1,0 +1,381 @@
+"""The transfer engine against real storage servers that fail: a destination killed mid-copy, a
+network that corrupts bytes, a source whose file vanished from the server, a conveyor SIGKILLed
+half-way. Each time: nothing unverified is registered, nothing partial is left on the storage,
+and the rule completes once the fault is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from lacus.core import dids, replicas, rses
+from lacus.daemons import conveyor
+from lacus.daemons.base import worker_id
+from lacus.db.tables import replicas as replicas_table
+from lacus.db.tables import transfers
+from lacus.naming import deterministic_path
+from lacus.service.lake import Lake
+from lacus.storage import PosixBackend
+from lacus.types import ProtocolInfo
+from tests.rule_helpers import add_rule, make_dataset, request_rows, rse_prefix, rule, settle
+from tests.servers.apache import ApacheServer
+from tests.servers.xrootd import XRootDServer
+
+MiB = 1024 * 1024
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Storage:
+    """A place on a real storage server an RSE writes to, and where its files are on disk."""
+
+    scheme: str
+    port: int
+    prefix: str
+    disk: Path  # the server's directory behind ``prefix``
+    options: dict[str, Any]
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
+def xrootd_storage(server: XRootDServer, prefix: str) -> Storage:
+    return Storage(
+        "root", server.root_port, prefix, server.export_dir / prefix, {"timeout": 10},
+        server.kill, server.start,
+    )  # fmt: skip
+
+
+def apache_storage(server: ApacheServer, prefix: str) -> Storage:
+    return Storage(
+        "davs", server.https_port, prefix, server.root_dir / prefix,
+        {"verify": server.ca_path, "timeout": 10}, server.stop, server.start,
+    )  # fmt: skip
+
+
+def add_rse(lake: Lake, name: str, storage: Storage, **attributes: str) -> None:
+    with lake.write() as conn:
+        rse_id = rses.add_rse(conn, name, attributes={"site": name, **attributes})
+        rses.add_protocol(
+            conn,
+            rse_id,
+            ProtocolInfo(
+                scheme=storage.scheme,
+                hostname="127.0.0.1",
+                port=storage.port,
+                prefix=storage.prefix,
+                impl=storage.scheme,
+                extended_attributes=storage.options,
+            ),
+        )
+
+
+def pattern(size: int, seed: bytes = b"") -> Iterator[bytes]:
+    """``size`` bytes in blocks of at most 1 MiB, no two blocks alike."""
+    block = hashlib.shake_256(b"lacus-faults" + seed).digest(MiB)
+    for index, start in enumerate(range(0, size, MiB)):
+        yield (index.to_bytes(8, "big") + block[8:])[: min(MiB, size - start)]
+
+
+def put_file(lake: Lake, rse: str, scope: str, name: str, blocks: Iterator[bytes]) -> str:
+    """Write a file on the POSIX ``rse`` from ``blocks`` and register it there; its md5."""
+    path = rse_prefix(lake, rse) / deterministic_path(scope, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adler, md5, size = 1, hashlib.md5(usedforsecurity=False), 0
+    with path.open("wb") as out:
+        for block in blocks:
+            out.write(block)
+            adler = zlib.adler32(block, adler)
+            md5.update(block)
+            size += len(block)
+    spec = {"scope": scope, "name": name, "bytes": size, "adler32": f"{adler:08x}"}
+    with lake.write() as conn:
+        replicas.add_replicas(
+            conn, rses.get_rse_id(conn, rse), [{**spec, "md5": md5.hexdigest()}],  # type: ignore[list-item]
+            account="root", deterministic=True,
+        )  # fmt: skip
+    return md5.hexdigest()
+
+
+def dataset_with(lake: Lake, name: str, blocks: Iterator[bytes], rse: str = "ALPHA_DISK") -> str:
+    """The dataset ``data:ds`` holding one file ``data:name`` on ``rse``; the file's md5."""
+    make_dataset(lake, "data", "ds", [])
+    md5 = put_file(lake, rse, "data", name, blocks)
+    with lake.write() as conn:
+        dids.attach(conn, "data", "ds", [("data", name)])
+    return md5
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        while block := stream.read(MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files_on_disk(directory: Path) -> list[str]:
+    """Every file below ``directory`` as the server's disk has it, hidden ones included."""
+    if not directory.exists():
+        return []
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if not p.is_dir())
+
+
+def temporaries(directory: Path) -> list[str]:
+    """Files below ``directory`` that are no one's final name (Lacus's or the server's own)."""
+    return [f for f in files_on_disk(directory) if f.rsplit("/", 1)[-1].startswith(".")]
+
+
+def attempts(lake: Lake, name: str) -> list[tuple[str, str | None]]:
+    """(state, error) of every attempt to copy ``name``, oldest first."""
+    with lake.read() as conn:
+        rows = conn.execute(
+            select(transfers.c.state, transfers.c.error)
+            .where(transfers.c.name == name)
+            .order_by(transfers.c.id)
+        )
+        return [(row.state, row.error) for row in rows]
+
+
+def replica_states(lake: Lake, name: str) -> dict[str, str]:
+    with lake.read() as conn:
+        names = {info["id"]: info["rse"] for info in rses.list_rses(conn)}
+        rows = conn.execute(select(replicas_table).where(replicas_table.c.name == name))
+        return {names[row.rse_id]: row.state for row in rows}
+
+
+def one_pass(lake: Lake) -> int:
+    """One pass of a conveyor (a failed attempt is then retried by a later pass)."""
+    return conveyor.conveyor_pass(lake, worker_id("conveyor", "faults"))
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what}")
+        time.sleep(0.01)
+    return value
+
+
+@pytest.fixture
+def quick_retries(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    monkeypatch.setattr(lake.settings, "transfer_retry_max_seconds", 0.0)
+    monkeypatch.setattr(lake.settings, "transfer_max_attempts", 5)
+    return lake
+
+
+# -- 1. the destination server dies while it receives a large file ----------------------------
+
+
+@pytest.fixture(params=["root", "davs"])
+def destination(request: pytest.FixtureRequest) -> Iterator[Storage]:
+    prefix = f"faults-{secrets.token_hex(4)}"
+    if request.param == "root":
+        server: Any = request.getfixturevalue("xrootd_server")
+        storage = xrootd_storage(server, prefix)
+    else:
+        server = request.getfixturevalue("apache_server")
+        storage = apache_storage(server, prefix)
+    try:
+        yield storage
+    finally:
+        storage.start()
+
+
+def test_destination_killed_mid_transfer_then_the_retry_completes(
+    quick_retries: Lake, destination: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = quick_retries
+    size = 96 * MiB
+    add_rse(lake, "FAR_DISK", destination)
+    md5 = dataset_with(lake, "big", pattern(size))
+    rule_id = add_rule(lake, "data", "ds", "FAR_DISK")
+    settle(lake, "evaluator")
+
+    # The conveyor reads its source: a third of the way in, once the server has part of the file
+    # on its disk, the destination server dies.
+    partial: list[tuple[str, int]] = []
+    real_get = PosixBackend.get
+
+    def get_then_kill(self: PosixBackend, path: str, **kwargs: Any) -> Iterator[bytes]:
+        sent = 0
+        for chunk in real_get(self, path, **kwargs):
+            if not partial and sent >= size // 3:
+                partial.extend(wait_for(lambda: growing(destination.disk), "a partial file"))
+                destination.stop()
+            sent += len(chunk)
+            yield chunk
+
+    monkeypatch.setattr(PosixBackend, "get", get_then_kill)
+    one_pass(lake)
+    assert partial, "the copy never reached the point where the server dies"
+    monkeypatch.setattr(PosixBackend, "get", real_get)
+
+    ((state, error),) = attempts(lake, "big")
+    assert state == "failed"
+    assert error is not None
+    assert "\n" not in error
+    assert destination.scheme in error
+    assert replica_states(lake, "big") == {"ALPHA_DISK": "available"}
+    (request,) = request_rows(lake)
+    assert request.state == "queued"
+
+    destination.start()
+    assert temporaries(destination.disk) == [], "a partial file survived the restart"
+    assert files_on_disk(destination.disk) == []
+
+    settle(lake, "conveyor")
+    assert [state for state, _ in attempts(lake, "big")] == ["failed", "done"]
+    assert replica_states(lake, "big") == {"ALPHA_DISK": "available", "FAR_DISK": "available"}
+    final = deterministic_path("data", "big")
+    assert files_on_disk(destination.disk) == [final]
+    assert md5_of(destination.disk / final) == md5
+    assert request_rows(lake) == []
+    assert rule(lake, rule_id)["state"] == "ok"
+
+
+def growing(directory: Path, at_least: int = 4 * MiB) -> list[tuple[str, int]]:
+    """Hidden files below ``directory`` holding at least ``at_least`` bytes (a partial upload)."""
+    found = []
+    for name in temporaries(directory):
+        try:
+            size = (directory / name).stat().st_size
+        except FileNotFoundError:
+            continue
+        if size >= at_least:
+            found.append((name, size))
+    return found
+
+
+# -- 2. bytes corrupted between the conveyor and the destination ------------------------------
+
+
+class CorruptingProxy:
+    """A TCP proxy on a loopback port in front of ``target_port`` that flips one byte of the
+    first ``times`` occurrences of ``marker`` it carries ``upstream`` (client to server: the
+    storage keeps wrong bytes) or downstream (server to client: the storage's answer is wrong).
+
+    A tail of a read that could be the start of ``marker`` is held back until the next read, so
+    a marker cut between two TCP segments is found too."""
+
+    def __init__(self, target_port: int, marker: bytes, *, upstream: bool, times: int = 1) -> None:
+        self.target_port = target_port
+        self.marker = marker
+        self.upstream = upstream
+        self.remaining = times
+        self.flipped = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, server]
+            for source, sink, corrupt in (
+                (client, server, self.upstream),
+                (server, client, not self.upstream),
+            ):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, corrupt), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, corrupt: bool) -> None:
+        held = b""
+        try:
+            while data := source.recv(256 * 1024):
+                if corrupt:
+                    data, held = self._corrupt(held + data)
+                sink.sendall(data)
+            sink.sendall(held)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _corrupt(self, data: bytes) -> tuple[bytes, bytes]:
+        with self._lock:
+            if self.remaining <= 0:
+                return data, b""
+            buffer = bytearray(data)
+            start = 0
+            while self.remaining > 0 and (found := buffer.find(self.marker, start)) >= 0:
+                buffer[found + len(self.marker) // 2] ^= 0x01
+                self.remaining -= 1
+                self.flipped += 1
+                start = found + len(self.marker)
+            keep = 0
+            if self.remaining > 0:  # a marker may begin at the end of this read
+                for length in range(min(len(self.marker) - 1, len(buffer)), 0, -1):
+                    if buffer.endswith(self.marker[:length]):
+                        keep = length
+                        break
+            cut = len(buffer) - keep
+            return bytes(buffer[:cut]), bytes(buffer[cut:])
+
+
+MARKER = b"<<lacus: flip a byte of me>>"
+
+
+@pytest.mark.parametrize("where", ["on the way in", "on the way back"])
+def test_corrupted_bytes_are_caught_retried_and_never_registered(
+    quick_retries: Lake, apache_server: ApacheServer, where: str
+) -> None:
+    lake = quick_retries
+    plain_port = int(apache_server.http_url.rsplit(":", 1)[1])
+    proxy = CorruptingProxy(plain_port, MARKER, upstream=where == "on the way in")
+    prefix = f"faults-{secrets.token_hex(4)}"
+    disk = apache_server.root_dir / prefix
+    add_rse(lake, "FAR_DISK", Storage("dav", proxy.port, prefix, disk, {"timeout": 10},
+                                      proxy.close, lambda: None))  # fmt: skip
+    data = bytearray(b"".join(pattern(3 * MiB)))
+    data[MiB + 12345 : MiB + 12345 + len(MARKER)] = MARKER
+    md5 = dataset_with(lake, "file", iter([bytes(data)]))
+    rule_id = add_rule(lake, "data", "ds", "FAR_DISK")
+    settle(lake, "evaluator")
+    try:
+        one_pass(lake)
+        assert proxy.flipped == 1, "the bytes never went through the proxy"
+        ((state, error),) = attempts(lake, "file")
+        assert state == "failed"
+        assert error is not None
+        assert "adler32" in error
+        assert "\n" not in error
+        assert replica_states(lake, "file") == {"ALPHA_DISK": "available"}
+        assert files_on_disk(disk) == []  # the temporary file is gone too
+
+        settle(lake, "conveyor")  # the network is clean again: the retry succeeds
+    finally:
+        proxy.close()
+    assert [state for state, _ in attempts(lake, "file")] == ["failed", "done"]
+    assert replica_states(lake, "file") == {"ALPHA_DISK": "available", "FAR_DISK": "available"}
+    final = deterministic_path("data", "file")
+    assert files_on_disk(disk) == [final]
+    assert md5_of(disk / final) == md5
+    assert rule(lake, rule_id)["state"] == "ok"
