@@ -369,3 +369,29 @@ def test_what_a_dropped_put_left_is_deleted_once_the_server_is_back(
     # A worker killed mid-write may leave Apache's own temporary file (.davfs.tmp*, which WebDAV
     # never shows): Apache's to clean, not ours. Nothing of Lacus's may stay.
     assert [name for name in files_under(root) if ".davfs.tmp" not in name] == ["virgo/next"]
+
+
+@pytest.mark.parametrize("change", ["shrinks", "grows"])
+def test_a_file_that_changes_size_while_sent_leaves_nothing(
+    apache: ApacheServer, prefix: str, tmp_path: Path, change: str
+) -> None:
+    """A regular file goes with its size announced: if that size turns out wrong, the put fails."""
+    local = tmp_path / "data"
+    local.write_bytes(os.urandom(3 * MiB))
+
+    class Changing(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            data = super().read(size)
+            if self.tell() >= MiB and local.stat().st_size == 3 * MiB:
+                if change == "shrinks":
+                    os.truncate(local, 2 * MiB)
+                else:
+                    with open(local, "ab") as more:
+                        more.write(b"more")
+            return data
+
+    with apache.backend(prefix) as backend, Changing(local) as source:
+        with pytest.raises(LocalFileError, match="changed size"):
+            backend.put("virgo/f", source)  # type: ignore[arg-type]
+        assert list(backend.list()) == []
+    assert files_under(apache.root_dir / prefix) == []

@@ -27,9 +27,11 @@ import binascii
 import contextlib
 import email.utils
 import hashlib
+import io
 import os
 import posixpath
 import ssl
+import stat
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -319,10 +321,14 @@ class WebDAVBackend:
 
     def _upload(self, temporary: str, path: str, source: BinaryIO, *, md5: bool) -> Checksums:
         finished: _Flags = []
+        size = _known_size(source)
+        # XrdHttp (5.5) reads a chunked body only once it has answered 100 Continue, and waits
+        # forever for the body of an empty PUT that asked for it
+        headers = {"Expect": "100-continue"} if size != 0 else {}
+        if size is not None:  # a plain body: no chunk framing, no copy of each piece by h11
+            headers["Content-Length"] = str(size)
         with StreamHasher(md5=md5) as hasher:
-            body = self._body(source, hasher, path, finished)
-            # XrdHttp (5.5) reads a chunked body only once it has answered 100 Continue
-            headers = {"Expect": "100-continue"}
+            body = self._body(source, hasher, path, size, finished)
             response = self._send(
                 "PUT", temporary, "writing", headers=headers, content=body, target=path
             )
@@ -335,12 +341,28 @@ class WebDAVBackend:
             return hasher.result()
 
     def _body(
-        self, source: BinaryIO, hasher: StreamHasher, path: str, finished: _Flags
+        self,
+        source: BinaryIO,
+        hasher: StreamHasher,
+        path: str,
+        size: int | None,
+        finished: _Flags,
     ) -> Iterator[bytes]:
-        """The bytes of ``source`` in pieces of ``_PIECE``, hashed on the way."""
-        while piece := _read_piece(source, _PIECE, self._where(path)):
+        """The bytes of ``source`` in pieces of ``_PIECE``, hashed on the way.
+
+        With a ``size`` announced, exactly that many bytes, or LocalFileError.
+        """
+        where = self._where(path)
+        sent = 0
+        while size is None or sent < size:
+            piece = _read_piece(source, _PIECE if size is None else min(_PIECE, size - sent), where)
+            if not piece:
+                break
             hasher.update(piece)
+            sent += len(piece)
             yield piece
+        if size is not None and (sent != size or _read_piece(source, 1, where)):
+            raise LocalFileError(f"the data for {where} changed size while it was sent")
         finished.append(True)
 
     def _verify(self, temporary: str, path: str, sums: Checksums) -> None:
@@ -771,6 +793,20 @@ def _parse_digest(header: str, algorithm: str) -> str | None:
             if len(raw) == 16:
                 return raw.hex()
     return None
+
+
+def _known_size(source: BinaryIO) -> int | None:
+    """How many bytes are left in a regular file or a BytesIO; None for anything else."""
+    try:
+        if isinstance(source, io.BytesIO):
+            with source.getbuffer() as view:
+                return max(len(view) - source.tell(), 0)
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return max(info.st_size - source.tell(), 0)
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _read_piece(source: BinaryIO, size: int, where: str) -> bytes:
