@@ -14,6 +14,7 @@ once, in the client.
     │   └── InvalidOption
     ├── Unauthenticated (401)
     ├── AccessDenied (403)
+    │   └── RSEReadOnly
     ├── NotFound (404)
     │   ├── AccountNotFound, ScopeNotFound, DIDNotFound, RSENotFound, ReplicaNotFound,
     │   ├── RuleNotFound, SubscriptionNotFound, PolicyNotFound, ProtocolNotFound,
@@ -96,6 +97,12 @@ class AccessDenied(LacusError):
 
     http_status = 403
     rucio_class = "AccessDenied"
+
+
+class RSEReadOnly(AccessDenied):
+    """The RSE is read-only: Lacus never writes to it."""
+
+    rucio_class = "RSEWriteBlocked"
 
 
 class NotFound(LacusError):

@@ -38,6 +38,10 @@ def upload(
         list[str] | None, typer.Option(help="Metadata key=value for every file.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Files uploaded in parallel.")] = 4,
+    path: Annotated[
+        str | None,
+        typer.Option(help="Where the one file goes on a non-deterministic RSE (under its prefix)."),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Upload files, or directory trees (a directory becomes a dataset; nested ones containers)."""
@@ -53,6 +57,7 @@ def upload(
             meta=values,
             workers=workers,
             progress=advance,
+            path=path,
         )
     if json:
         emit_json(results)

@@ -620,12 +620,14 @@ class Client:
         meta: Mapping[str, MetaValue] | None = None,
         workers: int = 4,
         progress: Progress | None = None,
+        path: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Upload files and directory trees; see :mod:`lacus.client.upload`."""
+        """Upload files and directory trees; see :mod:`lacus.client.upload`. ``path``: where
+        the one file goes on a non-deterministic RSE."""
         from lacus.client.upload import Uploader
 
         uploader = Uploader(self, rse=rse, scope=scope, md5=md5, workers=workers, progress=progress)
-        return uploader.upload([Path(p) for p in paths], dataset=dataset, meta=meta)
+        return uploader.upload([Path(p) for p in paths], dataset=dataset, meta=meta, path=path)
 
     def download(
         self,

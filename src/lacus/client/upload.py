@@ -26,6 +26,7 @@ from lacus.errors import (
     InvalidInput,
     LacusError,
     LocalFileError,
+    RSEReadOnly,
 )
 from lacus.naming import deterministic_path, validate_name, validate_scope
 from lacus.storage import StorageBackend, write_verified
@@ -110,6 +111,22 @@ def _plan_directory(directory: Path, name: str, plan: Plan) -> None:
         )
 
 
+def _check_path(path: str) -> str:
+    """A path on an RSE, relative to its prefix: no leading '/', no '..', no empty part."""
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > 1024
+        or path.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or "\x00" in path
+    ):
+        raise InvalidInput(
+            f"invalid path {path[:80]!r}: relative to the RSE's prefix, no '.', '..' or '//'"
+        )
+    return path
+
+
 class _ProgressReader:
     """A file object that reports how many bytes were read."""
 
@@ -155,10 +172,17 @@ class Uploader:
         *,
         dataset: str | None = None,
         meta: Mapping[str, MetaValue] | None = None,
+        path: str | None = None,
     ) -> list[dict[str, Any]]:
+        """``path``: where the one file goes on a non-deterministic RSE (relative to its
+        prefix); without it such an RSE gets ``scope/name``."""
         if dataset is not None:
             validate_name(dataset)
         plan = plan_upload(paths, dataset=dataset)
+        if path is not None:
+            path = _check_path(path)
+            if len(plan.files) != 1 or plan.datasets:
+                raise InvalidInput("a path is for one file: upload files one by one with --path")
         for item in plan.files:
             try:
                 item.size = item.local.stat().st_size
@@ -167,14 +191,23 @@ class Uploader:
             if not os.access(item.local, os.R_OK):
                 raise LocalFileError(f"cannot read {item.local}: permission denied")
         rse = self.client.get_rse(self.rse)
+        if rse.get("read_only"):
+            raise RSEReadOnly(
+                f"RSE {self.rse} is read-only: Lacus never writes to it (files already there "
+                "are registered, not uploaded)"
+            )
         if not rse["availability_write"]:
             raise AccessDenied(f"RSE {self.rse} is not available for writing")
+        if path is not None and rse["deterministic"]:
+            raise InvalidInput(
+                f"RSE {self.rse} is deterministic: it places files by their DID, not by a path"
+            )
         backend = backend_for(rse)
         for item in plan.files:
             item.path = (
                 deterministic_path(self.scope, item.name)
                 if rse["deterministic"]
-                else f"{self.scope}/{item.name}"
+                else path or f"{self.scope}/{item.name}"
             )
         written = self._write_all(backend, plan.files)
         try:

@@ -131,6 +131,7 @@ def candidates(conn: Connection, rule: Any, context: Context | None = None) -> l
                 weight=weight,
                 total_bytes=row.total_bytes,
                 used_bytes=row.used_bytes,
+                read_only=bool(row.read_only),
             )
         )
     return found
@@ -169,12 +170,13 @@ def evaluate_rule(
     error: str | None = None
     counts: dict[str, int] | None = None
     try:
-        created, requested, counts = _place(
+        created, requested, counts, error = _place(
             conn, rule, has_locks=has_locks, rng=rng or random.Random(), context=context
         )
         outcome.locks_created, outcome.requests_created = created, requested
     except (InsufficientTargetRSEs, InsufficientAccountLimit, InvalidInput) as exc:
         error = f"{type(exc).__name__}: {exc.message}"
+    error = None if error is None else error[:255]  # what rules.error holds
     if error != rule.error:
         conn.execute(update(rules).where(rules.c.id == rule_id).values(error=error))
     outcome.error = error
@@ -245,7 +247,10 @@ def _place(
     has_locks: bool,
     rng: random.Random,
     context: Context | None,
-) -> tuple[int, int, dict[str, int]]:
+) -> tuple[int, int, dict[str, int], str | None]:
+    """Lock the rule's files short of copies; request the missing replicas. Returns locks and
+    requests created, the rule's lock counts, and an error when some locks could not be made
+    (a file missing on a read-only RSE the group is placed on)."""
     files_select = _files(rule)
     if has_locks:  # only files short of copies
         sub = files_select.subquery()
@@ -264,7 +269,7 @@ def _place(
         for row in conn.execute(files_select)
     ]
     if not files:
-        return 0, 0, {"ok": 0, "replicating": 0, "stuck": 0, "bytes": 0}
+        return 0, 0, {"ok": 0, "replicating": 0, "stuck": 0, "bytes": 0}, None
     context = context or Context.load(conn)
     pool = candidates(conn, rule, context)
     if rule.copies > len(pool):
@@ -286,6 +291,8 @@ def _place(
     lock_rows: list[tuple[Any, ...]] = []
     request_rows: list[tuple[Any, ...]] = []
     ok_keys = 0
+    read_only = {c.rse_id: c.rse for c in pool if c.read_only}
+    not_there: list[tuple[str, FileKey]] = []
     for group, members in groups.items():
         group_bytes = sum(f.bytes for f in members)
         held: dict[int, int] = defaultdict(int)
@@ -305,6 +312,9 @@ def _place(
             targets = [rse_id for rse_id in chosen if rse_id not in have]
             targets = targets[: max(rule.copies - len(have), 0)]
             for rse_id in targets:
+                if rse_id in read_only and rse_id not in present:
+                    not_there.append((read_only[rse_id], key))  # never copied there
+                    continue
                 planner.charge(rse_id, f.bytes)
                 if rse_id in present:
                     state = LockState.OK.value
@@ -340,7 +350,14 @@ def _place(
     for row in lock_rows:
         counts[row[6]] += 1
         counts["bytes"] += row[5]
-    return len(lock_rows), requested, counts
+    error = None
+    if not_there:
+        rse, (scope, name) = not_there[0]
+        error = (
+            f"RSEReadOnly: {rse} is read-only: {len(not_there)} file(s) it does not hold cannot "
+            f"be copied to it (first: {scope}:{name})"
+        )
+    return len(lock_rows), requested, counts, error
 
 
 def _available(

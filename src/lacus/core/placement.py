@@ -9,7 +9,8 @@ For each group of files (all of them, one dataset, or one file, by the rule's gr
    of free space, so load spreads and fuller RSEs are picked less.
 
 An RSE qualifies only if it has room for the bytes it would receive and the account's quota
-allows the bytes its locks would hold. Too few qualifying RSEs raise
+allows the bytes its locks would hold; a read-only RSE only if it holds the whole group already
+(Lacus never copies to it). Too few qualifying RSEs raise
 ``InsufficientTargetRSEs``, or ``InsufficientAccountLimit`` when quotas are what excluded them.
 """
 
@@ -29,6 +30,7 @@ class Candidate:
     weight: float = 1.0
     total_bytes: int | None = None
     used_bytes: int = 0
+    read_only: bool = False
 
     @property
     def free_bytes(self) -> int | None:
@@ -91,6 +93,7 @@ class Planner:
         if len(chosen) == copies:
             return chosen
         by_quota = 0
+        read_only = 0
         fitting: list[Candidate] = []
         for candidate in self.candidates:
             if candidate.rse_id in chosen or candidate.rse_id in exclude:
@@ -98,6 +101,9 @@ class Planner:
             if candidate.weight <= 0:
                 continue
             incoming = group_bytes - held.get(candidate.rse_id, 0)
+            if candidate.read_only and (incoming > 0 or candidate.rse_id not in held):
+                read_only += 1
+                continue
             free = candidate.free_bytes
             if free is not None and free - self._planned.get(candidate.rse_id, 0) < incoming:
                 continue
@@ -119,9 +125,12 @@ class Planner:
                     f"the account's quota leaves room for {len(fitting)} of {needed} more "
                     f"copies of {group_bytes} bytes on {names}"
                 )
+            why = (
+                f"; {read_only} of them read-only, without all of these files" if read_only else ""
+            )
             raise InsufficientTargetRSEs(
                 f"{needed} more copies of {group_bytes} bytes needed but only {len(fitting)} "
-                f"RSE(s) can take them (candidates: {names})"
+                f"RSE(s) can take them (candidates: {names}{why})"
             )
         for candidate in fitting[:needed]:
             chosen.append(candidate.rse_id)

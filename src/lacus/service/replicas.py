@@ -14,6 +14,7 @@ from lacus.errors import (
     InvalidInput,
     LacusError,
     ProtocolNotFound,
+    RSEReadOnly,
 )
 from lacus.naming import validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
@@ -47,6 +48,11 @@ def add_replicas(
         validate_name(dataset[1])
     with lake.write() as conn:
         info = rses.get_rse(conn, rse)
+        if info["read_only"] and state is not ReplicaState.AVAILABLE:
+            raise RSEReadOnly(
+                f"RSE {rse} is read-only: nothing is uploaded to it; register the files already "
+                "there (available)"
+            )
         if not info["availability_write"] and not ignore_availability:
             raise AccessDenied(f"RSE {rse} is not available for writing")
         for scope in sorted(
