@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from lacus.errors import (
 )
 from lacus.storage import StorageBackend, ThirdPartyCopy, open_backend, write_verified
 from lacus.storage.webdav import PlainWebDAVBackend, WebDAVBackend
+from tests.conftest import require_component
 from tests.servers.apache import ApacheServer
 from tests.servers.xrootd import XRootDServer
 
@@ -395,3 +398,24 @@ def test_a_file_that_changes_size_while_sent_leaves_nothing(
             backend.put("virgo/f", source)  # type: ignore[arg-type]
         assert list(backend.list()) == []
     assert files_under(apache.root_dir / prefix) == []
+
+
+def test_verify_takes_a_directory_of_hashed_cas(
+    apache: ApacheServer, prefix: str, tmp_path: Path
+) -> None:
+    """Like /etc/grid-security/certificates: CA files named by their subject hash."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        require_component("openssl", "the openssl program names CA files by their hash")
+        return
+    subject_hash = subprocess.run(
+        [openssl, "x509", "-subject_hash", "-noout", "-in", apache.ca_path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (tmp_path / "certificates").mkdir()
+    shutil.copy(apache.ca_path, tmp_path / "certificates" / f"{subject_hash}.0")
+    with apache.backend(prefix, verify=str(tmp_path / "certificates")) as backend:
+        backend.put("f", io.BytesIO(b"x"))
+        assert read_all(backend, "f") == b"x"

@@ -88,7 +88,8 @@ class _Entry:
 class WebDAVBackend:
     """Files under one WebDAV collection, e.g. ``WebDAVBackend("davs://host:443/webdav/rse1")``.
 
-    ``verify`` is True (the system's CAs), False, or the path of a CA bundle (or directory);
+    ``verify`` is True (the system's CAs), False, or the path of a CA file or directory (such as
+    ``/etc/grid-security/certificates``);
     ``token`` is sent as ``Authorization: Bearer``; ``timeout`` bounds every connect and every
     wait for bytes; ``tpc`` lets the server pull files from other servers (``pull``).
     """
@@ -828,8 +829,11 @@ def _read_piece(source: BinaryIO, size: int, where: str) -> bytes:
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
-    if isinstance(verify, bool):
-        return verify
+    """True: the system's CAs (OpenSSL's default paths, SSL_CERT_FILE / SSL_CERT_DIR)."""
+    if verify is True:
+        return ssl.create_default_context()
+    if verify is False:
+        return False
     if not isinstance(verify, str) or not verify:
         raise InvalidInput("verify must be true, false or the path of a CA bundle")
     try:
