@@ -61,7 +61,7 @@ from lacus.errors import LacusError, SourceCorrupted, SourceFileMissing, Storage
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
 from lacus.service.replicas import backend_for_rse
-from lacus.storage import StorageBackend, copy_verified
+from lacus.storage import RemovesTemporaries, StorageBackend, copy_verified
 from lacus.types import ReplicaState, RequestState, RSEInfo
 
 log = logging.getLogger("lacus.daemons.conveyor")
@@ -347,6 +347,8 @@ class _Pass:
         errors: list[str] = []
         bad: list[tuple[str, str, int, str]] = []
         source_id: int | None = None
+        if _retried(request):
+            self._remove_temporaries(job.dest, job.dest_path)
         for route in job.routes:
             source_id = route.source.rse_id
             try:
@@ -389,6 +391,8 @@ class _Pass:
         hop_info = self.rses[route.hops[0]]
         hop = self._backend(hop_info)
         hop_path = f"{HOP_DIR}/{job.request.id}/{job.dest_path}"
+        if _retried(job.request):
+            self._remove_temporaries(hop_info, hop_path)
         try:
             first = copy_verified(
                 source, route.source.path, hop, hop_path, expected=expected,
@@ -404,6 +408,16 @@ class _Pass:
             with contextlib.suppress(LacusError):
                 hop.delete(hop_path)
         return f"multihop via {hop_info['rse']} ({first}, then {second})"
+
+    def _remove_temporaries(self, info: RSEInfo, path: str) -> None:
+        """Temporary files an earlier attempt left at ``path`` (its worker was killed mid-put):
+        nobody else writes there now, this worker holds the request."""
+        backend = self._backend(info)
+        if isinstance(backend, RemovesTemporaries):
+            with contextlib.suppress(LacusError):  # the copy will say what is wrong
+                if removed := backend.remove_temporaries(path):
+                    log.info("%s: %d temporary file(s) left at %s/%s removed",
+                             self.worker, removed, backend.url, path)  # fmt: skip
 
     def _backend(self, info: RSEInfo) -> StorageBackend:
         cache: dict[str, StorageBackend] | None = getattr(self.local, "backends", None)
@@ -511,6 +525,12 @@ class _Pass:
         if held:
             with self.lake.write() as conn:
                 claims.renew(conn, requests, held, worker=self.worker, lease_seconds=lease)
+
+
+def _retried(request: Any) -> bool:
+    """Whether an earlier attempt of ``request`` may have left temporary files: it failed, or its
+    worker died while copying (the request was still ``submitted`` when its lease ran out)."""
+    return bool(request.attempts) or request.state == RequestState.SUBMITTED.value
 
 
 def _replicas_of(

@@ -6,6 +6,7 @@
 
 from lacus.storage._base import (
     FileStat,
+    RemovesTemporaries,
     StorageBackend,
     ThirdPartyCopy,
     VerifyingBackend,
@@ -19,6 +20,7 @@ __all__ = [
     "ChunkReader",
     "FileStat",
     "PosixBackend",
+    "RemovesTemporaries",
     "StorageBackend",
     "ThirdPartyCopy",
     "VerifyingBackend",

@@ -18,6 +18,7 @@ from lacus.errors import InvalidName, ProtocolNotFound
 __all__ = [
     "CHUNK_SIZE",
     "FileStat",
+    "RemovesTemporaries",
     "StorageBackend",
     "StreamHasher",
     "ThirdPartyCopy",
@@ -25,6 +26,7 @@ __all__ = [
     "adler32",
     "check_path",
     "is_part_name",
+    "is_part_of",
     "known_schemes",
     "open_backend",
     "part_name",
@@ -119,6 +121,18 @@ class VerifyingBackend(StorageBackend, Protocol):
         ...
 
 
+@runtime_checkable
+class RemovesTemporaries(Protocol):
+    """A backend that can find the temporary files puts left behind when their writer died."""
+
+    def remove_temporaries(self, path: str) -> int:
+        """Delete the hidden temporary files of puts of ``path`` whose writer died before it
+        could (a process killed mid-put); return how many. A put of ``path`` running right now
+        would lose its temporary file and fail: call it only when no one else writes ``path``.
+        """
+        ...
+
+
 def check_path(path: str, *, allow_empty: bool = False) -> str:
     """Return ``path`` if it is a safe relative path, else raise InvalidName saying why."""
     if not isinstance(path, str):
@@ -149,6 +163,13 @@ def part_name(name: str) -> str:
 def is_part_name(name: str) -> bool:
     """Whether ``name`` (one path component) is a temporary file made by ``part_name``."""
     return _PART_RE.fullmatch(name) is not None
+
+
+def is_part_of(part: str, name: str) -> bool:
+    """Whether ``part`` is a temporary file ``part_name(name)`` made (one path component)."""
+    prefix = f".{name}.lacus-part-"
+    tail = part[len(prefix) :]
+    return part.startswith(prefix) and bool(tail) and all(c in "0123456789abcdef" for c in tail)
 
 
 class StreamHasher:

@@ -54,7 +54,15 @@ from lacus.errors import (
     StorageUnavailable,
     UnsupportedOperation,
 )
-from lacus.storage._base import FileStat, StreamHasher, adler32, check_path, is_part_name, part_name
+from lacus.storage._base import (
+    FileStat,
+    StreamHasher,
+    adler32,
+    check_path,
+    is_part_name,
+    is_part_of,
+    part_name,
+)
 
 __all__ = ["PlainWebDAVBackend", "WebDAVBackend"]
 
@@ -233,6 +241,28 @@ class WebDAVBackend:
         path = check_path(path)
         self._file(path)
         return self._server_digest(path, algorithm) or self._read_digest(path, algorithm)
+
+    def remove_temporaries(self, path: str) -> int:
+        """Delete the temporary files of puts of ``path`` whose writer died between its PUT and
+        its MOVE (``RemovesTemporaries``); how many."""
+        path = check_path(path)
+        parent, _, name = path.rpartition("/")
+        response = self._send("PROPFIND", parent, "listing", headers={"Depth": "1"}, stream=True)
+        found: _Names = []
+        with _finishing(response):
+            if self._missing(response, parent):
+                return 0
+            self._check(response, parent, "listing", ok=(207,))
+            own = self._server_path(parent)
+            for entry in self._entries(response, parent):
+                directory, _, child = entry.path.rpartition("/")
+                if directory == own and not entry.is_dir and is_part_of(child, name):
+                    found.append(f"{parent}/{child}" if parent else child)
+        removed = 0
+        for temporary in found:
+            response = self._send("DELETE", temporary, "deleting")
+            removed += response.status_code in (200, 204)
+        return removed
 
     # -- third-party copy ---------------------------------------------------------------------
 

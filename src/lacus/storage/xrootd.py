@@ -48,6 +48,7 @@ from lacus.storage._base import (
     adler32,
     check_path,
     is_part_name,
+    is_part_of,
     part_name,
 )
 
@@ -245,6 +246,24 @@ class XRootDBackend:
                 return self._computed_adler32(path)
             self._md5_on_server = False
             return self._computed_md5(path)
+
+    def remove_temporaries(self, path: str) -> int:
+        """Delete the temporary files of puts of ``path`` whose writer died after closing them
+        (POSC removes those still open) and before the move (``RemovesTemporaries``); how many."""
+        path = check_path(path)
+        directory, _, name = self._full(path).rpartition("/")
+        status, listing = self._fs.dirlist(directory, timeout=self._timeout)
+        if not status.ok:
+            error = self._error(status, path, "listing")
+            if isinstance(error, StorageFileNotFound):
+                return 0
+            raise error
+        removed = 0
+        for entry in listing:
+            if is_part_of(str(entry.name), name):
+                status, _ = self._fs.rm(f"{directory}/{entry.name}", timeout=self._timeout)
+                removed += bool(status.ok)
+        return removed
 
     # -- ThirdPartyCopy -----------------------------------------------------------------------
 
