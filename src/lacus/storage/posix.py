@@ -32,6 +32,7 @@ from lacus.storage._base import (
     adler32,
     check_path,
     is_part_name,
+    is_part_of,
     part_name,
 )
 
@@ -177,6 +178,30 @@ class PosixBackend:
         except OSError as exc:
             raise self._error(exc, path, "reading") from exc
         return digest
+
+    def remove_temporaries(self, path: str) -> int:
+        """Delete the temporary files of puts of ``path`` whose writer was killed before it
+        could (``RemovesTemporaries``); how many."""
+        path = check_path(path)
+        directory, name = os.path.split(self._full(path))
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise self._error(exc, path, "listing") from exc
+        removed = 0
+        for entry in names:
+            if not is_part_of(entry, name):
+                continue
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._error(exc, path, "deleting") from exc
+            removed += 1
+        return removed
 
     # -- helpers ------------------------------------------------------------------------------
 
