@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -18,20 +23,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lacus.core import dids, replicas, rses
 from lacus.daemons import conveyor
 from lacus.daemons.base import worker_id
 from lacus.db.tables import replicas as replicas_table
-from lacus.db.tables import transfers
+from lacus.db.tables import requests, transfers
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
+from lacus.service.replicas import backend_for_rse
 from lacus.storage import PosixBackend
+from lacus.storage.webdav import WebDAVBackend
+from lacus.storage.xrootd import XRootDBackend
 from lacus.types import ProtocolInfo
-from tests.rule_helpers import add_rule, make_dataset, request_rows, rse_prefix, rule, settle
+from tests import test_daemon_processes
+from tests.rule_helpers import (
+    add_rule,
+    event_types,
+    make_dataset,
+    request_rows,
+    rse_prefix,
+    rule,
+    settle,
+)
 from tests.servers.apache import ApacheServer
 from tests.servers.xrootd import XRootDServer
+from tests.test_daemon_processes import scalar
+from tests.test_transfer_engine import link
 
 MiB = 1024 * 1024
 
@@ -50,19 +69,20 @@ class Storage:
     options: dict[str, Any]
     stop: Callable[[], None]
     start: Callable[[], None]
+    backend: type = object  # the class of the backend Lacus opens on it
 
 
 def xrootd_storage(server: XRootDServer, prefix: str) -> Storage:
     return Storage(
         "root", server.root_port, prefix, server.export_dir / prefix, {"timeout": 10},
-        server.kill, server.start,
+        server.kill, server.start, XRootDBackend,
     )  # fmt: skip
 
 
 def apache_storage(server: ApacheServer, prefix: str) -> Storage:
     return Storage(
         "davs", server.https_port, prefix, server.root_dir / prefix,
-        {"verify": server.ca_path, "timeout": 10}, server.stop, server.start,
+        {"verify": server.ca_path, "timeout": 10}, server.stop, server.start, WebDAVBackend,
     )  # fmt: skip
 
 
@@ -90,9 +110,12 @@ def pattern(size: int, seed: bytes = b"") -> Iterator[bytes]:
         yield (index.to_bytes(8, "big") + block[8:])[: min(MiB, size - start)]
 
 
-def put_file(lake: Lake, rse: str, scope: str, name: str, blocks: Iterator[bytes]) -> str:
-    """Write a file on the POSIX ``rse`` from ``blocks`` and register it there; its md5."""
-    path = rse_prefix(lake, rse) / deterministic_path(scope, name)
+def put_file(
+    lake: Lake, rse: str, scope: str, name: str, blocks: Iterator[bytes], disk: Path | None = None
+) -> str:
+    """Write a file of ``rse`` from ``blocks`` (on the disk behind it: ``disk``, else the POSIX
+    RSE's directory) and register it there; its md5."""
+    path = (disk or rse_prefix(lake, rse)) / deterministic_path(scope, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     adler, md5, size = 1, hashlib.md5(usedforsecurity=False), 0
     with path.open("wb") as out:
@@ -110,10 +133,16 @@ def put_file(lake: Lake, rse: str, scope: str, name: str, blocks: Iterator[bytes
     return md5.hexdigest()
 
 
-def dataset_with(lake: Lake, name: str, blocks: Iterator[bytes], rse: str = "ALPHA_DISK") -> str:
+def dataset_with(
+    lake: Lake,
+    name: str,
+    blocks: Iterator[bytes],
+    rse: str = "ALPHA_DISK",
+    disk: Path | None = None,
+) -> str:
     """The dataset ``data:ds`` holding one file ``data:name`` on ``rse``; the file's md5."""
     make_dataset(lake, "data", "ds", [])
-    md5 = put_file(lake, rse, "data", name, blocks)
+    md5 = put_file(lake, rse, "data", name, blocks, disk)
     with lake.write() as conn:
         dids.attach(conn, "data", "ds", [("data", name)])
     return md5
@@ -150,6 +179,16 @@ def attempts(lake: Lake, name: str) -> list[tuple[str, str | None]]:
         return [(row.state, row.error) for row in rows]
 
 
+def sources_of(lake: Lake, name: str) -> list[tuple[str, str | None, str | None]]:
+    """(state, source RSE, error) of every attempt to copy ``name``, oldest first."""
+    with lake.read() as conn:
+        names = {info["id"]: info["rse"] for info in rses.list_rses(conn)}
+        rows = conn.execute(
+            select(transfers).where(transfers.c.name == name).order_by(transfers.c.id)
+        )
+        return [(row.state, names.get(row.source_rse_id), row.error) for row in rows]
+
+
 def replica_states(lake: Lake, name: str) -> dict[str, str]:
     with lake.read() as conn:
         names = {info["id"]: info["rse"] for info in rses.list_rses(conn)}
@@ -178,11 +217,12 @@ def quick_retries(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> Lake:
     return lake
 
 
-# -- 1. the destination server dies while it receives a large file ----------------------------
+# -- 1. a server dies while it sends or receives a large file -----------------------------------
 
 
 @pytest.fixture(params=["root", "davs"])
-def destination(request: pytest.FixtureRequest) -> Iterator[Storage]:
+def network_storage(request: pytest.FixtureRequest) -> Iterator[Storage]:
+    """A fresh place on a real server (XRootD: killed; Apache: stopped), running again after."""
     prefix = f"faults-{secrets.token_hex(4)}"
     if request.param == "root":
         server: Any = request.getfixturevalue("xrootd_server")
@@ -197,9 +237,9 @@ def destination(request: pytest.FixtureRequest) -> Iterator[Storage]:
 
 
 def test_destination_killed_mid_transfer_then_the_retry_completes(
-    quick_retries: Lake, destination: Storage, monkeypatch: pytest.MonkeyPatch
+    quick_retries: Lake, network_storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lake = quick_retries
+    lake, destination = quick_retries, network_storage
     size = 96 * MiB
     add_rse(lake, "FAR_DISK", destination)
     md5 = dataset_with(lake, "big", pattern(size))
@@ -245,6 +285,61 @@ def test_destination_killed_mid_transfer_then_the_retry_completes(
     assert files_on_disk(destination.disk) == [final]
     assert md5_of(destination.disk / final) == md5
     assert request_rows(lake) == []
+    assert rule(lake, rule_id)["state"] == "ok"
+
+
+def test_source_killed_mid_transfer_is_not_declared_bad_and_the_retry_completes(
+    quick_retries: Lake, network_storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake, source = quick_retries, network_storage
+    size = 96 * MiB
+    add_rse(lake, "NET_DISK", source)
+    md5 = dataset_with(lake, "big", pattern(size), rse="NET_DISK", disk=source.disk)
+    rule_id = add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake, "evaluator")
+
+    # A third of the way through the file, the source server dies.
+    stopped: list[bool] = []
+    real_get = source.backend.get  # type: ignore[attr-defined]
+
+    def get_then_kill(self: Any, path: str, **kwargs: Any) -> Iterator[bytes]:
+        chunks = real_get(self, path, **kwargs)  # a missing file fails here, at once
+
+        def hooked() -> Iterator[bytes]:
+            received = 0
+            with contextlib.closing(chunks):
+                for chunk in chunks:
+                    received += len(chunk)
+                    if not stopped and received >= size // 3:
+                        stopped.append(True)
+                        source.stop()
+                    yield chunk
+
+        return hooked()
+
+    monkeypatch.setattr(source.backend, "get", get_then_kill)
+    one_pass(lake)
+    assert stopped, "the copy never reached the point where the server dies"
+    monkeypatch.setattr(source.backend, "get", real_get)
+
+    ((state, error),) = attempts(lake, "big")
+    assert state == "failed"
+    assert error is not None
+    assert "\n" not in error
+    assert source.scheme in error
+    # a storage that does not answer has not lost the file: the replica stays a source
+    assert replica_states(lake, "big") == {"NET_DISK": "available"}
+    assert event_types(lake, "replica.bad") == []
+    beta = rse_prefix(lake, "BETA_DISK")
+    assert files_on_disk(beta) == []
+
+    source.start()
+    settle(lake, "conveyor")
+    assert [state for state, _ in attempts(lake, "big")] == ["failed", "done"]
+    assert replica_states(lake, "big") == {"NET_DISK": "available", "BETA_DISK": "available"}
+    final = deterministic_path("data", "big")
+    assert files_on_disk(beta) == [final]
+    assert md5_of(beta / final) == md5
     assert rule(lake, rule_id)["state"] == "ok"
 
 
@@ -379,3 +474,157 @@ def test_corrupted_bytes_are_caught_retried_and_never_registered(
     assert files_on_disk(disk) == [final]
     assert md5_of(disk / final) == md5
     assert rule(lake, rule_id)["state"] == "ok"
+
+
+# -- 3. a source whose file is gone from its server ---------------------------------------------
+
+
+@pytest.fixture(params=["root to posix", "davs to posix", "root to root"])
+def lost_source(request: pytest.FixtureRequest) -> tuple[Storage, Storage | None]:
+    """Where the lost copy is, and the destination (None: POSIX BETA_DISK)."""
+    prefix = f"faults-{secrets.token_hex(4)}"
+    source_kind, _, dest_kind = request.param.split()
+    if source_kind == "root":
+        source = xrootd_storage(request.getfixturevalue("xrootd_server"), prefix)
+    else:
+        source = apache_storage(request.getfixturevalue("apache_server"), prefix)
+    dest = None
+    if dest_kind == "root":  # both ends on XRootD: a third-party copy is tried first
+        dest = xrootd_storage(request.getfixturevalue("second_xrootd_server"), prefix)
+    return source, dest
+
+
+def test_a_source_lost_on_its_server_is_declared_bad_and_another_used(
+    lake: Lake, lost_source: tuple[Storage, Storage | None]
+) -> None:
+    source, dest = lost_source
+    add_rse(lake, "NET_DISK", source)
+    destination = "BETA_DISK"
+    if dest is not None:
+        add_rse(lake, destination := "FAR_DISK", dest)
+    data = b"".join(pattern(2 * MiB, seed=b"lost"))
+    md5 = dataset_with(lake, "file", iter([data]))
+    path = deterministic_path("data", "file")
+    with lake.write() as conn:
+        net = rses.get_rse(conn, "NET_DISK")
+    backend = backend_for_rse(net)
+    try:
+        backend.put(path, io.BytesIO(data))
+    finally:
+        getattr(backend, "close", lambda: None)()
+    with lake.write() as conn:
+        replicas.add_replicas(
+            conn, net["id"], [{"scope": "data", "name": "file", "bytes": len(data),
+                               "adler32": f"{zlib.adler32(data):08x}", "md5": md5}],
+            account="root", deterministic=True,
+        )  # fmt: skip
+    link(lake, "NET_DISK", destination, 1)  # the lost copy is the closest: tried first
+    link(lake, "ALPHA_DISK", destination, 5)
+    (source.disk / path).unlink()  # lost on the server, behind the catalog's back
+
+    rule_id = add_rule(lake, "data", "ds", destination)
+    settle(lake, "evaluator", "conveyor")
+
+    assert rule(lake, rule_id)["state"] == "ok"
+    assert replica_states(lake, "file") == {
+        "ALPHA_DISK": "available",
+        "NET_DISK": "bad",
+        destination: "available",
+    }
+    (bad,) = event_types(lake, "replica.bad")
+    assert bad["rse"] == "NET_DISK"
+    assert "missing" in bad["reason"]
+    assert [(state, rse) for state, rse, _ in sources_of(lake, "file")] == [("done", "ALPHA_DISK")]
+    target = (dest.disk if dest is not None else rse_prefix(lake, "BETA_DISK")) / path
+    assert md5_of(target) == md5
+
+
+# -- 4. a conveyor process SIGKILLed half-way -------------------------------------------------
+
+
+def conveyor_process(lake: Lake, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "lacus"), "daemon", "conveyor", "--lake",
+         str(lake.settings.lake_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LACUS_DATABASE_URL": lake.settings.database_url},
+    )  # fmt: skip
+
+
+pg_lake = test_daemon_processes.pg_lake  # a lake on PostgreSQL whose daemon processes lease 2 s
+
+
+@pytest.fixture(params=["posix", "root", "davs"])
+def many_files_destination(request: pytest.FixtureRequest, pg_lake: Lake) -> tuple[str, Path]:
+    """The RSE the files go to, and its directory on disk."""
+    if request.param == "posix":
+        return "BETA_DISK", rse_prefix(pg_lake, "BETA_DISK")
+    prefix = f"faults-{secrets.token_hex(4)}"
+    if request.param == "root":
+        storage = xrootd_storage(request.getfixturevalue("xrootd_server"), prefix)
+    else:
+        storage = apache_storage(request.getfixturevalue("apache_server"), prefix)
+    add_rse(pg_lake, "FAR_DISK", storage)
+    return "FAR_DISK", storage.disk
+
+
+def test_a_killed_conveyor_loses_nothing_and_duplicates_nothing(
+    pg_lake: Lake, many_files_destination: tuple[str, Path]
+) -> None:
+    lake = pg_lake
+    destination, disk = many_files_destination
+    total = 300
+    names = [f"f{i:03d}" for i in range(total)]
+    data = make_dataset(lake, "data", "ds", names, size=64 * 1024)
+    rule_id = add_rule(lake, "data", "ds", destination)
+    settle(lake, "evaluator")
+    with lake.read() as conn:
+        dest_id = rses.get_rse_id(conn, destination)
+    registered = (
+        select(func.count()).select_from(replicas_table).where(replicas_table.c.rse_id == dest_id)
+    )
+
+    victim = conveyor_process(lake)
+    deadline = time.monotonic() + 120
+    while scalar(lake, registered) < 20:
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the conveyor registered nothing"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    assert scalar(lake, registered) < total, "killed too late to test anything"
+    held = (
+        select(func.count())
+        .select_from(requests)
+        .where(requests.c.claimed_by.contains(f":{victim.pid}:"))
+    )
+    assert scalar(lake, held) > 0, "the victim held requests when it died"
+    left_by_victim = temporaries(disk)
+
+    time.sleep(lake.settings.claim_lease_seconds + 0.5)  # its leases run out
+    heir = conveyor_process(lake, "--once")
+    _out, err = heir.communicate(timeout=600)
+    assert heir.returncode == 0, err
+
+    assert rule(lake, rule_id)["state"] == "ok"
+    assert request_rows(lake) == []
+    with lake.read() as conn:
+        rows = conn.execute(
+            select(replicas_table.c.name, replicas_table.c.state).where(
+                replicas_table.c.rse_id == dest_id
+            )
+        )
+        assert sorted(rows) == [(name, "available") for name in names]
+        done = conn.execute(
+            select(transfers.c.name, func.count())
+            .where(transfers.c.state == "done")
+            .group_by(transfers.c.name)
+        )
+        assert {name: n for name, n in done} == dict.fromkeys(names, 1)
+    assert files_on_disk(disk) == sorted(deterministic_path("data", name) for name in names), (
+        f"left on the destination (by the killed conveyor: {left_by_victim})"
+    )
+    for name in names:
+        assert (disk / deterministic_path("data", name)).read_bytes() == data[name]
