@@ -91,8 +91,13 @@ def queue_rules(lake: Lake, count: int) -> None:
 
 
 def evaluator(lake: Lake, *extra: str) -> subprocess.Popen[str]:
+    return daemon_process(lake, "evaluator", *extra)
+
+
+def daemon_process(lake: Lake, name: str, *extra: str) -> subprocess.Popen[str]:
+    """``lacus daemon NAME`` in a process of its own, on ``lake`` (its settings file)."""
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "lacus"), "daemon", "evaluator", "--lake",
+        [str(Path(sys.executable).parent / "lacus"), "daemon", name, "--lake",
          str(lake.settings.lake_dir), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

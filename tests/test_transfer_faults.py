@@ -8,12 +8,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -49,7 +47,7 @@ from tests.rule_helpers import (
 )
 from tests.servers.apache import ApacheServer
 from tests.servers.xrootd import XRootDServer
-from tests.test_daemon_processes import scalar
+from tests.test_daemon_processes import daemon_process, scalar
 from tests.test_transfer_engine import link
 
 MiB = 1024 * 1024
@@ -265,11 +263,7 @@ def test_destination_killed_mid_transfer_then_the_retry_completes(
     assert partial, "the copy never reached the point where the server dies"
     monkeypatch.setattr(PosixBackend, "get", real_get)
 
-    ((state, error),) = attempts(lake, "big")
-    assert state == "failed"
-    assert error is not None
-    assert "\n" not in error
-    assert destination.scheme in error
+    assert_one_readable_failure(lake, "big", destination.scheme)
     assert replica_states(lake, "big") == {"ALPHA_DISK": "available"}
     (request,) = request_rows(lake)
     assert request.state == "queued"
@@ -322,11 +316,7 @@ def test_source_killed_mid_transfer_is_not_declared_bad_and_the_retry_completes(
     assert stopped, "the copy never reached the point where the server dies"
     monkeypatch.setattr(source.backend, "get", real_get)
 
-    ((state, error),) = attempts(lake, "big")
-    assert state == "failed"
-    assert error is not None
-    assert "\n" not in error
-    assert source.scheme in error
+    assert_one_readable_failure(lake, "big", source.scheme)
     # a storage that does not answer has not lost the file: the replica stays a source
     assert replica_states(lake, "big") == {"NET_DISK": "available"}
     assert event_types(lake, "replica.bad") == []
@@ -341,6 +331,15 @@ def test_source_killed_mid_transfer_is_not_declared_bad_and_the_retry_completes(
     assert files_on_disk(beta) == [final]
     assert md5_of(beta / final) == md5
     assert rule(lake, rule_id)["state"] == "ok"
+
+
+def assert_one_readable_failure(lake: Lake, name: str, *words: str) -> None:
+    """One attempt to copy ``name``: failed, with a one-line error saying ``words``."""
+    ((state, error),) = attempts(lake, name)
+    assert state == "failed"
+    assert error is not None
+    assert "\n" not in error
+    assert all(word in error for word in words), error
 
 
 def growing(directory: Path, at_least: int = 4 * MiB) -> list[tuple[str, int]]:
@@ -457,11 +456,7 @@ def test_corrupted_bytes_are_caught_retried_and_never_registered(
     try:
         one_pass(lake)
         assert proxy.flipped == 1, "the bytes never went through the proxy"
-        ((state, error),) = attempts(lake, "file")
-        assert state == "failed"
-        assert error is not None
-        assert "adler32" in error
-        assert "\n" not in error
+        assert_one_readable_failure(lake, "file", "adler32")
         assert replica_states(lake, "file") == {"ALPHA_DISK": "available"}
         assert files_on_disk(disk) == []  # the temporary file is gone too
 
@@ -543,14 +538,7 @@ def test_a_source_lost_on_its_server_is_declared_bad_and_another_used(
 
 
 def conveyor_process(lake: Lake, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "lacus"), "daemon", "conveyor", "--lake",
-         str(lake.settings.lake_dir), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "LACUS_DATABASE_URL": lake.settings.database_url},
-    )  # fmt: skip
+    return daemon_process(lake, "conveyor", *extra)
 
 
 pg_lake = test_daemon_processes.pg_lake  # a lake on PostgreSQL whose daemon processes lease 2 s
