@@ -529,3 +529,23 @@ def test_rucio_rse_distance_set_show_update_unset(rucio: Run, client: Client) ->
     refused = rucio("rse", "distance", "show", "ALPHA_DISK", "NOWHERE", check=False)
     assert refused.returncode != 0
     assert "NOWHERE" in refused.stderr + refused.stdout
+
+
+def test_rucio_upload_with_a_pfn_to_a_non_deterministic_rse(
+    rucio: Run, client: Client, scope: str, tmp_path: Path
+) -> None:
+    where = tmp_path / "free"
+    client.add_rse("FREE_DISK", prefix=str(where), deterministic=False)
+    where.mkdir()
+    data = write(tmp_path / "chosen.dat", 3000, 7)
+    pfn = f"file://{where}/runs/2026/chosen-name.dat"
+    result = rucio(
+        "upload", "--rse", "FREE_DISK", "--scope", scope, "--pfn", pfn, "chosen.dat", check=False
+    )
+    assert "Successfully uploaded" in result.stderr + result.stdout, result.stderr[-1500:]
+    assert (where / "runs/2026/chosen-name.dat").read_bytes() == data
+    (replica,) = client.list_replicas([f"{scope}:chosen.dat"])
+    assert replica["rses"]["FREE_DISK"]["path"] == "runs/2026/chosen-name.dat"
+    assert replica["rses"]["FREE_DISK"]["pfn"] == pfn
+    rucio("download", "--dir", str(tmp_path / "out"), f"{scope}:chosen.dat")
+    assert (tmp_path / "out" / scope / "chosen.dat").read_bytes() == data

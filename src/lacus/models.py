@@ -140,6 +140,7 @@ class FileBody(Body):
     adler32: str = Field(pattern="^[0-9a-f]{8}$")
     md5: str | None = Field(default=None, pattern="^[0-9a-f]{32}$")
     path: str | None = Field(default=None, max_length=1024)
+    pfn: str | None = Field(default=None, max_length=2048)
     meta: dict[str, MetaValue] = Field(default_factory=dict)
     state: str | None = Field(default=None, pattern=STATE_PATTERN)
 

@@ -116,6 +116,8 @@ class FileSpec(TypedDict):
     adler32: str
     md5: NotRequired[str | None]
     path: NotRequired[str | None]
+    pfn: NotRequired[str | None]
+    """Rucio's way to give the path: the file's URL under one of the RSE's protocols."""
     meta: NotRequired[dict[str, MetaValue]]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from lacus.core import dids, embargo, metadata, reaping, replicas, rses
 from lacus.core.dids import DIDKey
@@ -16,7 +18,7 @@ from lacus.errors import (
     ProtocolNotFound,
     RSEReadOnly,
 )
-from lacus.naming import validate_name, validate_scope
+from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
 from lacus.service.scopes import require_writer
 from lacus.storage import StorageBackend, open_backend
@@ -55,6 +57,7 @@ def add_replicas(
             )
         if not info["availability_write"] and not ignore_availability:
             raise AccessDenied(f"RSE {rse} is not available for writing")
+        files = [_path_from_pfn(spec, info) if spec.get("pfn") else spec for spec in files]
         for scope in sorted(
             {spec["scope"] for spec in files} | ({dataset[0]} if dataset else set())
         ):
@@ -90,6 +93,54 @@ def add_replicas(
         added = registration.replicas
     lake.refresh_statistics(rows_added=added)
     return added
+
+
+def _path_from_pfn(spec: FileSpec, info: RSEInfo) -> FileSpec:
+    """A file given by its URL (Rucio's ``pfn``): its path under the RSE protocol it names."""
+    pfn = str(spec.get("pfn"))
+    found = urlsplit(pfn)
+    within = re.sub("/+", "/", found.path)
+    for proto in info["protocols"]:
+        base = urlsplit(
+            make_pfn(proto["scheme"], proto["hostname"], proto["port"], proto["prefix"], "")
+        )
+        if (found.scheme, found.netloc) == (base.scheme, base.netloc) and within.startswith(
+            re.sub("/+", "/", base.path)
+        ):
+            path = within[len(re.sub("/+", "/", base.path)) :]
+            if spec.get("path") not in (None, path):
+                break
+            return FileSpec(**{**spec, "path": path, "pfn": None})  # type: ignore[typeddict-item]
+    raise InvalidInput(
+        f"{spec['scope']}:{spec['name']}: {pfn[:200]!r} is not a URL under a protocol of "
+        f"{info['rse']} (or does not match the path given)"
+    )
+
+
+def lfns_to_pfns(
+    lake: Lake, principal: Principal, rse: str, lfns: Sequence[DIDKey], *, scheme: str | None
+) -> dict[str, str]:
+    """``scope:name`` → its URL on ``rse`` under the protocol ``scheme`` (else the first): the
+    deterministic path, or on a non-deterministic RSE the path its replica was registered with
+    (Rucio's upload asks this of the server; only writers of the scope may)."""
+    with lake.read() as conn:
+        info = rses.get_rse(conn, rse)
+        protocols = [p for p in info["protocols"] if scheme in (None, p["scheme"])]
+        if not protocols:
+            raise ProtocolNotFound(f"RSE {rse} has no protocol {scheme or ''}".rstrip())
+        proto = protocols[0]
+        paths = {key: deterministic_path(*key) for key in lfns}
+        if not info["deterministic"]:
+            for scope in sorted({key[0] for key in lfns}):
+                require_writer(conn, principal, scope)
+            rows = replicas.replica_rows(conn, info["id"], list(lfns))
+            paths = {key: replicas.replica_path(*key, rows[key].path) for key in lfns}
+    return {
+        f"{scope}:{name}": make_pfn(
+            proto["scheme"], proto["hostname"], proto["port"], proto["prefix"], path
+        )
+        for (scope, name), path in paths.items()
+    }
 
 
 def list_replicas(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from lacus.models import AttributeBody, ProtocolBody, RSEBody, RSEUpdateBody
-from lacus.naming import validate_rse
+from lacus.naming import parse_did, validate_rse
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import NDJSONResponse, created, json_response, stream
-from lacus.service import rses
+from lacus.service import replicas, rses
 from lacus.service.rules import resolve_expression
 from lacus.types import ProtocolInfo, RSEType
 
@@ -49,6 +51,19 @@ def get_rse(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
 @router.get("/{rse}/usage", response_class=NDJSONResponse)
 def get_usage(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream([rucio.rse_usage(rses.get_rse(lake, principal, rse))])
+
+
+@router.get("/{rse}/lfns2pfns")
+def lfns2pfns(
+    rse: str,
+    lake: LakeDep,
+    principal: PrincipalDep,
+    lfn: Annotated[list[str], Query(max_length=1000)],
+    scheme: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    """Rucio's ``scope:name`` → URL on the RSE (for uploads to non-deterministic RSEs)."""
+    keys = [parse_did(item) for item in lfn]
+    return json_response(replicas.lfns_to_pfns(lake, principal, rse, keys, scheme=scheme))
 
 
 @router.get("/{rse}/limits")
