@@ -1,7 +1,7 @@
 """Rules moving files between real storage servers through every protocol Lacus speaks:
 POSIX → WebDAV over HTTPS (Apache) → WebDAV (Apache) → XRootD's HTTP (third-party copy)
-→ XRootD root:// → S3 (SeaweedFS) → POSIX. Each hop is a rule whose source is forced to the previous RSE; every replica must end
-verified, with the bytes the user uploaded."""
+→ XRootD root:// → S3 (SeaweedFS) → POSIX. Each hop is a rule whose source is forced to the
+previous RSE; every replica must end verified, with the bytes the user uploaded."""
 
 from __future__ import annotations
 
