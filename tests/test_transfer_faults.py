@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import secrets
 import signal
 import socket
@@ -32,6 +33,7 @@ from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
 from lacus.service.replicas import backend_for_rse
 from lacus.storage import PosixBackend
+from lacus.storage._base import is_part_name
 from lacus.storage.webdav import WebDAVBackend
 from lacus.storage.xrootd import XRootDBackend
 from lacus.types import ProtocolInfo
@@ -358,20 +360,36 @@ def growing(directory: Path, at_least: int = 4 * MiB) -> list[tuple[str, int]]:
 # -- 2. bytes corrupted between the conveyor and the destination ------------------------------
 
 
-class CorruptingProxy:
-    """A TCP proxy on a loopback port in front of ``target_port`` that flips one byte of the
-    first ``times`` occurrences of ``marker`` it carries ``upstream`` (client to server: the
-    storage keeps wrong bytes) or downstream (server to client: the storage's answer is wrong).
+class FaultyProxy:
+    """A TCP proxy on a loopback port in front of the plain HTTP server on ``target_port``, with
+    a fault of the network or of the server:
 
-    A tail of a read that could be the start of ``marker`` is held back until the next read, so
-    a marker cut between two TCP segments is found too."""
+    * ``marker``: one byte of each of the first ``times`` occurrences of ``marker`` it carries
+      ``upstream`` (client to server: the storage keeps wrong bytes), else downstream (the
+      storage's answer is wrong), is flipped. A tail of a read that could be the start of
+      ``marker`` is held back until the next read, so a marker cut in two is found too;
+    * ``trigger`` and ``action``: the first time a request matching ``trigger`` goes upstream,
+      ``action`` runs (stopping the server, say) before the request is forwarded.
+    """
 
-    def __init__(self, target_port: int, marker: bytes, *, upstream: bool, times: int = 1) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        marker: bytes = b"",
+        upstream: bool = False,
+        times: int = 1,
+        trigger: bytes = b"",
+        action: Callable[[], None] = lambda: None,
+    ) -> None:
         self.target_port = target_port
         self.marker = marker
         self.upstream = upstream
-        self.remaining = times
+        self.remaining = times if marker else 0
         self.flipped = 0
+        self.trigger = re.compile(trigger) if trigger else None
+        self.action = action
+        self.triggered = False
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
@@ -381,6 +399,8 @@ class CorruptingProxy:
     def close(self) -> None:
         for sock in self._sockets:
             with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 sock.close()
 
     def _accept(self) -> None:
@@ -389,27 +409,34 @@ class CorruptingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:  # the server is down: so is the connection
+                client.close()
+                continue
             self._sockets += [client, server]
-            for source, sink, corrupt in (
-                (client, server, self.upstream),
-                (server, client, not self.upstream),
-            ):
+            for source, sink, upstream in ((client, server, True), (server, client, False)):
                 threading.Thread(
-                    target=self._pump, args=(source, sink, corrupt), daemon=True
+                    target=self._pump, args=(source, sink, upstream), daemon=True
                 ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, corrupt: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
         held = b""
         try:
             while data := source.recv(256 * 1024):
-                if corrupt:
+                trigger = self.trigger if upstream and not self.triggered else None
+                if trigger is not None and trigger.search(data):
+                    self.triggered = True
+                    self.action()
+                if self.marker and upstream == self.upstream:
                     data, held = self._corrupt(held + data)
                 sink.sendall(data)
             sink.sendall(held)
             sink.shutdown(socket.SHUT_WR)
-        except OSError:
+        except OSError:  # one side is gone: so is the other (shutdown wakes its pump)
             for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     sock.close()
 
@@ -443,7 +470,7 @@ def test_corrupted_bytes_are_caught_retried_and_never_registered(
 ) -> None:
     lake = quick_retries
     plain_port = int(apache_server.http_url.rsplit(":", 1)[1])
-    proxy = CorruptingProxy(plain_port, MARKER, upstream=where == "on the way in")
+    proxy = FaultyProxy(plain_port, marker=MARKER, upstream=where == "on the way in")
     prefix = f"faults-{secrets.token_hex(4)}"
     disk = apache_server.root_dir / prefix
     add_rse(lake, "FAR_DISK", Storage("dav", proxy.port, prefix, disk, {"timeout": 10},
@@ -465,6 +492,44 @@ def test_corrupted_bytes_are_caught_retried_and_never_registered(
         proxy.close()
     assert [state for state, _ in attempts(lake, "file")] == ["failed", "done"]
     assert replica_states(lake, "file") == {"ALPHA_DISK": "available", "FAR_DISK": "available"}
+    final = deterministic_path("data", "file")
+    assert files_on_disk(disk) == [final]
+    assert md5_of(disk / final) == md5
+    assert rule(lake, rule_id)["state"] == "ok"
+
+
+def test_a_temporary_file_left_by_a_server_dying_before_the_move_is_removed_by_the_retry(
+    quick_retries: Lake, apache_server: ApacheServer
+) -> None:
+    """The whole file reached the server under its temporary name; the server dies as the
+    conveyor reads it back, so nobody can delete it then. The retry removes it."""
+    lake = quick_retries
+    plain_port = int(apache_server.http_url.rsplit(":", 1)[1])
+    proxy = FaultyProxy(
+        plain_port, trigger=rb"^GET [^ ]*/\.file\.lacus-part-", action=apache_server.stop
+    )
+    prefix = f"faults-{secrets.token_hex(4)}"
+    disk = apache_server.root_dir / prefix
+    add_rse(lake, "FAR_DISK", Storage("dav", proxy.port, prefix, disk, {"timeout": 10},
+                                      proxy.close, lambda: None))  # fmt: skip
+    md5 = dataset_with(lake, "file", pattern(3 * MiB))
+    rule_id = add_rule(lake, "data", "ds", "FAR_DISK")
+    settle(lake, "evaluator")
+    try:
+        try:
+            one_pass(lake)
+        finally:
+            apache_server.start()
+        assert proxy.triggered, "the file was never read back"
+        assert_one_readable_failure(lake, "file", "dav://")
+        assert replica_states(lake, "file") == {"ALPHA_DISK": "available"}
+        (left,) = temporaries(disk)
+        assert is_part_name(left.rsplit("/", 1)[-1])
+
+        settle(lake, "conveyor")
+    finally:
+        proxy.close()
+    assert [state for state, _ in attempts(lake, "file")] == ["failed", "done"]
     final = deterministic_path("data", "file")
     assert files_on_disk(disk) == [final]
     assert md5_of(disk / final) == md5
