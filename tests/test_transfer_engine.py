@@ -295,3 +295,24 @@ def test_a_rule_deleted_during_its_copy_leaves_no_bytes_and_no_replica(
     beta = rse_prefix(lake, "BETA_DISK")
     assert [p for p in beta.rglob("*") if p.is_file()] == []
     assert request_rows(lake) == []
+
+
+def test_a_non_deterministic_destination_records_where_the_file_went(
+    lake: Lake, tmp_path: Path
+) -> None:
+    data = make_dataset(lake, "data", "ds", ["a"])
+    with lake.write() as conn:
+        rse_id = rses.add_rse(conn, "FREE_DISK", deterministic=False, attributes={"site": "F"})
+        rses.add_protocol(
+            conn,
+            rse_id,
+            ProtocolInfo(scheme="file", hostname="", port=0, prefix=str(tmp_path / "free"),
+                         impl="posix"),
+        )  # fmt: skip
+    rule_id = add_rule(lake, "data", "ds", "FREE_DISK")
+    settle(lake, "evaluator", "conveyor")
+    assert rule_state(lake, rule_id) == "ok"
+    with lake.read() as conn:
+        (row,) = conn.execute(select(replicas).where(replicas.c.rse_id == rse_id))
+    assert row.path == deterministic_path("data", "a")  # stored: the RSE cannot derive it
+    assert (tmp_path / "free" / row.path).read_bytes() == data["a"]
