@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import re
 import secrets
 import signal
@@ -31,7 +30,6 @@ from lacus.db.tables import replicas as replicas_table
 from lacus.db.tables import requests, transfers
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
-from lacus.service.replicas import backend_for_rse
 from lacus.storage import PosixBackend
 from lacus.storage._base import is_part_name
 from lacus.storage.webdav import WebDAVBackend
@@ -554,8 +552,9 @@ def lost_source(request: pytest.FixtureRequest) -> tuple[Storage, Storage | None
     return source, dest
 
 
+@pytest.mark.parametrize(("damage", "reason"), [("missing", "missing"), ("corrupt", "adler32")])
 def test_a_source_lost_on_its_server_is_declared_bad_and_another_used(
-    lake: Lake, lost_source: tuple[Storage, Storage | None]
+    lake: Lake, lost_source: tuple[Storage, Storage | None], damage: str, reason: str
 ) -> None:
     source, dest = lost_source
     add_rse(lake, "NET_DISK", source)
@@ -564,23 +563,14 @@ def test_a_source_lost_on_its_server_is_declared_bad_and_another_used(
         add_rse(lake, destination := "FAR_DISK", dest)
     data = b"".join(pattern(2 * MiB, seed=b"lost"))
     md5 = dataset_with(lake, "file", iter([data]))
-    path = deterministic_path("data", "file")
-    with lake.write() as conn:
-        net = rses.get_rse(conn, "NET_DISK")
-    backend = backend_for_rse(net)
-    try:
-        backend.put(path, io.BytesIO(data))
-    finally:
-        getattr(backend, "close", lambda: None)()
-    with lake.write() as conn:
-        replicas.add_replicas(
-            conn, net["id"], [{"scope": "data", "name": "file", "bytes": len(data),
-                               "adler32": f"{zlib.adler32(data):08x}", "md5": md5}],
-            account="root", deterministic=True,
-        )  # fmt: skip
-    link(lake, "NET_DISK", destination, 1)  # the lost copy is the closest: tried first
+    put_file(lake, "NET_DISK", "data", "file", iter([data]), disk=source.disk)
+    link(lake, "NET_DISK", destination, 1)  # the damaged copy is the closest: tried first
     link(lake, "ALPHA_DISK", destination, 5)
-    (source.disk / path).unlink()  # lost on the server, behind the catalog's back
+    path = deterministic_path("data", "file")
+    if damage == "missing":  # lost on the server, behind the catalog's back
+        (source.disk / path).unlink()
+    else:  # same size, one bit changed
+        (source.disk / path).write_bytes(data[:MiB] + bytes([data[MiB] ^ 0x10]) + data[MiB + 1 :])
 
     rule_id = add_rule(lake, "data", "ds", destination)
     settle(lake, "evaluator", "conveyor")
@@ -593,10 +583,11 @@ def test_a_source_lost_on_its_server_is_declared_bad_and_another_used(
     }
     (bad,) = event_types(lake, "replica.bad")
     assert bad["rse"] == "NET_DISK"
-    assert "missing" in bad["reason"]
+    assert reason in bad["reason"]
     assert [(state, rse) for state, rse, _ in sources_of(lake, "file")] == [("done", "ALPHA_DISK")]
     target = (dest.disk if dest is not None else rse_prefix(lake, "BETA_DISK")) / path
     assert md5_of(target) == md5
+    assert temporaries(target.parent) == []
 
 
 # -- 4. a conveyor process SIGKILLed half-way -------------------------------------------------
