@@ -45,6 +45,9 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV)
 _ADLER_BASE = 65521
+_COPY_CHUNK = 8 * 1024 * 1024  # bytes per in-kernel copy call (copy_from), read back behind it
+_READ_BACK_BUFFER = 1024 * 1024  # read back in pieces that stay in the CPU's cache
+_NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
 class PosixBackend:
@@ -88,22 +91,68 @@ class PosixBackend:
     def put(
         self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
     ) -> Checksums:
-        return self._put(path, source, md5=md5, overwrite=overwrite, verify=False)
+        return self._put(
+            path,
+            overwrite=overwrite,
+            write=lambda fd: self._write_stream(source, fd, md5=md5, path=path, verify=False),
+        )
 
     def put_verified(
         self, path: str, source: BinaryIO, *, md5: bool = True, overwrite: bool = False
     ) -> Checksums:
         """``put``, reading the file back from the storage before it takes its name.
 
-        A helper thread reads the bytes back behind the writer (its own file descriptor, never the
+        A helper thread reads the bytes back behind the writer (from the file, never from the
         write buffers) and sums their adler32; a different size or adler32 raises ChecksumMismatch
         and nothing is left on the storage.
         """
-        return self._put(path, source, md5=md5, overwrite=overwrite, verify=True)
+        return self._put(
+            path,
+            overwrite=overwrite,
+            write=lambda fd: self._write_stream(source, fd, md5=md5, path=path, verify=True),
+        )
 
-    def _put(
-        self, path: str, source: BinaryIO, *, md5: bool, overwrite: bool, verify: bool
+    def copy_from(
+        self,
+        path: str,
+        source: PosixBackend,
+        source_path: str,
+        *,
+        expected: Checksums,
+        overwrite: bool = False,
     ) -> Checksums:
+        """Copy ``source_path`` of another POSIX storage on this machine to ``path``, verified.
+
+        The kernel moves the bytes (``copy_file_range``: no copy through this process; a reflink
+        or a server-side copy where the file system offers one). A helper thread reads the new
+        file back behind the copy and sums it (adler32, md5 when ``expected`` has one); the file
+        takes its name only if its size and checksums equal ``expected``, else ChecksumMismatch
+        and nothing is left. The returned checksums are those of the bytes read back. The
+        source's errors are reported as the source storage's (StorageFileNotFound...).
+        """
+        path = check_path(path)
+        source_path = check_path(source_path)
+        full = source._full(source_path)
+        try:
+            source_fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise source._error(exc, source_path, "reading") from exc
+        try:
+            if not stat.S_ISREG(os.fstat(source_fd).st_mode):
+                raise StorageFileNotFound(f"{source.url}/{source_path} is not a file")
+            return self._put(
+                path,
+                overwrite=overwrite,
+                write=lambda fd: self._write_copy(
+                    source, source_path, source_fd, fd, path=path, expected=expected
+                ),
+            )
+        finally:
+            os.close(source_fd)
+
+    def _put(self, path: str, *, overwrite: bool, write: Callable[[int], Checksums]) -> Checksums:
+        """Make ``path`` from what ``write(fd)`` writes (and checks) into a hidden temporary
+        file (``fd``, readable too), then give it its name; on any failure nothing is left."""
         path = check_path(path)
         full = self._full(path)
         if not overwrite and os.path.lexists(full):
@@ -114,12 +163,7 @@ class PosixBackend:
         try:
             fd, created = _create(temporary, directory, self._root)
             try:
-                with _ReadBack(temporary, self._chunk_size, enabled=verify) as read_back:
-                    sums = self._copy(source, fd, md5=md5, path=path, read_back=read_back)
-                    if self._fsync:
-                        os.fsync(fd)
-                    if verify:
-                        self._verify(sums, read_back.result(), os.fstat(fd).st_size, path)
+                sums = write(fd)
             finally:
                 os.close(fd)
             self._place(temporary, full, path, overwrite=overwrite)
@@ -138,6 +182,59 @@ class PosixBackend:
                 raise self._error(exc, path, "writing", missing=False) from exc
             raise
         return sums
+
+    def _write_stream(
+        self, source: BinaryIO, fd: int, *, md5: bool, path: str, verify: bool
+    ) -> Checksums:
+        with _ReadBack(fd, self._chunk_size, enabled=verify, write_out=self._fsync) as read_back:
+            sums = self._copy(source, fd, md5=md5, path=path, read_back=read_back)
+            if self._fsync:
+                os.fsync(fd)
+            if verify:
+                self._verify(sums, read_back.result(), os.fstat(fd).st_size, path)
+        return sums
+
+    def _write_copy(
+        self,
+        source: PosixBackend,
+        source_path: str,
+        source_fd: int,
+        fd: int,
+        *,
+        path: str,
+        expected: Checksums,
+    ) -> Checksums:
+        md5 = expected.md5 is not None
+        with _ReadBack(fd, _COPY_CHUNK, md5=md5, write_out=self._fsync) as read_back:
+            copy = _KernelCopy(source_fd, fd)
+            written = 0
+            while True:
+                try:
+                    count = copy(_COPY_CHUNK)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.ESTALE):  # the source vanished
+                        raise source._error(exc, source_path, "reading") from exc
+                    raise
+                if not count:
+                    break
+                written += count
+                read_back.advance(written)
+            if self._fsync:
+                os.fsync(fd)
+            count, value, digest = read_back.result()
+        size = os.fstat(fd).st_size
+        stored = Checksums(bytes=count, adler32=format_adler32(value), md5=digest)
+        if count != written or size != written:
+            raise ChecksumMismatch(
+                f"{self.url}/{path}: the storage holds {size} bytes ({count} read back), "
+                f"{written} bytes were copied"
+            )
+        wrong = _differences(stored, expected)
+        if wrong:
+            raise ChecksumMismatch(
+                f"{self.url}/{path}: the copy of {source.url}/{source_path} has {wrong}"
+            )
+        return stored
 
     def get(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         if chunk_size <= 0:
@@ -231,7 +328,9 @@ class PosixBackend:
             return StorageFileNotFound(f"{where} does not exist")
         return StorageError(f"storage failed {doing} {where}: {reason}")
 
-    def _verify(self, sums: Checksums, read: tuple[int, int], size: int, path: str) -> None:
+    def _verify(
+        self, sums: Checksums, read: tuple[int, int, str | None], size: int, path: str
+    ) -> None:
         stored = Checksums(bytes=size, adler32=format_adler32(read[1]))
         if read[0] != sums.bytes or size != sums.bytes or stored.adler32 != sums.adler32:
             raise ChecksumMismatch(
@@ -355,7 +454,7 @@ class PosixBackend:
 
 def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:
     """Open ``temporary`` for writing, making its directory; return the fd and the dirs made."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read back through it too
     created: list[str] = []
     for attempt in range(3):  # a concurrent delete may prune the directory just made
         try:
@@ -372,19 +471,33 @@ def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:
 
 
 class _ReadBack:
-    """Reads a file back from the storage behind its writer, in a thread, summing its adler32.
+    """Reads a file back from the storage behind its writer, in a thread, summing its adler32
+    (and md5 when asked).
 
     The thread starts once two chunks are written (small files are read back at the end) and
-    reads whenever a whole chunk is waiting; ``result`` reads what is left.
+    reads whenever a whole chunk is waiting; ``result`` reads what is left. With ``write_out``
+    (the file will be fsynced), each range read back is handed to the disk at once and leaves
+    the page cache once written (``POSIX_FADV_DONTNEED``), so the final fsync has little left to
+    wait for and a large copy does not fill the page cache with dirty pages.
     """
 
-    def __init__(self, path: str, chunk_size: int, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        fd: int,
+        chunk_size: int,
+        *,
+        enabled: bool = True,
+        md5: bool = False,
+        write_out: bool = False,
+    ) -> None:
         self._enabled = enabled
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if enabled else -1
+        self._fd = fd  # the writer's (readable); positioned reads leave its offset alone
         self._chunk_size = chunk_size
         self._buffer: memoryview | None = None
         self._offset = 0
         self._adler = 1
+        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self._write_out = write_out and hasattr(os, "posix_fadvise")
         self._written = 0
         self._stopping = False
         self._changed = threading.Condition()
@@ -397,9 +510,6 @@ class _ReadBack:
     def __exit__(self, *exc_info: object) -> None:
         with contextlib.suppress(Exception):
             self._stop()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
     def advance(self, written: int) -> None:
         """The writer has written ``written`` bytes so far."""
@@ -412,11 +522,11 @@ class _ReadBack:
             self._pool = ThreadPoolExecutor(1, "lacus-read-back")
             self._future = self._pool.submit(self._follow)
 
-    def result(self) -> tuple[int, int]:
-        """Once the writer is done: the number of bytes read back and their adler32."""
+    def result(self) -> tuple[int, int, str | None]:
+        """Once the writer is done: the number of bytes read back, their adler32 and md5."""
         self._stop()
         self._read_to(self._written)
-        return self._offset, self._adler
+        return self._offset, self._adler, None if self._md5 is None else self._md5.hexdigest()
 
     def _follow(self) -> None:
         while True:
@@ -426,10 +536,13 @@ class _ReadBack:
                 if self._stopping:
                     return
                 end = self._written
+            start = self._offset
             self._read_to(end)
+            if self._write_out:
+                os.posix_fadvise(self._fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
     def _read_to(self, end: int) -> None:
-        wanted = min(self._chunk_size, max(end - self._offset, _FIRST_READ))
+        wanted = min(self._chunk_size, _READ_BACK_BUFFER, max(end - self._offset, _FIRST_READ))
         if self._buffer is None or len(self._buffer) < wanted:  # a small file, a small buffer
             self._buffer = memoryview(bytearray(wanted))
         while self._offset < end:
@@ -438,6 +551,8 @@ class _ReadBack:
             if not count:
                 raise OSError(errno.EIO, "the file is shorter than the bytes written")
             self._adler = adler32(self._buffer[:count], self._adler)
+            if self._md5 is not None:
+                self._md5.update(self._buffer[:count])
             self._offset += count
 
     def _stop(self) -> None:
@@ -450,6 +565,49 @@ class _ReadBack:
         if self._future is not None:
             future, self._future = self._future, None
             future.result()
+
+
+class _KernelCopy:
+    """Copies from the current offset of one file to that of another in the kernel, in calls of
+    up to ``count`` bytes (0 at the end of the source): ``copy_file_range``, else ``sendfile``,
+    else read and write, whichever the file systems allow (old kernels, some file systems)."""
+
+    def __init__(self, source_fd: int, fd: int) -> None:
+        self._source_fd = source_fd
+        self._fd = fd
+        self._method = "copy_file_range" if hasattr(os, "copy_file_range") else "sendfile"
+
+    def __call__(self, count: int) -> int:
+        if self._method == "copy_file_range":
+            try:
+                return os.copy_file_range(self._source_fd, self._fd, count)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                self._method = "sendfile"
+        if self._method == "sendfile":
+            try:
+                return os.sendfile(self._fd, self._source_fd, None, count)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                self._method = "read"
+        data = os.read(self._source_fd, min(count, CHUNK_SIZE))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return len(data)
+
+
+def _differences(found: Checksums, expected: Checksums) -> str:
+    """What differs between ``found`` and ``expected``, in words ('' when nothing does)."""
+    if found.bytes != expected.bytes:
+        return f"{found.bytes} bytes, expected {expected.bytes}"
+    if found.adler32 != expected.adler32.lower().zfill(8):
+        return f"adler32 {found.adler32}, expected {expected.adler32}"
+    if expected.md5 and found.md5 and found.md5 != expected.md5.lower():
+        return f"md5 {found.md5}, expected {expected.md5}"
+    return ""
 
 
 def _fsync_directory(directory: str) -> None:

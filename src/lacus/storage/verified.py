@@ -29,6 +29,7 @@ from lacus.storage._base import (
     VerifyingBackend,
     part_name,
 )
+from lacus.storage.posix import PosixBackend
 
 __all__ = ["ChunkReader", "copy_verified", "read_verified", "write_verified"]
 
@@ -87,9 +88,12 @@ def copy_verified(
 
     When ``third_party`` and the destination can pull from the source's URL, the servers copy
     the bytes between themselves and the destination's size and adler32 are checked afterwards
-    (returns ``tpc``); if they fail, the bytes stream through here after all. Otherwise the
-    bytes stream through this process (``stream``): summed as they pass,
-    so a corrupted source is caught too, and read back from the destination (``write_verified``).
+    (returns ``tpc``); if they fail, the bytes stream through here after all. Between two POSIX
+    storages of this machine the kernel copies the bytes, read back and summed behind the copy,
+    and the file takes its name only if they match ``expected`` (``local copy``: no copy
+    through this process, see ``PosixBackend.copy_from``). Otherwise the bytes stream through
+    this process (``stream``): summed as they pass, so a corrupted source is caught too, and
+    read back from the destination (``write_verified``).
     Existing bytes at ``dest_path`` (a stray file no replica owns) are replaced.
 
     Raises SourceFileMissing / SourceCorrupted when the source is at fault (when streaming), so
@@ -111,6 +115,9 @@ def copy_verified(
                 with contextlib.suppress(LacusError):
                     dest.delete(dest_path)
                 raise
+    if isinstance(source, PosixBackend) and isinstance(dest, PosixBackend):
+        _copy_local(source, source_path, dest, dest_path, expected)
+        return "local copy"
     try:
         chunks = source.get(source_path)
     except StorageFileNotFound as exc:
@@ -128,7 +135,28 @@ def copy_verified(
     return how
 
 
-def _check_stored(backend: StorageBackend, path: str, expected: Checksums) -> None:
+def _copy_local(
+    source: PosixBackend, source_path: str, dest: PosixBackend, dest_path: str, expected: Checksums
+) -> None:
+    """``dest.copy_from``; a copy that does not match ``expected`` is the source's fault when the
+    source itself does not match (read again, only then)."""
+    try:
+        dest.copy_from(dest_path, source, source_path, expected=expected, overwrite=True)
+    except StorageFileNotFound as exc:  # the destination's errors are never "not found"
+        raise SourceFileMissing(f"source file missing: {exc}") from exc
+    except ChecksumMismatch as exc:
+        try:
+            _check_stored(source, source_path, expected, md5=True)
+        except StorageFileNotFound as missing:
+            raise SourceFileMissing(f"source file missing: {missing}") from exc
+        except ChecksumMismatch as corrupted:
+            raise SourceCorrupted(str(corrupted)) from exc
+        raise
+
+
+def _check_stored(
+    backend: StorageBackend, path: str, expected: Checksums, *, md5: bool = False
+) -> None:
     where = f"{backend.url}/{path}"
     size = backend.stat(path).bytes
     if size != expected.bytes:
@@ -138,6 +166,8 @@ def _check_stored(backend: StorageBackend, path: str, expected: Checksums) -> No
         raise ChecksumMismatch(
             f"{where}: expected adler32 {expected.adler32}, the storage has {adler}"
         )
+    if md5 and expected.md5 and (found := backend.checksum(path, "md5")) != expected.md5.lower():
+        raise ChecksumMismatch(f"{where}: expected md5 {expected.md5}, the storage has {found}")
 
 
 class ChunkReader(io.RawIOBase):

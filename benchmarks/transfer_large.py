@@ -1,0 +1,231 @@
+"""One large file replicated POSIX -> POSIX by a rule, against ``cp`` of the same file.
+
+    .venv/bin/python benchmarks/transfer_large.py [--size 4GiB] [--repeat 2]
+        [--backend sqlite|postgresql|both] [--cache cold|warm] [--md5] [--dir /tmp]
+
+The file (random-looking bytes) sits on SOURCE_DISK, a POSIX RSE, and is registered there with
+its size and adler32 (``--md5``: and its md5, so the copy computes and checks md5 too). Timed,
+in a child process per run on a fresh catalog (SQLite file or a throwaway PostgreSQL database):
+``add_rule`` on DEST_DISK, the evaluator, then the conveyor until it has nothing left to do; the
+rule must then be ``ok`` and the replica on DEST_DISK ``available``. The conveyor streams the
+file through ``storage.copy_verified`` (POSIX has no third-party copy): adler32 summed as the
+bytes pass, written to a hidden name, fsynced (the RSE's default), read back and checked against
+the catalog before the file takes its name and is registered.
+
+Baselines, same run, same conditions: ``cp`` (not durable: its bytes may still be in the page
+cache when it returns) and ``cp + sync`` (``cp`` then ``sync FILE``, i.e. fsync: what the
+conveyor guarantees). Target: Lacus >= 0.6 x ``cp`` (median MB/s); the conveyor process's peak
+RSS < 200 MB (VmHWM reset after the catalog is built, so it covers add_rule, evaluator and
+conveyor).
+
+Page cache, the same for every contender: before each run every dirty page is flushed
+(``sync``: the previous run's writes never overlap this one) and then ``cold`` (default) drops
+the page cache, so every contender reads the source from the disk, or ``warm`` reads the source
+into the page cache first. Then anonymous memory as large as the file is touched and freed, so
+that every contender writes into recently used memory (a VM returns idle memory to its host;
+see ``_util.recycle_memory``). Contenders alternate, each round in another order.
+
+The read-back (decision recorded in RESULTS.md): the POSIX backend reads the written bytes back
+through its own file descriptor, from the page cache, while writing. That does not prove the
+disk holds them (only an O_DIRECT read after fsync would, at the cost of reading the whole file
+from disk again; a local file system vouches for its disk once ``fsync`` succeeded); it proves
+that the bytes the kernel holds for the file are the bytes that were summed, which catches the
+copier's own faults (a buffer reused too early, a short write mishandled), at memory speed.
+
+Disk: the source, plus one copy at a time (deleted after each run): 2 x ``--size`` free in
+``--dir``. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _transfer import (
+    BACKENDS,
+    SCOPE,
+    add_rse,
+    alternate,
+    chosen_backends,
+    fresh_lake,
+    make_source,
+    parse_size,
+    prepare_cache,
+    register_files,
+    show_size,
+    stored_path,
+    timed_replication,
+)
+from _util import (
+    Figure,
+    child_answer,
+    machine_note,
+    own_peak_rss,
+    print_figure,
+    python_child,
+    ratio,
+    run_child,
+)
+
+NAME = "large.h5"
+TARGET = 0.6
+RSS_TARGET_MB = 200
+
+
+# -- children -----------------------------------------------------------------------------------
+
+
+def child_cp(args: argparse.Namespace) -> None:
+    source = stored_path(Path(args.workdir) / "source", NAME)
+    target = Path(args.workdir) / "cp" / NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prepare_cache(args.cache, source, args.size_bytes)
+    start = time.perf_counter()
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    if args.child == "cp+sync":
+        subprocess.run(["sync", str(target)], check=True)
+    seconds = time.perf_counter() - start
+    if target.stat().st_size != args.size_bytes:
+        raise RuntimeError(f"cp wrote {target.stat().st_size} bytes")
+    target.unlink()
+    child_answer(seconds, peak_rss=0)  # cp's own is not measurable from here (see run_child)
+
+
+def child_lacus(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir)
+    source_prefix, dest_prefix = workdir / "source", workdir / "dest"
+    spec = {"scope": SCOPE, "name": NAME, **json.loads(args.sums)}
+    if spec.get("md5") is None:
+        del spec["md5"]
+    try:
+        with fresh_lake(workdir, args.child.split("-", 1)[1]) as lake:
+            add_rse(lake, "SOURCE_DISK", prefix=str(source_prefix))
+            add_rse(lake, "DEST_DISK", prefix=str(dest_prefix))
+            register_files(lake, "SOURCE_DISK", [spec])
+            build_peak = own_peak_rss()
+            prepare_cache(args.cache, stored_path(source_prefix, NAME), args.size_bytes)
+            timing = timed_replication(lake, NAME, "DEST_DISK")
+            size = stored_path(dest_prefix, NAME).stat().st_size
+            if size != args.size_bytes or timing["replicas"] != 2:
+                raise RuntimeError(f"copy of {size} bytes, {timing['replicas']} replicas")
+    finally:
+        shutil.rmtree(dest_prefix, ignore_errors=True)
+    child_answer(timing.pop("seconds"), build_peak_rss=build_peak, **timing)
+
+
+# -- parent ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="4GiB", help="file size, e.g. 4GiB, 256MiB")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    parser.add_argument("--cache", choices=["cold", "warm"], default="cold")
+    parser.add_argument("--md5", action="store_true", help="the file has an md5 in the catalog")
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--sums", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.size_bytes = parse_size(args.size)
+    if args.child == "make-source":
+        source = stored_path(Path(args.workdir) / "source", NAME)
+        child_answer(0.0, **make_source(source, args.size_bytes, args.md5))
+        return
+    if args.child in ("cp", "cp+sync"):
+        child_cp(args)
+        return
+    if args.child:
+        child_lacus(args)
+        return
+
+    size = args.size_bytes
+    free = shutil.disk_usage(args.dir).free
+    if free < 2 * size + 2**30:
+        raise SystemExit(
+            f"{args.dir}: {show_size(free)} free, {show_size(2 * size + 2**30)} needed"
+        )
+    backends = chosen_backends(args.backend)
+    workdir = Path(tempfile.mkdtemp(prefix="lacus-bench-transfer-", dir=args.dir))
+    script = os.path.abspath(__file__)
+    common = ["--workdir", str(workdir), "--size", str(size), "--cache", args.cache]
+    try:
+        made = run_child(
+            python_child(script, "--child", "make-source", *common, *(["--md5"] * args.md5))
+        )
+        sums = {key: made.answer[key] for key in ("bytes", "adler32", "md5")}
+        print(
+            f"python {sys.version.split()[0]}, {machine_note()}; {show_size(size)}, "
+            f"{args.cache} page cache, checksums {'adler32+md5' if args.md5 else 'adler32'}, "
+            f"{args.repeat} run(s) each; files in {workdir}",
+            flush=True,
+        )
+        labels = {"cp": "cp (baseline)", "cp+sync": "cp + sync FILE (durable baseline)"}
+        labels.update({f"lacus-{b}": f"lacus rule, conveyor ({b})" for b in backends})
+        runs = alternate(
+            script,
+            list(labels),
+            args.repeat,
+            [*common, "--sums", json.dumps(sums)],
+            show=lambda run: f"{size / run.seconds / 1e6:8.0f} MB/s",
+        )
+        figures = {mode: Figure(label, size, runs[mode]) for mode, label in labels.items()}
+        cp, durable = figures["cp"], figures["cp+sync"]
+        print(f"\n{show_size(size)}, median of {args.repeat}:")
+        print_figure(cp)
+        print_figure(durable, cp)
+        results: dict[str, Any] = {
+            "cp": cp.as_dict(),
+            "cp_sync": durable.as_dict(),
+        }
+        for backend in backends:
+            figure = figures[f"lacus-{backend}"]
+            found = figure.runs
+            rss = max(int(r.answer.get("run_peak_rss") or r.peak_rss) for r in found) / 1e6
+            print_figure(figure, cp, target=TARGET)
+            conveyor = statistics.median(float(r.answer["conveyor_s"]) for r in found)
+            evaluate = statistics.median(float(r.answer["evaluate_s"]) for r in found)
+            print(
+                f"{'':<34} = {ratio(figure, durable):.2f} x cp + sync; conveyor {conveyor:.2f} s, "
+                f"evaluator {evaluate:.3f} s; peak RSS of the timed part {rss:.0f} MB (target "
+                f"< {RSS_TARGET_MB}: {'ok' if rss < RSS_TARGET_MB else 'MISSED'})",
+                flush=True,
+            )
+            results[backend] = {
+                **figure.as_dict(),
+                "ratio_cp": round(ratio(figure, cp), 3),
+                "ratio_cp_best": round(ratio(figure, cp, best=True), 3),
+                "ratio_cp_sync": round(ratio(figure, durable), 3),
+                "conveyor_s": conveyor,
+                "evaluate_s": evaluate,
+                "run_peak_rss_mb": round(rss, 1),
+            }
+        print(f"afterwards: {machine_note()}")
+        print(
+            json.dumps(
+                {
+                    "benchmark": "transfer_large",
+                    "bytes": size,
+                    "cache": args.cache,
+                    "md5": args.md5,
+                    "target": TARGET,
+                    "results": results,
+                }
+            )
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
