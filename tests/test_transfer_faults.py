@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
 import secrets
 import signal
@@ -30,7 +31,7 @@ from lacus.db.tables import replicas as replicas_table
 from lacus.db.tables import requests, transfers
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
-from lacus.storage import PosixBackend
+from lacus.storage import PosixBackend, RemovesTemporaries
 from lacus.storage._base import is_part_name
 from lacus.storage.webdav import WebDAVBackend
 from lacus.storage.xrootd import XRootDBackend
@@ -47,6 +48,7 @@ from tests.rule_helpers import (
 )
 from tests.servers.apache import ApacheServer
 from tests.servers.xrootd import XRootDServer
+from tests.storage.conformance import read_all
 from tests.test_daemon_processes import daemon_process, scalar
 from tests.test_transfer_engine import link
 
@@ -672,3 +674,38 @@ def test_a_killed_conveyor_loses_nothing_and_duplicates_nothing(
     )
     for name in names:
         assert (disk / deterministic_path("data", name)).read_bytes() == data[name]
+
+
+# -- what the retry relies on: the temporaries of one path, on every storage ---------------------
+
+
+@pytest.fixture(params=["posix", "root", "davs"])
+def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A backend on an empty place of a storage, and the directory behind it."""
+    prefix = f"faults-{secrets.token_hex(4)}"
+    if request.param == "posix":
+        yield PosixBackend(tmp_path / prefix), tmp_path / prefix
+        return
+    if request.param == "root":
+        server: Any = request.getfixturevalue("xrootd_server")
+        yield XRootDBackend(server.root_url(prefix)), server.export_dir / prefix
+        return
+    server = request.getfixturevalue("apache_server")
+    with server.backend(prefix) as backend:
+        yield backend, server.root_dir / prefix
+
+
+def test_only_the_temporaries_of_the_path_are_removed(storage_backend: tuple[Any, Path]) -> None:
+    backend, disk = storage_backend
+    assert isinstance(backend, RemovesTemporaries)
+    backend.put("a/b/f", io.BytesIO(b"final"))
+    backend.put("a/b/f.lacus-part-abc", io.BytesIO(b"a final name too"))
+    left = [".f.lacus-part-0123456789ab", ".f.lacus-part-abc.lacus-part-0123", ".g.lacus-part-01"]
+    for name in left:
+        (disk / "a/b" / name).write_bytes(b"left by a killed writer")
+    assert backend.remove_temporaries("a/b/f") == 1
+    assert sorted(files_on_disk(disk / "a/b")) == sorted(["f", "f.lacus-part-abc", *left[1:]])
+    assert backend.remove_temporaries("a/b/f") == 0
+    assert backend.remove_temporaries("a/b/f.lacus-part-abc") == 1
+    assert backend.remove_temporaries("nowhere/f") == 0
+    assert read_all(backend, "a/b/f") == b"final"
