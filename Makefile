@@ -46,6 +46,9 @@ bench: install
 	$(BIN)/python benchmarks/upload_small_files.py
 	$(BIN)/python benchmarks/rule_large.py
 	$(BIN)/python benchmarks/rules_many.py
+	$(BIN)/python benchmarks/transfer_large.py
+	$(BIN)/python benchmarks/transfer_webdav.py
+	$(BIN)/python benchmarks/transfer_small_files.py
 
 clean:
 	rm -rf $(VENV) demo-lake .pytest_cache .mypy_cache .ruff_cache
