@@ -390,6 +390,8 @@ class FaultyProxy:
         self.trigger = re.compile(trigger) if trigger else None
         self.action = action
         self.triggered = False
+        self.acted = threading.Event()  # set once ``action`` has returned (or failed)
+        self.action_error: BaseException | None = None
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
@@ -427,7 +429,12 @@ class FaultyProxy:
                 trigger = self.trigger if upstream and not self.triggered else None
                 if trigger is not None and trigger.search(data):
                     self.triggered = True
-                    self.action()
+                    try:
+                        self.action()
+                    except BaseException as exc:  # noqa: BLE001 - the test shows it
+                        self.action_error = exc
+                    finally:
+                        self.acted.set()
                 if self.marker and upstream == self.upstream:
                     data, held = self._corrupt(held + data)
                 sink.sendall(data)
@@ -519,8 +526,11 @@ def test_a_temporary_file_left_by_a_server_dying_before_the_move_is_removed_by_t
         try:
             one_pass(lake)
         finally:
+            if proxy.triggered:  # the conveyor may give up before the server is quite gone
+                proxy.acted.wait(timeout=60)
             apache_server.start()
         assert proxy.triggered, "the file was never read back"
+        assert proxy.action_error is None, proxy.action_error
         assert_one_readable_failure(lake, "file", "dav://")
         assert replica_states(lake, "file") == {"ALPHA_DISK": "available"}
         (left,) = temporaries(disk)
