@@ -31,6 +31,7 @@ from lacus.db.tables import replicas as replicas_table
 from lacus.db.tables import requests, transfers
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
+from lacus.service.settings import write_settings
 from lacus.storage import PosixBackend, RemovesTemporaries
 from lacus.storage._base import is_part_name
 from lacus.storage.webdav import WebDAVBackend
@@ -609,6 +610,12 @@ def conveyor_process(lake: Lake, *extra: str) -> subprocess.Popen[str]:
     return daemon_process(lake, "conveyor", *extra)
 
 
+def with_threads(lake: Lake, threads: int) -> None:
+    """Daemon processes started from now on run ``threads`` copies at a time."""
+    lake.settings.transfer_threads = threads
+    write_settings(lake.settings)
+
+
 pg_lake = test_daemon_processes.pg_lake  # a lake on PostgreSQL whose daemon processes lease 2 s
 
 
@@ -642,6 +649,9 @@ def test_a_killed_conveyor_loses_nothing_and_duplicates_nothing(
         select(func.count()).select_from(replicas_table).where(replicas_table.c.rse_id == dest_id)
     )
 
+    # the victim copies 2 files at a time (its settings file says so): it is still busy when
+    # the first ones are registered, and some of its copies are cut short by the kill
+    with_threads(lake, 2)
     victim = conveyor_process(lake)
     deadline = time.monotonic() + 120
     while scalar(lake, registered) < 20:
@@ -660,6 +670,7 @@ def test_a_killed_conveyor_loses_nothing_and_duplicates_nothing(
     left_by_victim = temporaries(disk)
 
     time.sleep(lake.settings.claim_lease_seconds + 0.5)  # its leases run out
+    with_threads(lake, 16)
     heir = conveyor_process(lake, "--once")
     _out, err = heir.communicate(timeout=600)
     assert heir.returncode == 0, err
