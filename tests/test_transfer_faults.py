@@ -1,7 +1,15 @@
-"""The transfer engine against real storage servers that fail: a destination killed mid-copy, a
-network that corrupts bytes, a source whose file vanished from the server, a conveyor SIGKILLed
-half-way. Each time: nothing unverified is registered, nothing partial is left on the storage,
-and the rule completes once the fault is gone."""
+"""The transfer engine against real storage servers that fail, on both catalogs:
+
+1. a destination server (XRootD root://, Apache WebDAV) dies while it receives a large file, a
+   source server while it sends one: the attempt fails with a readable error, nothing is
+   registered, no partial file stays, an outage never makes a replica bad, the retry completes;
+2. the network corrupts the bytes on their way to the storage or back (a proxy flips one), or
+   the server dies as a complete temporary file is read back: caught, retried, never
+   registered, and the temporary file is removed by the retry;
+3. a source replica lost or corrupted on its server: declared bad, the next source used;
+4. a conveyor process SIGKILLed half-way through 300 files (PostgreSQL): after its leases run
+   out another conveyor finishes, every file once, no temporary file left at the destination.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ from lacus.storage.webdav import WebDAVBackend
 from lacus.storage.xrootd import XRootDBackend
 from lacus.types import ProtocolInfo
 from tests import test_daemon_processes
+from tests.conftest import wait_until
 from tests.rule_helpers import (
     add_rule,
     event_types,
@@ -169,17 +178,6 @@ def temporaries(directory: Path) -> list[str]:
     return [f for f in files_on_disk(directory) if f.rsplit("/", 1)[-1].startswith(".")]
 
 
-def attempts(lake: Lake, name: str) -> list[tuple[str, str | None]]:
-    """(state, error) of every attempt to copy ``name``, oldest first."""
-    with lake.read() as conn:
-        rows = conn.execute(
-            select(transfers.c.state, transfers.c.error)
-            .where(transfers.c.name == name)
-            .order_by(transfers.c.id)
-        )
-        return [(row.state, row.error) for row in rows]
-
-
 def sources_of(lake: Lake, name: str) -> list[tuple[str, str | None, str | None]]:
     """(state, source RSE, error) of every attempt to copy ``name``, oldest first."""
     with lake.read() as conn:
@@ -188,6 +186,11 @@ def sources_of(lake: Lake, name: str) -> list[tuple[str, str | None, str | None]
             select(transfers).where(transfers.c.name == name).order_by(transfers.c.id)
         )
         return [(row.state, names.get(row.source_rse_id), row.error) for row in rows]
+
+
+def attempts(lake: Lake, name: str) -> list[tuple[str, str | None]]:
+    """(state, error) of every attempt to copy ``name``, oldest first."""
+    return [(state, error) for state, _, error in sources_of(lake, name)]
 
 
 def replica_states(lake: Lake, name: str) -> dict[str, str]:
@@ -200,15 +203,6 @@ def replica_states(lake: Lake, name: str) -> dict[str, str]:
 def one_pass(lake: Lake) -> int:
     """One pass of a conveyor (a failed attempt is then retried by a later pass)."""
     return conveyor.conveyor_pass(lake, worker_id("conveyor", "faults"))
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never saw {what}")
-        time.sleep(0.01)
-    return value
 
 
 @pytest.fixture
@@ -256,7 +250,7 @@ def test_destination_killed_mid_transfer_then_the_retry_completes(
         sent = 0
         for chunk in real_get(self, path, **kwargs):
             if not partial and sent >= size // 3:
-                partial.extend(wait_for(lambda: growing(destination.disk), "a partial file"))
+                partial.extend(wait_until(lambda: growing(destination.disk), timeout=30))
                 destination.stop()
             sent += len(chunk)
             yield chunk
