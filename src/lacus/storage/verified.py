@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -32,6 +34,8 @@ from lacus.storage._base import (
 from lacus.storage.posix import PosixBackend
 
 __all__ = ["ChunkReader", "copy_verified", "read_verified", "write_verified"]
+
+_AHEAD = 4  # chunks a stream copy reads from the source ahead of the destination
 
 
 def write_verified(
@@ -122,7 +126,7 @@ def copy_verified(
         chunks = source.get(source_path)
     except StorageFileNotFound as exc:
         raise SourceFileMissing(f"source file missing: {exc}") from exc
-    with ChunkReader(chunks, source_missing=True) as stream:
+    with ChunkReader(_ReadAhead(chunks), source_missing=True) as stream:
         sums = write_verified(
             dest, dest_path, cast(BinaryIO, stream), md5=expected.md5 is not None, overwrite=True
         )
@@ -168,6 +172,75 @@ def _check_stored(
         )
     if md5 and expected.md5 and (found := backend.checksum(path, "md5")) != expected.md5.lower():
         raise ChecksumMismatch(f"{where}: expected md5 {expected.md5}, the storage has {found}")
+
+
+class _ReadAhead(Iterator[bytes]):
+    """The chunks of a source's ``get``, fetched by a helper thread up to ``_AHEAD`` chunks ahead,
+    so that receiving from the source overlaps sending to the destination (over the network
+    both spend their time in the TLS library, which releases the GIL). The first chunk is
+    fetched inline: a one-chunk file never starts a thread. Errors reach the consumer in order;
+    ``close`` stops the thread and closes the source.
+    """
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._queue: queue.Queue[object] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._first = True
+
+    def __iter__(self) -> _ReadAhead:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first:  # inline; start reading ahead only if there is a second chunk
+            self._first = False
+            chunk = next(self._chunks)
+            self._queue = queue.Queue(_AHEAD)
+            self._thread = threading.Thread(target=self._fetch, name="lacus-read-ahead")
+            self._thread.start()
+            return chunk
+        if self._queue is None:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(self._END)  # a later call ends too
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._queue.put(self._END)
+            raise item
+        return cast(bytes, item)
+
+    def _fetch(self) -> None:
+        assert self._queue is not None
+        try:
+            for chunk in self._chunks:
+                while not self._stopping.is_set():
+                    try:
+                        self._queue.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stopping.is_set():
+                    return
+            self._queue.put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised in its thread
+            self._queue.put(exc)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            if self._queue is not None:
+                with contextlib.suppress(queue.Empty):
+                    while True:  # unblock a producer waiting for room
+                        self._queue.get_nowait()
+            self._thread.join()
+            self._thread = None
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 class ChunkReader(io.RawIOBase):
