@@ -152,14 +152,14 @@ def profile_first_runs(
 
 
 @contextmanager
-def fresh_lake(workdir: Path, backend: str) -> Iterator[Any]:
+def fresh_lake(workdir: Path, backend: str, **settings: Any) -> Iterator[Any]:
     """A new lake (see ``open_lake``) in a temporary directory of ``workdir``, on a new SQLite
     file or throwaway PostgreSQL database; everything dropped afterwards."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the database
     lake_dir = Path(tempfile.mkdtemp(prefix="lake-", dir=workdir))
     try:
         with fresh_database(backend, lake_dir) as url:
-            lake = open_lake(lake_dir, url)
+            lake = open_lake(lake_dir, url, **settings)
             try:
                 yield lake
             finally:

@@ -3,6 +3,7 @@ rule ``ok``, against a durable Python copy loop and ``cp -r``.
 
     .venv/bin/python benchmarks/transfer_small_files.py [--files 10000] [--size 1024]
         [--repeat 3] [--backend sqlite|postgresql|both] [--profile DIR]
+        [--threads N] [--link-max-active N]
 
 The files sit on SOURCE_DISK (a POSIX RSE, Rucio's deterministic layout), registered there with
 size, adler32 and md5 (as an upload registers them) and attached to one dataset. Timed, in a
@@ -133,7 +134,15 @@ def child_lacus(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     dest = workdir / "dest"
     try:
-        with fresh_lake(workdir, args.child.split("-", 1)[1]) as lake:
+        settings = {
+            key: value
+            for key, value in (
+                ("transfer_threads", args.threads),
+                ("transfer_link_max_active", args.link_max_active),
+            )
+            if value is not None
+        }
+        with fresh_lake(workdir, args.child.split("-", 1)[1], **settings) as lake:
             add_rse(lake, "SOURCE_DISK", prefix=str(workdir / "source"))
             add_rse(lake, "DEST_DISK", prefix=str(dest))
             specs = json.loads((workdir / "specs.json").read_text())
@@ -158,6 +167,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
     parser.add_argument("--profile", help="py-spy the first Lacus run per backend; files here")
+    parser.add_argument("--threads", type=int, help="transfer_threads (default: the setting's)")
+    parser.add_argument(
+        "--link-max-active", type=int, help="transfer_link_max_active (default: the setting's)"
+    )
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -188,7 +201,14 @@ def main() -> None:
             os.path.abspath(__file__),
             list(labels),
             args.repeat,
-            ["--workdir", str(workdir), "--files", str(args.files)],
+            [
+                "--workdir",
+                str(workdir),
+                "--files",
+                str(args.files),
+                *(["--threads", str(args.threads)] if args.threads else []),
+                *(["--link-max-active", str(args.link_max_active)] if args.link_max_active else []),
+            ],
             show=lambda run: f"{args.files / run.seconds:8.0f} files/s",
             extra=profile_first_runs(args.profile, backends),
         )
