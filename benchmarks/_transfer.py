@@ -340,9 +340,9 @@ THREAD_KINDS = (  # thread name part -> what it does
 
 
 def summarize_profile(path: Path, seconds: float, top: int = 8) -> None:
-    """CPU seconds per kind of thread (py-spy samples only threads on a CPU) against the wall
-    time, and the hottest frames of each: the deepest frame, with the deepest Lacus frame above
-    it."""
+    """Busy seconds per kind of thread against the wall time (py-spy leaves out the samples of
+    threads it sees idle; a thread in a system call, fsync or a lock wait, may count as busy),
+    and the hottest frames of each: the deepest frame, with the deepest Lacus frame above it."""
     if not path.exists():
         print(f"  (no profile at {path})")
         return
@@ -358,7 +358,7 @@ def summarize_profile(path: Path, seconds: float, top: int = 8) -> None:
         ours = [f for f in frames[1:] if "lacus/" in f]
         where = frames[-1] if not ours or ours[-1] == frames[-1] else f"{frames[-1]} in {ours[-1]}"
         frames_of.setdefault(kind, Counter())[where] += int(count)
-    print(f"  py-spy ({path}): CPU time by thread kind over {seconds:.1f} s of wall time")
+    print(f"  py-spy ({path}): busy time by thread kind over {seconds:.1f} s of wall time")
     for kind, count in by_kind.most_common():
         print(f"  {count / PROFILE_RATE:7.1f} s  {kind}")
         for where, n in frames_of[kind].most_common(top):
