@@ -138,8 +138,14 @@ class PosixBackend:
         except OSError as exc:
             raise source._error(exc, source_path, "reading") from exc
         try:
-            if not stat.S_ISREG(os.fstat(source_fd).st_mode):
+            info = os.fstat(source_fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise StorageFileNotFound(f"{source.url}/{source_path} is not a file")
+            if info.st_size != expected.bytes:  # nothing to copy: the source is not the file
+                raise ChecksumMismatch(
+                    f"{self.url}/{path}: the copy of {source.url}/{source_path} would have "
+                    f"{info.st_size} bytes, expected {expected.bytes}"
+                )
             return self._put(
                 path,
                 overwrite=overwrite,
@@ -208,9 +214,9 @@ class PosixBackend:
         with _ReadBack(fd, _COPY_CHUNK, md5=md5, write_out=self._fsync) as read_back:
             copy = _KernelCopy(source_fd, fd)
             written = 0
-            while True:
-                try:
-                    count = copy(_COPY_CHUNK)
+            while written < expected.bytes:  # the catalog's bytes, checked below (a source
+                try:  # that shrank meanwhile ends early and its size differs)
+                    count = copy(min(_COPY_CHUNK, expected.bytes - written))
                 except OSError as exc:
                     if exc.errno in (errno.ENOENT, errno.ESTALE):  # the source vanished
                         raise source._error(exc, source_path, "reading") from exc
