@@ -468,11 +468,16 @@ def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:
         except FileNotFoundError:
             if attempt == 2:
                 raise
-            missing = directory
-            while missing != root and not os.path.isdir(missing):
-                created.append(missing)
-                missing = os.path.dirname(missing)
-            os.makedirs(directory, exist_ok=True)
+        missing: list[str] = []  # the storage's root too, before its first file
+        parent = directory
+        while not os.path.isdir(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        created.extend(made for made in missing if made.startswith(root + os.sep))
+        with contextlib.suppress(FileNotFoundError):  # pruned meanwhile: the next try makes it
+            for made in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(made)
     raise AssertionError("unreachable")
 
 
