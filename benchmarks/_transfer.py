@@ -107,11 +107,14 @@ def alternate(
     extra: Callable[[str, int], list[str]] = lambda mode, round_: [],
 ) -> dict[str, list[Run]]:
     """Run ``script --child MODE *arguments`` for every mode, ``repeat`` rounds, each round in
-    another order (drifts of the machine hit every contender alike); print each run."""
+    another order, rotated and every other round reversed, so that each contender follows
+    different ones (drifts of the machine, and what a run leaves to the next, such as a large
+    file being deleted, hit every contender alike); print each run."""
     runs: dict[str, list[Run]] = {mode: [] for mode in modes}
     for round_ in range(repeat):
-        shift = round_ % len(modes)
-        for mode in modes[shift:] + modes[:shift]:
+        shift = (round_ // 2) % len(modes)
+        order = modes[shift:] + modes[:shift]
+        for mode in reversed(order) if round_ % 2 else order:
             argv = python_child(script, "--child", mode, *arguments, *extra(mode, round_))
             run = run_child(argv)
             runs[mode].append(run)
