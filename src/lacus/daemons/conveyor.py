@@ -67,7 +67,11 @@ from lacus.types import ReplicaState, RequestState, RSEInfo
 log = logging.getLogger("lacus.daemons.conveyor")
 CLAIM_BATCH = 200
 PASS_SECONDS = 5.0
-FLUSH_SECONDS = 0.1
+FLUSH_SECONDS = 0.5
+"""Register finished copies at least this often. A registration costs tens of milliseconds of
+the dispatching thread whatever its size (~70 ms on PostgreSQL), and copies are not started
+meanwhile: every 0.1 s that was half of its time with 1 KiB files (see
+benchmarks/transfer_small_files.py, RESULTS.md)."""
 FLUSH_ITEMS = 500
 SUCCESS_WINDOW = timedelta(hours=6)
 DEFER_SECONDS = 30.0
