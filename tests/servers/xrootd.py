@@ -247,7 +247,20 @@ class XRootDServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the server (again, on the same ports); return once both ports answer."""
+        """Start the server (again, on the same ports); return once both ports answer.
+
+        Right after a kill, its ports may still be held for a moment (a child it ran still
+        exiting): a start that fails then is tried again, up to three times."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
+
+    def _start_once(self) -> None:
         if self.running:
             return
         command = [str(self.binary), "-c", str(self.config_path), "-l", f"={self.log_path}"]
