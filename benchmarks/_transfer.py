@@ -312,8 +312,8 @@ def replica_states(lake: Any) -> dict[str, int]:
 
 
 def start_profiler(directory: str | None, name: str) -> subprocess.Popen[bytes] | None:
-    """``py-spy record`` of this process into ``directory/name.txt`` (all threads, idle included,
-    raw collapsed stacks), or None without ``directory``."""
+    """``py-spy record`` of this process into ``directory/name.txt`` (every thread py-spy does
+    not see idle, raw collapsed stacks), or None without ``directory``."""
     if not directory:
         return None
     os.makedirs(directory, exist_ok=True)

@@ -23,9 +23,9 @@ Baselines, same run, in their own child processes:
 
 Target: Lacus >= 500 files/s. The source files are in the page cache for every contender
 (``sync`` first, so no run inherits another's dirty pages). ``--profile DIR`` runs the timed
-part of the first Lacus run of each backend under ``py-spy record`` (all threads, idle
-included; raw collapsed stacks) and prints where the time goes per thread kind. The last line is
-JSON.
+part of the first Lacus run of each backend under ``py-spy record`` (raw collapsed stacks of
+the busy threads, in DIR) and prints the busy time of each kind of thread and its hottest frames.
+The last line is JSON.
 """
 
 from __future__ import annotations

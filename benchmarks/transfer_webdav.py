@@ -21,8 +21,9 @@ copy on a server without digests costs with curl). Target: Lacus >= 0.8 x ``curl
 The source is in the page cache for every run (a network benchmark): before each run every
 dirty page is flushed and the source read; anonymous memory as large as the file is touched and
 freed (see ``_transfer.recycle_anonymous_memory``). Contenders alternate, each round in another
-order. ``--profile DIR`` runs the conveyor under ``py-spy record`` (flame graph and a text
-summary of where its threads spend their time). The last line is JSON.
+order. ``--profile DIR`` runs the timed part of the first Lacus run of each backend under
+``py-spy record`` (raw collapsed stacks of the busy threads, in DIR) and prints the busy time
+of each kind of thread and its hottest frames. The last line is JSON.
 """
 
 from __future__ import annotations
