@@ -341,14 +341,28 @@ class WebDAVBackend:
                 missing.append(directory)  # its parent is missing too
                 directory = posixpath.dirname(directory)
                 continue
-            self._check_mkcol(response, path)
+            self._check_mkcol(response, directory, path)
             break
         for directory in reversed(missing):
-            self._check_mkcol(self._request("MKCOL", directory, path, "writing"), path)
+            response = self._request("MKCOL", directory, path, "writing")
+            self._check_mkcol(response, directory, path)
 
-    def _check_mkcol(self, response: httpx.Response, path: str) -> None:
-        if response.status_code != 405:  # 405: the collection exists already
-            self._check(response, path, "writing", ok=(200, 201, 204))
+    def _check_mkcol(self, response: httpx.Response, directory: str, path: str) -> None:
+        if response.status_code == 405:  # the collection exists already
+            return
+        if response.status_code == 403 and self._is_collection(directory, path):
+            return  # a concurrent put made it meanwhile (Apache: 403, "File exists")
+        self._check(response, path, "writing", ok=(200, 201, 204))
+
+    def _is_collection(self, directory: str, path: str) -> bool:
+        """Whether the server path ``directory`` is a collection now."""
+        response = self._request(
+            "PROPFIND", directory, path, "writing", headers={"Depth": "0"}, stream=True
+        )
+        with _finishing(response):
+            if response.status_code != 207:
+                return False
+            return any(entry.is_dir for entry in self._entries(response, path))
 
     def _upload(self, temporary: str, path: str, source: BinaryIO, *, md5: bool) -> Checksums:
         finished: _Flags = []
