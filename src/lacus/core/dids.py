@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from lacus.core import queue
+from lacus.core import events, queue
 from lacus.core.clock import utcnow
 from lacus.core.filters import Filter, any_of, name_condition, to_condition
 from lacus.core.scopes import get_scope
@@ -103,6 +103,13 @@ def add_collection(
     except IntegrityError:
         raise DIDAlreadyExists(f"DID {scope}:{name} exists already") from None
     queue.collection_created(conn, scope, name, did_type.value)
+    events.emit(
+        conn,
+        "did.created",
+        {"did_type": did_type.value, "account": account},
+        scope=scope,
+        name=name,
+    )
 
 
 def find_did(
@@ -349,6 +356,12 @@ def attach(
     added_bytes = sum(found[key].bytes or 0 for key in new)
     _update_totals(conn, scope, name, parent.did_type, len(new), added_bytes, now)
     queue.content_changed(conn, scope, name, detached=False)
+    events.emit_many(
+        conn,
+        events.membership(
+            "did.attached", (scope, name), [(*key, found[key].did_type) for key in new]
+        ),
+    )
     return len(new)
 
 
@@ -379,6 +392,9 @@ def attach_new_files(
     )
     _update_totals(conn, scope, name, DIDType.DATASET.value, len(sizes), sum(sizes.values()), now)
     queue.content_changed(conn, scope, name, detached=False)
+    events.emit_many(
+        conn, events.membership("did.attached", (scope, name), [(*key, file_type) for key in sizes])
+    )
     return len(sizes)
 
 
@@ -465,6 +481,12 @@ def detach(conn: Connection, scope: str, name: str, children: Sequence[DIDKey]) 
     removed_bytes = sum(found[key].bytes or 0 for key in unique)
     _update_totals(conn, scope, name, parent.did_type, -len(unique), -removed_bytes, utcnow())
     queue.content_changed(conn, scope, name, detached=True)
+    events.emit_many(
+        conn,
+        events.membership(
+            "did.detached", (scope, name), [(*key, found[key].did_type) for key in unique]
+        ),
+    )
     return len(unique)
 
 
@@ -478,6 +500,8 @@ def set_open(conn: Connection, scope: str, name: str, *, is_open: bool) -> None:
         .where(dids.c.scope == scope, dids.c.name == name)
         .values(is_open=is_open, closed_at=None if is_open else now, updated_at=now)
     )
+    if not is_open:
+        events.emit(conn, "did.closed", {"did_type": did_type}, scope=scope, name=name)
 
 
 def ancestors(

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
+from lacus.core import events
 from lacus.core.clock import utcnow
 from lacus.core.dids import DIDKey, files_query, get_did_row_type, names_by_scope
 from lacus.core.locks import replicas_arrived
@@ -141,6 +142,7 @@ def register_replicas(
         ],
         skip_existing=True,
     )
+    existing: dict[DIDKey, Any] = {}
     if created != len(files):  # some existed: check them (the new ones pass every check)
         existing = _existing_files(conn, keys)
         _refuse_existing_replicas(conn, rse_id, list(existing))
@@ -181,7 +183,41 @@ def register_replicas(
         )
         if state is ReplicaState.AVAILABLE:
             replicas_arrived(conn, rse_id, keys)
+        events.emit_many(
+            conn,
+            [
+                ("did.created", s["scope"], s["name"], {"did_type": file_type, "account": account})
+                for s in files
+                if (s["scope"], s["name"]) not in existing
+            ],
+        )
+        if state is ReplicaState.AVAILABLE:
+            _emit_available(conn, rse_id, files, deterministic)
     return Registration(replicas=len(files), created=created)
+
+
+def _emit_available(
+    conn: Connection, rse_id: int, files: Sequence[FileSpec], deterministic: bool
+) -> None:
+    """``replica.available`` for each file: where it is (RSE, PFN), its size, checksums and the
+    metadata it was registered with, so a reader can fetch and verify it at once."""
+    rse = conn.execute(select(rses.c.rse).where(rses.c.id == rse_id)).scalar_one()
+    proto = _protocols(conn, rse_id).get(rse_id)
+    batch: list[events.EventRow] = []
+    for s in files:
+        path = replica_path(s["scope"], s["name"], _stored_path(s, deterministic))
+        payload: dict[str, Any] = {
+            "rse": rse,
+            "bytes": s["bytes"],
+            "adler32": s["adler32"],
+            "md5": s.get("md5"),
+            "pfn": make_pfn(*proto, path) if proto is not None else None,
+        }
+        meta = s.get("meta")
+        if meta:
+            payload["meta"] = meta
+        batch.append(("replica.available", s["scope"], s["name"], payload))
+    events.emit_many(conn, batch)
 
 
 def _stored_path(spec: FileSpec, deterministic: bool) -> str | None:
@@ -304,14 +340,15 @@ def replicas_of(
     return [by_key[key] for key in keys]
 
 
-def _protocols(conn: Connection) -> dict[int, tuple[str, str, int, str]]:
-    """The first protocol of every RSE (scheme order), used to build PFNs."""
+def _protocols(conn: Connection, rse_id: int | None = None) -> dict[int, tuple[str, str, int, str]]:
+    """The first protocol of every RSE (or of one), in scheme order, used to build PFNs."""
     chosen: dict[int, tuple[str, str, int, str]] = {}
-    rows = conn.execute(
-        select(rse_protocols).order_by(
-            rse_protocols.c.rse_id, rse_protocols.c.scheme, rse_protocols.c.hostname
-        )
+    query = select(rse_protocols).order_by(
+        rse_protocols.c.rse_id, rse_protocols.c.scheme, rse_protocols.c.hostname
     )
+    if rse_id is not None:
+        query = query.where(rse_protocols.c.rse_id == rse_id)
+    rows = conn.execute(query)
     for row in rows:
         chosen.setdefault(row.rse_id, (row.scheme, row.hostname, row.port, row.prefix))
     return chosen
@@ -369,7 +406,30 @@ def set_states(
             changed += result.rowcount
         if state is ReplicaState.AVAILABLE:
             replicas_arrived(conn, rse_id, keys)
+            _emit_available(conn, rse_id, _specs(conn, rse_id, keys), deterministic=False)
     return changed
+
+
+def _specs(conn: Connection, rse_id: int, keys: Sequence[DIDKey]) -> list[FileSpec]:
+    """The replicas of ``keys`` on one RSE, as file specs (with their stored paths)."""
+    specs: list[FileSpec] = []
+    for scope, names in names_by_scope(keys):
+        for row in conn.execute(
+            select(replicas).where(
+                replicas.c.rse_id == rse_id, replicas.c.scope == scope, replicas.c.name.in_(names)
+            )
+        ):
+            spec: FileSpec = {
+                "scope": row.scope,
+                "name": row.name,
+                "bytes": row.bytes,
+                "adler32": row.adler32,
+                "md5": row.md5,
+            }
+            if row.path is not None:
+                spec["path"] = row.path
+            specs.append(spec)
+    return specs
 
 
 def collection_replicas(

@@ -15,8 +15,11 @@ from sqlalchemy import Connection
 
 from lacus.core import accounts, rses
 from lacus.core.clock import utcnow
+from lacus.core.events import EMITTED
 from lacus.db import make_engine, transaction, upgrade
+from lacus.db.engine import WRITE
 from lacus.errors import AccessDenied, AlreadyExists
+from lacus.service.event_log import EventLog
 from lacus.service.oidc import OIDCVerifier
 from lacus.service.settings import Settings, default_database_url, write_settings
 from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
@@ -55,6 +58,7 @@ class Lake:
         self._daemon_gate = threading.Condition()
         self._daemons_paused = False
         self._daemon_passes = 0
+        self._event_log: EventLog | None = None
 
     @contextmanager
     def daemon_pass(self) -> Iterator[bool]:
@@ -97,9 +101,26 @@ class Lake:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One read-write transaction, committed when the block ends."""
-        with transaction(self.engine, write=True) as conn:
-            yield conn
+        """One read-write transaction, committed when the block ends; readers of the event log
+        are woken if it wrote events."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE: True})
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                emitted = conn.info.pop(EMITTED, False)
+        if emitted:
+            self.event_log.notify()
+
+    @property
+    def event_log(self) -> EventLog:
+        """The event log of this process (created on first use)."""
+        if self._event_log is None:
+            with self._token_lock:
+                if self._event_log is None:
+                    self._event_log = EventLog(self.engine)
+        return self._event_log
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -166,6 +187,8 @@ class Lake:
             self._oidc = None
 
     def close(self) -> None:
+        if self._event_log is not None:
+            self._event_log.close()
         self.reset_auth_caches()
         self.engine.dispose()
 
