@@ -430,7 +430,24 @@ events = Table(
 )
 """The outbox: one row per state change, written in the transaction that makes the change."""
 
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("destination", String(100), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("delivered", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last_error", Text),
+    _ts("last_error_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+"""Where the event sender is in the outbox for each broker destination: every event with an id up
+to ``last_id`` was acknowledged by it; ``failures`` counts failed attempts since the last
+success."""
+
 ALL_TABLES = [
+    event_cursors,
     distances,
     transfers,
     events,
