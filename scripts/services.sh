@@ -58,6 +58,49 @@ ensure_xrootd() {
     --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# RabbitMQ with its STOMP plugin (port 61613): the event sender's STOMP tests publish to it
+# (guest/guest on 127.0.0.1, the default). The plugin is enabled online when the node is up,
+# offline otherwise (it is then loaded when the node starts).
+ensure_rabbitmq() {
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    log "installing RabbitMQ"
+    apt_install rabbitmq-server
+  fi
+  if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_stomp; then
+    log "enabling RabbitMQ's STOMP plugin"
+    rabbitmq-plugins enable rabbitmq_stomp >/dev/null 2>&1 \
+      || rabbitmq-plugins enable --offline rabbitmq_stomp >/dev/null
+  fi
+  if ! port_open 5672; then
+    log "starting RabbitMQ"
+    rabbitmq-server -detached || true
+  fi
+  for _ in $(seq 1 60); do port_open 5672 && port_open 61613 && break; sleep 1; done
+  if port_open 61613; then log "RabbitMQ (STOMP 61613) is up"; else
+    log "RabbitMQ's STOMP port 61613 did not open"; exit 1; fi
+}
+
+# NATS with JetStream (port 4222): the event sender's JetStream tests publish to it.
+ensure_nats() {
+  if [ ! -x /usr/sbin/nats-server ]; then
+    log "installing nats-server"
+    apt_install nats-server
+  fi
+  if ! port_open 4222; then
+    log "starting nats-server with JetStream"
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  fi
+  for _ in $(seq 1 30); do port_open 4222 && break; sleep 1; done
+  if port_open 4222; then log "NATS (JetStream 4222) is up"; else
+    log "NATS did not start"; exit 1; fi
+}
+
 ensure_postgres
 ensure_apache
 ensure_xrootd
+ensure_rabbitmq
+ensure_nats
