@@ -439,12 +439,15 @@ event_cursors = Table(
     Column("failures", Integer, nullable=False),
     Column("last_error", Text),
     _ts("last_error_at", nullable=True),
+    Column("claimed_by", String(100)),
+    _ts("lease_until", nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
 )
 """Where the event sender is in the outbox for each broker destination: every event with an id up
 to ``last_id`` was acknowledged by it; ``failures`` counts failed attempts since the last
-success."""
+success. One sender at a time works on a destination: the one whose claim (``claimed_by``,
+``lease_until``) holds."""
 
 ALL_TABLES = [
     event_cursors,

@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_error_at", sa.DateTime(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=100), nullable=True),
+        sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("destination", name=op.f("pk_event_cursors")),
