@@ -68,7 +68,15 @@ def serve(
     settings = load_settings(directory)
     app = create_app(settings, daemons=daemons)
     console().print(f"Lacus serving {settings.lake_dir} on http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Open event streams never end by themselves: give them a few seconds on shutdown.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
 
 
 def login(

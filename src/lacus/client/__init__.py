@@ -2,5 +2,14 @@
 
 from lacus.client._client import Client
 from lacus.client.config import ClientConfig, load_config, save_config
+from lacus.client.events import Event, NewFile, follow_files
 
-__all__ = ["Client", "ClientConfig", "load_config", "save_config"]
+__all__ = [
+    "Client",
+    "ClientConfig",
+    "Event",
+    "NewFile",
+    "follow_files",
+    "load_config",
+    "save_config",
+]

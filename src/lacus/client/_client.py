@@ -14,8 +14,10 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from lacus.client import events
 from lacus.client._http import Session, raise_for_error
 from lacus.client.config import ClientConfig, load_config
+from lacus.client.events import Event
 from lacus.errors import InvalidInput, NotFound, RSENotFound
 from lacus.naming import parse_did, validate_account, validate_rse, validate_scope
 from lacus.types import MetaValue
@@ -588,6 +590,26 @@ class Client:
         return result
 
     # -- transfers -------------------------------------------------------------------------------
+    # -- events --------------------------------------------------------------------------------
+    def watch(
+        self,
+        did: str | None = None,
+        *,
+        types: Sequence[str] | None = None,
+        scope: str | None = None,
+        after: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Event]:
+        """The events this account may see, as they happen (docs/events.md): on ``did`` (and,
+        for a dataset or container, on every DID in it), in ``scope``, of ``types``.
+
+        ``after``: start after this event id (0: every event still kept); None: with the next
+        event. The stream reconnects by itself after a lost connection or a server restart and
+        resumes where it was: no event lost, none repeated. ``timeout``: stop after that many
+        seconds without an event (None: never).
+        """
+        return events.watch(self, did, types=types, scope=scope, after=after, timeout=timeout)
+
     def list_transfers(
         self, *, did: str | None = None, state: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:

@@ -41,6 +41,11 @@ class Session:
             assert self._token is not None
             return self._token
 
+    def forget_token(self) -> None:
+        """The server refused the token: log in again on the next request."""
+        with self._lock:
+            self._token = None
+
     def _login(self) -> None:
         if not self.config.account or not self.config.password:
             raise Unauthenticated(

@@ -94,7 +94,9 @@ def _default(value: Any) -> Any:
 
 def _json(payload: dict[str, Any]) -> str:
     try:
-        return orjson.dumps(payload, default=_default).decode()
+        return orjson.dumps(
+            payload, default=_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+        ).decode()
     except TypeError:  # e.g. an integer beyond 64 bits, which the standard library writes
         return json.dumps(payload, default=_default)
 

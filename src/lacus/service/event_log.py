@@ -56,16 +56,27 @@ class EventLog:
 
     # -- readers -------------------------------------------------------------------------------
 
-    def horizon(self) -> int:
-        """Every event with an id up to this one is committed (or will never exist)."""
+    def horizon(self, *, fresh: bool = False) -> int:
+        """Every event with an id up to this one is committed (or will never exist). As the
+        pump last saw it, or (``fresh``) looked up now: then it includes every event committed
+        before the call."""
         self._start()
+        if fresh or self._horizon is None:
+            return self.refresh()
         return self._position
 
     def read(
-        self, after: int, *, limit: int = 1000, where: ColumnElement[bool] | None = None
+        self,
+        after: int,
+        *,
+        upto: int | None = None,
+        limit: int = 1000,
+        where: ColumnElement[bool] | None = None,
     ) -> list[Event]:
-        """Events with ``after < id <= horizon``, in id order, filtered by ``where``."""
-        upto = self.horizon()
+        """Events with ``after < id <= horizon`` (or ``upto``, if lower), in id order,
+        filtered by ``where``."""
+        horizon = self.horizon()
+        upto = horizon if upto is None else min(upto, horizon)
         if upto <= after:
             return []
         with self._engine.connect() as conn:
@@ -133,6 +144,13 @@ class EventLog:
             self._publish(position)
         return position
 
+    def reset(self) -> None:
+        """Forget the horizon (the outbox was emptied and its ids start again, e.g. a restored
+        or truncated catalog): it is found again on the next look."""
+        with self._advance_lock, self._changed:
+            self._horizon = None
+            self._position = 0
+
     def _publish(self, position: int) -> None:
         with self._changed:
             self._position = max(self._position, position)
@@ -156,8 +174,10 @@ class EventLog:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._wait_for_commits()
+                if self._postgres:
+                    self._listen()  # before looking: a commit after the look is notified
                 self.refresh()
+                self._wait_for_commits()
             except (
                 SQLAlchemyError,
                 psycopg.Error,
