@@ -10,6 +10,7 @@ from lacus.cli import (
     daemons,
     data,
     dids,
+    event_destinations,
     lake,
     policies,
     quotas,
@@ -53,6 +54,7 @@ app.add_typer(subscriptions.app, name="subscription")
 app.add_typer(quotas.app, name="quota")
 app.add_typer(policies.app, name="policy")
 app.add_typer(transfers.app, name="transfers")
+app.add_typer(event_destinations.app, name="events")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,9 @@ class Daemon:
     pending: Callable[[Connection], bool] | None = None
     """A cheap read-only look for work: an idle daemon then opens no write transaction (on
     SQLite a write transaction takes the lake's single write lock)."""
+    loop: Callable[[Lake, threading.Event], None] | None = None
+    """For a daemon that runs its own threads (the event sender, one per destination): run
+    until the event is set, instead of passes. ``work`` is then what ``--once`` runs."""
 
     def run(self, lake: Lake, worker: str) -> int:
         """One pass, skipped when ``pending`` sees nothing to do."""
@@ -59,6 +62,16 @@ class DaemonRunner:
 
     def start(self) -> None:
         for daemon in self.daemons:
+            if daemon.loop is not None:
+                thread = threading.Thread(
+                    target=daemon.loop,
+                    args=(self.lake, self.stopping),
+                    name=f"lacus-{daemon.name}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+                continue
             for index in range(self.threads):
                 thread = threading.Thread(
                     target=self._loop,

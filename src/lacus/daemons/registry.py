@@ -16,6 +16,8 @@ from lacus.daemons.evaluator import evaluator_pass
 from lacus.daemons.expirers import did_expirer_pass, rule_expirer_pass
 from lacus.daemons.reaper import reaper_pass
 from lacus.daemons.repairer import repairer_pass
+from lacus.daemons.retention import pruner_pass
+from lacus.daemons.sender import run_sender, sender_pass
 from lacus.daemons.transmogrifier import transmogrifier_pass
 from lacus.db.tables import dids, evaluations, locks, new_dids, rules
 from lacus.types import LockState, RuleState
@@ -83,6 +85,17 @@ DAEMONS: dict[str, Daemon] = {
             reaper_pass,
             "deletes tombstoned replicas no rule needs (at once, or when space is short)",
             reaping.pending,
+        ),
+        Daemon(
+            "event-sender",
+            sender_pass,
+            "forwards events to the configured brokers (STOMP, NATS JetStream), at least once",
+            loop=run_sender,
+        ),
+        Daemon(
+            "event-pruner",
+            pruner_pass,
+            "deletes events past their retention (never one a destination still waits for)",
         ),
     )
 }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lacus.core.events import TYPES as EVENT_TYPES
 from lacus.errors import InvalidInput, NotFound
 
 CONFIG_NAME = "lake.json"
@@ -56,6 +58,87 @@ class OIDCIssuer(BaseModel):
         return [self.audience] if isinstance(self.audience, str) else list(self.audience)
 
 
+class EventDestination(BaseModel):
+    """A broker the event sender forwards events to (at least once, in id order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="unique name: the key of its cursor in the catalog",
+    )
+    types: list[str] = Field(
+        default_factory=list,
+        description="event types forwarded ('rule.*' for every rule event); none: every type",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="events per publication")
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if not _matching_types(t)]
+        if unknown:
+            raise ValueError(
+                f"unknown event type(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(EVENT_TYPES))} (or a family such as 'rule.*')"
+            )
+        return value
+
+    def event_types(self) -> frozenset[str]:
+        """The exact types forwarded (empty: every type)."""
+        return frozenset(t for pattern in self.types for t in _matching_types(pattern))
+
+
+def _matching_types(pattern: str) -> frozenset[str]:
+    if pattern.endswith(".*"):
+        return frozenset(t for t in EVENT_TYPES if t.startswith(pattern[:-1]))
+    return frozenset({pattern}) & EVENT_TYPES
+
+
+class StompDestination(EventDestination):
+    """A STOMP broker (RabbitMQ with its STOMP plugin, ActiveMQ...): each event is one SEND with a
+    receipt, counted delivered once the broker's RECEIPT arrives."""
+
+    kind: Literal["stomp"]
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=61613, ge=1, le=65535)
+    destination: str = Field(
+        min_length=1, description="where to send, e.g. /topic/rucio.events or /queue/lacus"
+    )
+    username: str | None = None
+    password: str | None = None
+    vhost: str = Field(
+        default="/",
+        min_length=1,
+        description="the CONNECT frame's host header (RabbitMQ: the virtual host)",
+    )
+
+
+class NatsDestination(EventDestination):
+    """A NATS server with JetStream: each event is published on ``subject`` and counted delivered
+    once JetStream's PubAck says it is stored."""
+
+    kind: Literal["nats"]
+    url: str = Field(
+        default="nats://127.0.0.1:4222", pattern=r"^(nats|tls)://", description="the server"
+    )
+    subject: str = Field(pattern=r"^[^\s*>]+$", description="the subject events are published on")
+    stream: str | None = Field(
+        default=None,
+        pattern=r"^[^\s.*>/\\]+$",
+        description="the JetStream stream expected to store them; created (file storage, this "
+        "subject) when missing",
+    )
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+
+EventDestinationSettings = Annotated[
+    StompDestination | NatsDestination, Field(discriminator="kind")
+]
+
+
 class Settings(BaseModel):
     """Everything a server or daemon of one lake needs to know."""
 
@@ -101,6 +184,34 @@ class Settings(BaseModel):
     repair_replace_after: float = Field(
         default=86400.0, description="seconds a lock may stay stuck before it moves to another RSE"
     )
+    event_destinations: list[EventDestinationSettings] = Field(
+        default_factory=list, description="brokers the event sender forwards events to"
+    )
+    event_retention_hours: float = Field(
+        default=168.0, gt=0, description="hours events are kept once every destination has them"
+    )
+    event_backlog_max_hours: float = Field(
+        default=720.0,
+        gt=0,
+        description="hours an event is kept at most, even if a destination has not had it yet",
+    )
+    event_send_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="seconds a broker has to connect or acknowledge a batch"
+    )
+    event_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="longest pause before retrying a failing destination"
+    )
+
+    @field_validator("event_destinations")
+    @classmethod
+    def _unique_destinations(
+        cls, value: list[EventDestinationSettings]
+    ) -> list[EventDestinationSettings]:
+        names = [destination.name for destination in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"event destination names must be unique: {', '.join(twice)}")
+        return value
 
 
 def default_database_url(lake_dir: Path) -> str:
@@ -121,7 +232,18 @@ def load_settings(lake_dir: str | Path) -> Settings:
     env_url = os.environ.get("LACUS_DATABASE_URL")
     if env_url:
         config["database_url"] = env_url
-    return Settings.model_validate(config)
+    try:
+        return Settings.model_validate(config)
+    except ValidationError as exc:
+        raise InvalidInput(f"{config_file}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """One line: where the first mistake is (``event_destinations.0.port``) and what it is."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    more = exc.error_count() - 1
+    return f"{where}: {error['msg']}" + (f" (and {more} more)" if more else "")
 
 
 def write_settings(settings: Settings) -> None:
