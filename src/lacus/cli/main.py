@@ -17,6 +17,7 @@ from lacus.cli import (
     rses,
     rules,
     scopes,
+    stream,
     subscriptions,
     transfers,
 )
@@ -54,6 +55,7 @@ app.add_typer(subscriptions.app, name="subscription")
 app.add_typer(quotas.app, name="quota")
 app.add_typer(policies.app, name="policy")
 app.add_typer(transfers.app, name="transfers")
+app.add_typer(stream.app, name="stream")
 app.add_typer(event_destinations.app, name="events")
 
 
