@@ -20,6 +20,7 @@ from lacus.cli import (
     stream,
     subscriptions,
     transfers,
+    watch,
 )
 from lacus.cli._output import error_console
 from lacus.errors import LacusError
@@ -39,6 +40,7 @@ app.add_typer(rses.app, name="rse")
 app.add_typer(scopes.app, name="scope")
 app.command()(data.upload)
 app.command()(data.download)
+app.command()(watch.watch)
 app.command()(dids.ls)
 app.command()(dids.files)
 app.command()(dids.replicas)
