@@ -17,7 +17,8 @@ def daemon(
     name: Annotated[
         str,
         typer.Argument(
-            help="evaluator, repairer, rule-expirer, did-expirer, transmogrifier, reaper, or all."
+            help="evaluator, conveyor, repairer, rule-expirer, did-expirer, transmogrifier, "
+            "reaper, event-sender, event-pruner, or all."
         ),
     ],
     lake: Annotated[
