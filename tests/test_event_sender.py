@@ -28,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import orjson
 import pytest
@@ -52,7 +53,7 @@ from lacus.service.settings import (
     load_settings,
     write_settings,
 )
-from tests.conftest import CLIResult, require_component, wait_until
+from tests.conftest import CLIResult, RunningServer, require_component, wait_until
 
 STOMP_PORT = 61613
 NATS_URL = "nats://127.0.0.1:4222"
@@ -620,3 +621,31 @@ def test_the_sender_daemon_runs_nothing_without_destinations(lake: Lake) -> None
     thread.join(5)
     assert not thread.is_alive()
     assert cursor(lake, "anything") is None
+
+
+def test_rest_lists_destinations_to_admins_only(
+    client: Client, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    destination = NatsDestination(name="pipeline", kind="nats", subject="lake.events")
+    monkeypatch.setattr(server.lake.settings, "event_destinations", [destination])
+    with server.lake.write() as conn:
+        delivery.ensure_cursor(conn, "pipeline", start_after=core_events.last_id(conn))
+        core_events.emit(conn, "did.created", {"did_type": "file"}, scope="s", name="f")
+
+    answer = httpx.get(
+        f"{server.url}/events/destinations", headers={"X-Rucio-Auth-Token": client.token()}
+    )
+    assert answer.status_code == 200
+    (listed,) = answer.json()
+    assert listed["name"] == "pipeline"
+    assert listed["target"] == "nats://127.0.0.1:4222 lake.events"
+    assert listed["backlog"] == 1
+    assert listed["failures"] == 0
+
+    client.add_account("alice", password="a-password-long-enough")
+    with Client(server.url, account="alice", password="a-password-long-enough") as alice:
+        refused = httpx.get(
+            f"{server.url}/events/destinations", headers={"X-Rucio-Auth-Token": alice.token()}
+        )
+    assert refused.status_code == 403
+    assert refused.headers["ExceptionClass"] == "AccessDenied"

@@ -30,6 +30,7 @@ from lacus.server.routes import (
     auth,
     dids,
     distances,
+    event_destinations,
     events,
     ping,
     policies,
@@ -79,7 +80,7 @@ def create_app(
     app.state.lake = the_lake
     for module in (
         ping, auth, account_limits, accounts, scopes, rses, distances, dids, replicas, rules,
-        subscriptions, policies, traces, transfers, events,
+        subscriptions, policies, traces, transfers, events, event_destinations,
     ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from typing import Any
 
 from lacus.core import delivery
 from lacus.core.clock import utcnow
-from lacus.service.lake import Lake
+from lacus.service.lake import Lake, Principal
 from lacus.service.settings import EventDestinationSettings, StompDestination
 
 
@@ -79,3 +79,9 @@ def destination_status(lake: Lake) -> list[DestinationStatus]:
                 )
             )
     return found
+
+
+def list_destinations(lake: Lake, principal: Principal) -> list[DestinationStatus]:
+    """``destination_status`` for an admin (destinations name brokers and their backlogs)."""
+    principal.require_admin("see the event destinations")
+    return destination_status(lake)
