@@ -10,7 +10,8 @@ hence the end-to-end latency.
 
 Restarts lose and repeat nothing. The position in the event stream (the last event id below
 which every file is handled) is kept in ``DIR/.lacus-consume.json``; a restarted consumer
-resumes after it, and skips the files its report already holds. The event stream itself
+resumes after it, skips the files its report already holds, and removes the temporary files
+of the copies a killed run left unfinished. The event stream itself
 reconnects after a server restart and resumes where it was.
 """
 
@@ -33,7 +34,7 @@ import orjson
 from lacus.checksums import Checksums, checksum_file
 from lacus.client._storage import backend_for
 from lacus.client.events import NewFile, follow_files
-from lacus.client.stream._retry import retrying
+from lacus.client.stream._retry import PAUSES, TRANSIENT, retrying
 from lacus.client.stream.latency import summarize
 from lacus.errors import (
     ChecksumMismatch,
@@ -45,6 +46,7 @@ from lacus.errors import (
 )
 from lacus.naming import make_pfn, parse_did
 from lacus.storage import StorageBackend, read_verified
+from lacus.storage._base import is_part_name
 
 if TYPE_CHECKING:
     from lacus.client._client import Client
@@ -165,6 +167,7 @@ class Consumer:
         except OSError as exc:
             raise LocalFileError(f"cannot create {self.directory}: {exc.strerror}") from None
         self._after = self._load_state()
+        self._remove_leftovers()
         seen = {parse_did(line["did"]) for line in read_report(self.directory)}
         self._report.earlier = len(seen)
         self._handled = len(seen)
@@ -173,27 +176,59 @@ class Consumer:
         self._report_file = open(self.directory / REPORT_FILE, "ab")  # noqa: SIM115
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="lacus-consume") as pool:
-                files = follow_files(
-                    self.client, self.did, after=self._after, timeout=timeout, seen=seen
-                )
-                try:
-                    for new in files:
-                        future = pool.submit(self._consume, new)
-                        with self._lock:
-                            self._in_flight.append((new.event_id, future))
-                        future.add_done_callback(self._advance)
-                        self._handled += 1
-                        if (total is not None and self._handled >= total) or (
-                            stop is not None and stop.is_set()
-                        ):
-                            break
-                finally:
-                    getattr(files, "close", lambda: None)()  # the event stream's connection
+                self._follow(pool, seen, total=total, timeout=timeout, stop=stop)
         finally:
             self._advance(None)
             self._report_file.close()
             self._report.seconds = time.monotonic() - start
         return self._report
+
+    def _follow(
+        self,
+        pool: ThreadPoolExecutor,
+        seen: set[tuple[str, str]],
+        *,
+        total: int | None,
+        timeout: float | None,
+        stop: threading.Event | None,
+    ) -> None:
+        """Hand each new file to ``pool`` until done. The event stream resumes by itself after
+        a lost connection; a call it needs besides (a login) that finds the server away starts
+        it again from the saved position (``seen`` skips what was handed over already)."""
+        failures = 0
+        while True:
+            files = follow_files(
+                self.client, self.did, after=self._after, timeout=timeout, seen=seen
+            )
+            try:
+                for new in files:
+                    failures = 0
+                    future = pool.submit(self._consume, new)
+                    with self._lock:
+                        self._in_flight.append((new.event_id, future))
+                    future.add_done_callback(self._advance)
+                    self._handled += 1
+                    if (total is not None and self._handled >= total) or (
+                        stop is not None and stop.is_set()
+                    ):
+                        return
+                return
+            except TRANSIENT:
+                failures += 1
+                if failures * PAUSES[-1] > self.patience:
+                    raise
+                time.sleep(PAUSES[min(failures, len(PAUSES)) - 1])
+            finally:
+                getattr(files, "close", lambda: None)()  # the event stream's connection
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of copies a killed run left unfinished."""
+        for scope_dir in self.directory.iterdir():
+            if scope_dir.is_dir():
+                for entry in scope_dir.iterdir():
+                    if is_part_name(entry.name):
+                        with contextlib.suppress(OSError):
+                            entry.unlink()
 
     # -- position --------------------------------------------------------------------------------
     def _load_state(self) -> int:
