@@ -20,6 +20,7 @@ __all__ = [
     "ChecksumAccumulator",
     "Checksums",
     "adler32",
+    "adler32_combine",
     "checksum_chunks",
     "checksum_file",
     "checksum_stream",
@@ -27,6 +28,22 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 4 * 1024 * 1024
+_ADLER_MOD = 65521
+
+
+def adler32_combine(first: int, second: int, second_length: int) -> int:
+    """The adler32 of two byte strings one after the other, from the adler32 of each and the
+    length of the second (e.g. parts of a file read back separately).
+
+    adler32 is ``B << 16 | A`` with A = 1 + the sum of the bytes and B = the sum of the A after
+    each byte (mod 65521); appending ``n`` bytes whose own sums are A2, B2 gives
+    A = A1 + A2 - 1 and B = B1 + B2 + n * (A1 - 1).
+    """
+    a1, b1 = first & 0xFFFF, first >> 16
+    a2, b2 = second & 0xFFFF, second >> 16
+    a = (a1 + a2 - 1) % _ADLER_MOD
+    b = (b1 + b2 + second_length * (a1 - 1)) % _ADLER_MOD
+    return b << 16 | a
 
 
 @dataclass(frozen=True, slots=True)

@@ -419,3 +419,100 @@ def test_verify_takes_a_directory_of_hashed_cas(
     with apache.backend(prefix, verify=str(tmp_path / "certificates")) as backend:
         backend.put("f", io.BytesIO(b"x"))
         assert read_all(backend, "f") == b"x"
+
+
+# -- large verified puts in parts, read back behind the writing (Apache: Content-Range PUT) -------
+
+
+@pytest.fixture
+def one_mib_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts of 1 MiB, so that a few MiB make a put in parts (64 MiB each otherwise)."""
+    from lacus.storage import webdav
+
+    monkeypatch.setattr(webdav, "_PART", MiB)
+
+
+def test_a_large_verified_put_goes_in_parts_read_back_behind(
+    apache: ApacheServer, prefix: str, tmp_path: Path, one_mib_parts: None
+) -> None:
+    data = os.urandom(5 * MiB + 123)
+    (tmp_path / "data").write_bytes(data)
+    with apache.backend(prefix) as backend, open(tmp_path / "data", "rb") as source:
+        assert backend.put_verified("virgo/f", source) == expected_checksums(data)
+        assert backend._part_puts is True  # Apache writes Content-Range PUTs into the file
+        assert read_all(backend, "virgo/f") == data
+        with pytest.raises(FileAlreadyOnStorage):  # parts are written under a hidden name
+            backend.put_verified("virgo/f", io.BytesIO(data))
+        assert list(backend.list()) == ["virgo/f"]
+    assert files_under(apache.root_dir / prefix) == ["virgo/f"]
+
+
+def test_bytes_the_server_adds_to_a_put_in_parts_are_found(
+    apache: ApacheServer, prefix: str, tmp_path: Path, one_mib_parts: None
+) -> None:
+    """Once four parts are stored, bytes appear past the end of the hidden file (as if the storage
+    kept a stale tail): every part reads back right, but the size does not; nothing is left."""
+    local = tmp_path / "data"
+    local.write_bytes(os.urandom(5 * MiB))
+    directory = apache.root_dir / prefix / "virgo"
+
+    class Spoiling(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            if self.tell() == 4 * MiB:  # part 4 starts: parts 0-3 are stored
+                (hidden,) = directory.iterdir()
+                with open(hidden, "r+b") as stored:
+                    stored.seek(6 * MiB)
+                    stored.write(b"stale")
+            return super().read(size)
+
+    with apache.backend(prefix) as backend, Spoiling(local) as source:
+        with pytest.raises(ChecksumMismatch, match=f"holds {6 * MiB + 5} bytes"):
+            backend.put_verified("virgo/f", source)  # type: ignore[arg-type]
+        assert backend._part_puts is True
+    assert files_under(apache.root_dir / prefix) == []
+
+
+def test_corrupted_bytes_are_found_where_ranges_are_not_served(
+    apache: ApacheServer, tmp_path: Path, one_mib_parts: None
+) -> None:
+    """The ``corrupting/`` location answers GETs through a filter that rewrites the bytes (in the
+    fourth part only) and ignores ranges: the parts are read back as a whole file, the
+    corruption is found, and the backend writes no more parts there."""
+    prefix = f"corrupting/{fresh_prefix()}"
+    clean = b"0123456789abcdef\n" * (MiB // 17) + b"\n" * (MiB % 17)  # Substitute works by line
+    data = clean * 3 + clean.replace(b"0123456789", b"lacus=data", 1) + clean * 2
+    (tmp_path / "data").write_bytes(data)
+    with apache.backend(prefix) as backend, open(tmp_path / "data", "rb") as source:
+        with pytest.raises(ChecksumMismatch, match="adler32"):
+            backend.put_verified("virgo/f", source)
+        assert backend._part_puts is False
+        assert list(backend.list()) == []
+    assert files_under(apache.root_dir / prefix) == []
+
+
+def test_a_put_in_parts_cut_by_the_server_leaves_no_file(
+    apache: ApacheServer, prefix: str, tmp_path: Path, one_mib_parts: None
+) -> None:
+    """Apache stops in the middle of the third part: no file takes the name, and the temporary
+    file is deleted at the next put, once the server is back."""
+    local = tmp_path / "data"
+    local.write_bytes(os.urandom(8 * MiB))
+
+    class Stopping(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            if self.tell() >= 2 * MiB + MiB // 2 and apache.running:
+                apache.stop()
+            return super().read(size)
+
+    with apache.backend(prefix) as backend:
+        try:
+            with Stopping(local) as source, pytest.raises(StorageError):
+                backend.put_verified("virgo/cut", source)  # type: ignore[arg-type]
+        finally:
+            apache.start()
+        backend.put("virgo/next", io.BytesIO(b"next"))
+        with pytest.raises(StorageFileNotFound):
+            backend.stat("virgo/cut")
+    assert [name for name in files_under(apache.root_dir / prefix) if ".davfs.tmp" not in name] == [
+        "virgo/next"
+    ]

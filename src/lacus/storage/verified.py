@@ -126,7 +126,12 @@ def copy_verified(
         chunks = source.get(source_path)
     except StorageFileNotFound as exc:
         raise SourceFileMissing(f"source file missing: {exc}") from exc
-    with ChunkReader(_ReadAhead(chunks), source_missing=True) as stream:
+    with ChunkReader(
+        _ReadAhead(chunks),
+        source_missing=True,
+        size=expected.bytes,
+        name=f"{source.url}/{source_path}",
+    ) as stream:
         sums = write_verified(
             dest, dest_path, cast(BinaryIO, stream), md5=expected.md5 is not None, overwrite=True
         )
@@ -247,12 +252,31 @@ class ChunkReader(io.RawIOBase):
     """A readable binary stream over an iterator of chunks (a source backend's ``get``).
 
     ``source_missing``: a file missing while reading is the source's fault (SourceFileMissing).
+    ``size``: the bytes the chunks must add up to, told to writers (``remaining_bytes``: a
+    WebDAV put announces its length, or writes in parts); chunks adding up to another size raise
+    SourceCorrupted (the source ``name`` holds another file than the catalog says).
     """
 
-    def __init__(self, chunks: Iterator[bytes], *, source_missing: bool = False) -> None:
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        *,
+        source_missing: bool = False,
+        size: int | None = None,
+        name: str = "the source",
+    ) -> None:
         self._chunks = chunks
         self._pending = memoryview(b"")
         self._source_missing = source_missing
+        self._size = size
+        self._name = name
+        self._delivered = 0  # bytes taken from the chunks
+
+    def remaining_bytes(self) -> int | None:
+        """How many bytes are left to read, when the size was given."""
+        if self._size is None:
+            return None
+        return self._size - self._delivered + len(self._pending)
 
     def readable(self) -> bool:
         return True
@@ -266,7 +290,17 @@ class ChunkReader(io.RawIOBase):
                     raise SourceFileMissing(f"source file missing: {exc}") from exc
                 raise
             if chunk is None:
+                if self._size is not None and self._delivered != self._size:
+                    raise SourceCorrupted(
+                        f"{self._name}: the source has {self._delivered} bytes, "
+                        f"expected {self._size}"
+                    )
                 return 0
+            self._delivered += len(chunk)
+            if self._size is not None and self._delivered > self._size:
+                raise SourceCorrupted(
+                    f"{self._name}: the source has more than the {self._size} bytes expected"
+                )
             self._pending = memoryview(chunk)
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]

@@ -30,8 +30,10 @@ import hashlib
 import io
 import os
 import posixpath
+import queue
 import ssl
 import stat
+import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -40,7 +42,7 @@ from xml.parsers import expat
 
 import httpx
 
-from lacus.checksums import CHUNK_SIZE, Checksums, format_adler32
+from lacus.checksums import CHUNK_SIZE, Checksums, adler32_combine, format_adler32
 from lacus.errors import (
     ChecksumMismatch,
     FileAlreadyOnStorage,
@@ -68,6 +70,7 @@ from lacus.storage._wire import WireTransport
 __all__ = ["PlainWebDAVBackend", "WebDAVBackend"]
 
 _PIECE = 1024 * 1024  # bytes read from the source and sent per write
+_PART = 64 * 1024 * 1024  # a verified put of 2 parts or more is written in parts, read back behind
 _DRAINED = 64 * 1024  # an unread answer body up to this size is read before closing
 _MAX_ORPHANS = 1000  # temporary files remembered for deletion once the server is back
 _HTTP_SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
@@ -130,6 +133,7 @@ class WebDAVBackend:
         self._tpc = bool(tpc)
         self._digests: dict[str, bool] = {}  # algorithm -> whether the server sends a Digest
         self._orphans: set[str] = set()  # temporary files a failed put could not delete yet
+        self._part_puts: bool | None = None  # whether puts go in parts (``_reads_back_parts``)
         self.url = f"{scheme}://{parts.netloc}{self._root}"
         headers = {"User-Agent": "lacus-webdav", "Accept-Encoding": "identity"}
         if token:
@@ -309,9 +313,13 @@ class WebDAVBackend:
         path = check_path(path)
         temporary = self._prepare(path, overwrite=overwrite)
         try:
-            sums = self._upload(temporary, path, source, md5=md5)
-            if verify:
-                self._verify(temporary, path, sums)
+            size = _known_size(source)
+            if verify and size is not None and size >= 2 * _PART and self._reads_back_parts(path):
+                sums = self._upload_in_parts(temporary, path, source, size, md5=md5)
+            else:
+                sums = self._upload(temporary, path, source, size, md5=md5)
+                if verify:
+                    self._verify(temporary, path, sums)
             self._move(temporary, path, overwrite=overwrite)
         except BaseException:
             self._remove_quietly(temporary)
@@ -364,9 +372,10 @@ class WebDAVBackend:
                 return False
             return any(entry.is_dir for entry in self._entries(response, path))
 
-    def _upload(self, temporary: str, path: str, source: BinaryIO, *, md5: bool) -> Checksums:
+    def _upload(
+        self, temporary: str, path: str, source: BinaryIO, size: int | None, *, md5: bool
+    ) -> Checksums:
         finished: _Flags = []
-        size = _known_size(source)
         # XrdHttp (5.5) reads a chunked body only once it has answered 100 Continue, and waits
         # forever for the body of an empty PUT that asked for it
         headers = {"Expect": "100-continue"} if size != 0 else {}
@@ -392,10 +401,13 @@ class WebDAVBackend:
         path: str,
         size: int | None,
         finished: _Flags,
+        *,
+        ends: bool = True,
     ) -> Iterator[bytes]:
         """The bytes of ``source`` in pieces of ``_PIECE``, hashed on the way.
 
-        With a ``size`` announced, exactly that many bytes, or LocalFileError.
+        With a ``size`` announced, exactly that many bytes, or LocalFileError; and when the body
+        ``ends`` the source (not a part of it), nothing after them.
         """
         where = self._where(path)
         sent = 0
@@ -406,9 +418,142 @@ class WebDAVBackend:
             hasher.update(piece)
             sent += len(piece)
             yield piece
-        if size is not None and (sent != size or _read_piece(source, 1, where)):
+        if size is not None and (sent != size or (ends and _read_piece(source, 1, where))):
             raise LocalFileError(f"the data for {where} changed size while it was sent")
         finished.append(True)
+
+    def _upload_in_parts(
+        self, temporary: str, path: str, source: BinaryIO, size: int, *, md5: bool
+    ) -> Checksums:
+        """Write ``size`` bytes of ``source`` in parts of ``_PART`` (PUT with ``Content-Range``),
+        each part read back by a helper thread while the next one is written. Should the server
+        answer a ranged GET with the whole file after all (Apache does where an output filter
+        rewrites bodies), the whole file is read back at the end instead.
+
+        Verification stays whole: every byte stored is read back once its part was written, the
+        adler32 of all parts read back (combined in order) must equal the adler32 of the bytes
+        sent, and the stored file must have exactly ``size`` bytes. Only the waiting goes: the
+        read-back of part k overlaps the writing of part k + 1, instead of a second pass over
+        the whole file once it is written.
+        """
+        where = self._where(path)
+        with (
+            StreamHasher(md5=md5) as hasher,
+            _ReadBack(
+                lambda start, length: self._read_range(temporary, path, start, length)
+            ) as read_back,
+        ):
+            start = 0
+            while start < size:
+                length = min(_PART, size - start)
+                finished: _Flags = []
+                body = self._body(
+                    source, hasher, path, length, finished, ends=start + length == size
+                )
+                headers = {
+                    "Expect": "100-continue",
+                    "Content-Length": str(length),
+                    "Content-Range": f"bytes {start}-{start + length - 1}/*",
+                }
+                response = self._send(
+                    "PUT", temporary, "writing", headers=headers, content=body, target=path
+                )
+                self._check(response, path, "writing", ok=(200, 201, 204))
+                if not finished:
+                    raise StorageError(
+                        f"storage failed writing {where}: it answered "
+                        f"{response.status_code} before it received all the data"
+                    )
+                read_back.add(start, length)  # raises what reading back an earlier part found
+                start += length
+            sums = hasher.result()
+            stored = read_back.result()
+        if stored is None:  # the server answered a ranged GET with the whole file (a filter)
+            self._part_puts = False
+            self._verify(temporary, path, sums)  # read back the whole file after all
+            return sums
+        stored_size = self._file(temporary).size
+        if stored_size != sums.bytes or stored != sums.adler32:
+            raise ChecksumMismatch(
+                f"{where}: the storage holds {stored_size} bytes with adler32 {stored}, "
+                f"{sums.bytes} bytes with adler32 {sums.adler32} were written"
+            )
+        return sums
+
+    def _read_range(self, temporary: str, path: str, start: int, length: int) -> int:
+        """The adler32 of ``length`` stored bytes of ``temporary`` from ``start`` (a ranged GET);
+        ChecksumMismatch when the storage holds fewer."""
+        end = start + length - 1
+        response = self._send(
+            "GET", temporary, "reading", headers={"Range": f"bytes={start}-{end}"}, stream=True,
+            target=path,
+        )  # fmt: skip
+        with _finishing(response):
+            if response.status_code == 200:
+                raise _RangesIgnored
+            if response.status_code == 416:
+                raise ChecksumMismatch(
+                    f"{self._where(path)}: the storage holds less than the {end + 1} bytes written"
+                )
+            self._check(response, path, "reading", ok=(206,))
+            answered = response.headers.get("Content-Range", "")
+            if not answered.startswith(f"bytes {start}-{end}/"):
+                raise ChecksumMismatch(
+                    f"{self._where(path)}: asked for bytes {start}-{end} of the bytes written, "
+                    f"the storage answered {answered or 'without Content-Range'}"
+                )
+            value, received = 1, 0
+            try:
+                for piece in response.iter_bytes():
+                    value = adler32(piece, value)
+                    received += len(piece)
+            except httpx.HTTPError as exc:
+                raise self._broken(exc, path, "reading") from exc
+        if received != length:
+            raise ChecksumMismatch(
+                f"{self._where(path)}: read back {received} of the {length} bytes written from "
+                f"byte {start}"
+            )
+        return value
+
+    def _reads_back_parts(self, path: str) -> bool:
+        """Whether large verified puts go in parts, read back behind the writing: the server
+        writes ``Content-Range`` PUTs into a file (Apache mod_dav does, most servers refuse
+        or ignore them), serves ranged GETs, and sends no digests (else it vouches itself, no
+        read-back is needed). Found out once, with a probe file beside ``path``."""
+        if self._part_puts is None:
+            parent = path.rpartition("/")[0]
+            name = part_name("lacus-range-probe")
+            probe = f"{parent}/{name}" if parent else name
+            try:
+                self._part_puts = self._probe_part_puts(probe, path)
+            finally:
+                self._remove_quietly(probe)
+        return self._part_puts
+
+    def _probe_part_puts(self, probe: str, path: str) -> bool:
+        def put(data: bytes, start: int) -> bool:
+            headers = {"Content-Range": f"bytes {start}-{start + len(data) - 1}/*"}
+            response = self._send(
+                "PUT", probe, "writing", headers=headers, content=iter([data]), target=path
+            )
+            _finish(response)
+            return response.status_code in (200, 201, 204)
+
+        if not put(b"ab", 0):
+            return False
+        if self._server_digest(probe, "adler32") is not None:
+            return False  # the server vouches for what it stores
+        if not put(b"c", 1):
+            return False
+        whole = self._send("GET", probe, "reading", target=path)
+        ranged = self._send("GET", probe, "reading", headers={"Range": "bytes=1-1"}, target=path)
+        return (whole.status_code, whole.content, ranged.status_code, ranged.content) == (
+            200,
+            b"ac",
+            206,
+            b"c",
+        )
 
     def _verify(self, temporary: str, path: str, sums: Checksums) -> None:
         size = self._file(temporary).size
@@ -737,6 +882,66 @@ class _Download(Iterator[bytes]):
             self._response.close()
 
 
+class _RangesIgnored(Exception):
+    """The server answered a ranged GET with the whole file."""
+
+
+class _ReadBack:
+    """Parts of a file read back in a helper thread, in order, while the writer goes on: ``add``
+    a part once written (raises what reading an earlier part found), ``result`` waits for the
+    last one and gives the adler32 of them all, or None if the server ignored a range (no more
+    parts are read then); leaving the ``with`` block stops the thread."""
+
+    def __init__(self, read: Callable[[int, int], int]) -> None:
+        self._read = read
+        self._parts: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._failure: BaseException | None = None
+        self._ranged = True
+        self._value = 1
+        self._next = 0  # where the next part must start: parts are contiguous, in order
+        self._thread = threading.Thread(target=self._run, name="lacus-read-back", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> _ReadBack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
+
+    def add(self, start: int, length: int) -> None:
+        if start != self._next:
+            raise ValueError(f"parts must follow each other: {start} after {self._next}")
+        self._next = start + length
+        self._raise_failure()
+        self._parts.put((start, length))
+
+    def result(self) -> str | None:
+        self._stop()
+        self._raise_failure()
+        return format_adler32(self._value) if self._ranged else None
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._parts.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (part := self._parts.get()) is not None:
+            if self._failure is not None or not self._ranged:
+                continue  # drain until stopped
+            start, length = part
+            try:
+                self._value = adler32_combine(self._value, self._read(start, length), length)
+            except _RangesIgnored:
+                self._ranged = False
+            except BaseException as exc:  # noqa: BLE001 - raised in the writer's thread
+                self._failure = exc
+
+
 class _Multistatus:
     """An incremental parser of a WebDAV ``multistatus`` answer; refuses DTDs and entities."""
 
@@ -841,7 +1046,12 @@ def _parse_digest(header: str, algorithm: str) -> str | None:
 
 
 def _known_size(source: BinaryIO) -> int | None:
-    """How many bytes are left in a regular file or a BytesIO; None for anything else."""
+    """How many bytes are left in a regular file, a BytesIO, or a stream that tells
+    (``remaining_bytes()``, as ``ChunkReader`` does with a size); None for anything else."""
+    remaining = getattr(source, "remaining_bytes", None)
+    if callable(remaining):
+        told = remaining()
+        return told if isinstance(told, int) and told >= 0 else None
     try:
         if isinstance(source, io.BytesIO):
             with source.getbuffer() as view:
