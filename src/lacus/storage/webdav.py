@@ -382,17 +382,29 @@ class WebDAVBackend:
         if size is not None:  # a plain body: no chunk framing, no copy of each piece by h11
             headers["Content-Length"] = str(size)
         with StreamHasher(md5=md5) as hasher:
-            body = self._body(source, hasher, path, size, finished)
-            response = self._send(
-                "PUT", temporary, "writing", headers=headers, content=body, target=path
+            self._put_body(
+                temporary, path, headers, self._body(source, hasher, path, size, finished), finished
             )
-            self._check(response, path, "writing", ok=(200, 201, 204))
-            if not finished:
-                raise StorageError(
-                    f"storage failed writing {self._where(path)}: it answered "
-                    f"{response.status_code} before it received all the data"
-                )
             return hasher.result()
+
+    def _put_body(
+        self,
+        temporary: str,
+        path: str,
+        headers: dict[str, str],
+        body: Iterator[bytes],
+        finished: _Flags,
+    ) -> None:
+        """PUT ``body`` (which appends to ``finished`` once all sent) to ``temporary``."""
+        response = self._send(
+            "PUT", temporary, "writing", headers=headers, content=body, target=path
+        )
+        self._check(response, path, "writing", ok=(200, 201, 204))
+        if not finished:
+            raise StorageError(
+                f"storage failed writing {self._where(path)}: it answered "
+                f"{response.status_code} before it received all the data"
+            )
 
     def _body(
         self,
@@ -455,15 +467,7 @@ class WebDAVBackend:
                     "Content-Length": str(length),
                     "Content-Range": f"bytes {start}-{start + length - 1}/*",
                 }
-                response = self._send(
-                    "PUT", temporary, "writing", headers=headers, content=body, target=path
-                )
-                self._check(response, path, "writing", ok=(200, 201, 204))
-                if not finished:
-                    raise StorageError(
-                        f"storage failed writing {where}: it answered "
-                        f"{response.status_code} before it received all the data"
-                    )
+                self._put_body(temporary, path, headers, body, finished)
                 read_back.add(start, length)  # raises what reading back an earlier part found
                 start += length
             sums = hasher.result()
