@@ -43,7 +43,9 @@ def _openapi() -> dict[str, Any]:
     return create_app(unused).openapi()
 
 
-schema = schemathesis.openapi.from_dict(_openapi())
+schema = schemathesis.openapi.from_dict(_openapi()).exclude(path="/events")
+"""Every operation but the event stream, which answers for as long as the client listens (it has
+its own tests: tests/test_events.py)."""
 
 
 def json_lines(ctx: CheckContext, response: Response, case: Case) -> bool | None:

@@ -28,6 +28,10 @@ def daemon(
         bool, typer.Option("--once", help="Work until nothing is left, then stop.")
     ] = False,
     threads: Annotated[int, typer.Option(help="Threads per daemon.", min=1, max=64)] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this process's Prometheus metrics on this port (/metrics)."),
+    ] = None,
 ) -> None:
     """Run a daemon of the rule engine (several processes may share one PostgreSQL catalog)."""
     from lacus.daemons import DAEMONS, DaemonRunner
@@ -47,6 +51,12 @@ def daemon(
                 done = run_once(the_lake, item)
                 console().print(f"{item.name}: {done} item(s)")
             return
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from lacus.service.metrics import registry
+
+            start_http_server(metrics_port, addr="127.0.0.1", registry=registry(the_lake))
         DaemonRunner(the_lake, [d for d in chosen if d is not None], threads=threads).run_forever()
     finally:
         the_lake.close()

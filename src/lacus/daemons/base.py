@@ -19,6 +19,7 @@ from sqlalchemy import Connection, delete, update
 from lacus.core.clock import utcnow
 from lacus.db.tables import heartbeats
 from lacus.service.lake import Lake
+from lacus.service.metrics import DAEMON_FAILURES, DAEMON_ITEMS, DAEMON_PASS_SECONDS
 
 log = logging.getLogger("lacus.daemons")
 HEARTBEAT_SECONDS = 5.0
@@ -109,13 +110,18 @@ class DaemonRunner:
         idle = self.lake.settings.daemon_sleep_seconds
         while not self.stopping.is_set():
             wakeup.clear()
+            started_pass = time.perf_counter()
             try:
                 with self.lake.daemon_pass() as allowed:
                     done = daemon.run(self.lake, worker) if allowed else 0
             except Exception:  # a daemon survives a bad pass: log it, pause, go on
                 log.exception("%s: pass failed", worker)
+                DAEMON_FAILURES.labels(daemon.name).inc()
                 done = 0
                 self.stopping.wait(idle)
+            else:
+                DAEMON_PASS_SECONDS.labels(daemon.name).observe(time.perf_counter() - started_pass)
+                DAEMON_ITEMS.labels(daemon.name).inc(done)
             processed += done
             now = time.monotonic()
             if now - last_beat > HEARTBEAT_SECONDS:

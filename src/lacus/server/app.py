@@ -23,6 +23,7 @@ from lacus.errors import (
 )
 from lacus.server.content_type import DefaultJSON
 from lacus.server.limits import BodyLimit
+from lacus.server.metrics import RequestMetrics
 from lacus.server.responses import ERROR_RESPONSES, error_response
 from lacus.server.routes import (
     account_limits,
@@ -32,6 +33,7 @@ from lacus.server.routes import (
     distances,
     event_destinations,
     events,
+    metrics,
     ping,
     policies,
     replicas,
@@ -43,6 +45,7 @@ from lacus.server.routes import (
     transfers,
 )
 from lacus.service import Lake, Settings
+from lacus.service import metrics as lacus_metrics
 
 log = logging.getLogger("lacus.server")
 
@@ -78,9 +81,10 @@ def create_app(
         dependencies=[Depends(_no_nul_in_parameters)],
     )
     app.state.lake = the_lake
+    app.state.metrics = lacus_metrics.registry(the_lake)
     for module in (
         ping, auth, account_limits, accounts, scopes, rses, distances, dids, replicas, rules,
-        subscriptions, policies, traces, transfers, events, event_destinations,
+        subscriptions, policies, traces, transfers, events, event_destinations, metrics,
     ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]
@@ -89,6 +93,7 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(DefaultJSON)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     return app
 
 

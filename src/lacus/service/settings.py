@@ -149,6 +149,11 @@ class Settings(BaseModel):
         default=30.0, description="seconds a validated token is cached"
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="largest request body")
+    metrics_public: bool = Field(
+        default=True,
+        description="serve /metrics without a token (Prometheus scrapers); false: a token is "
+        "needed",
+    )
     page_size: int = Field(default=1000, description="rows per page of streamed listings")
     oidc_issuers: list[OIDCIssuer] = Field(
         default_factory=list, description="OpenID Connect issuers whose JWTs are accepted"
