@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 STATE_FILE = ".lacus-consume.json"
 REPORT_FILE = ".lacus-consume.jsonl"
 READ_ATTEMPTS = 4
+SAVE_EVERY = 0.2
+"""Seconds between two saves of the position."""
 
 
 @dataclass(slots=True)
@@ -148,6 +150,8 @@ class Consumer:
         self._backends: dict[str, tuple[StorageBackend, list[str]]] = {}
         self._in_flight: deque[tuple[int, Future[None]]] = deque()
         self._after = 0
+        self._saved = 0
+        self._saved_at = 0.0
         self._report = ConsumeReport()
         self._report_file: Any = None
         self._handled = 0
@@ -166,7 +170,7 @@ class Consumer:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LocalFileError(f"cannot create {self.directory}: {exc.strerror}") from None
-        self._after = self._load_state()
+        self._after = self._saved = self._load_state()
         self._remove_leftovers()
         seen = {parse_did(line["did"]) for line in read_report(self.directory)}
         self._report.earlier = len(seen)
@@ -178,7 +182,7 @@ class Consumer:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="lacus-consume") as pool:
                 self._follow(pool, seen, total=total, timeout=timeout, stop=stop)
         finally:
-            self._advance(None)
+            self._advance(None, save_now=True)
             self._report_file.close()
             self._report.seconds = time.monotonic() - start
         return self._report
@@ -245,15 +249,19 @@ class Consumer:
             )
         return int(state.get("after", 0))
 
-    def _advance(self, _: object) -> None:
-        """Move the saved position past every leading file that is done."""
+    def _advance(self, _: object, *, save_now: bool = False) -> None:
+        """Move the position past every leading file that is done; save it every
+        ``SAVE_EVERY`` seconds (a restart from an older position repeats nothing: the report
+        says which files are done)."""
         with self._lock:
             after = self._after
             while self._in_flight and self._in_flight[0][1].done():
                 after = max(after, self._in_flight.popleft()[0])
-            if after == self._after:
-                return
             self._after = after
+            now = time.monotonic()
+            if after == self._saved or (not save_now and now - self._saved_at < SAVE_EVERY):
+                return
+            self._saved, self._saved_at = after, now
             state = orjson.dumps({"did": self.did, "after": after})
             path = self.directory / STATE_FILE
             temporary = path.with_name(path.name + ".tmp")

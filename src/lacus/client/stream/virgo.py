@@ -72,12 +72,14 @@ def virgo_chunks(
     h5py, numpy = _libraries()
     gps = gps_now() if start_gps is None else start_gps
     samples = sample_rate * duration
-    offsets = numpy.arange(samples) / sample_rate
+    # 50 Hz has a whole number of periods in a whole second: the same phase in every chunk.
+    mains = (
+        0.3 * STRAIN_LEVEL * numpy.sin(2 * numpy.pi * 50.0 * numpy.arange(samples) / sample_rate)
+    )
     for index in itertools.count() if count is None else range(count):
         start = gps + index * duration
         rng = numpy.random.default_rng([seed, start])
-        strain = rng.normal(0.0, STRAIN_LEVEL, samples)
-        strain += 0.3 * STRAIN_LEVEL * numpy.sin(2 * numpy.pi * 50.0 * (start + offsets))
+        strain = rng.normal(0.0, STRAIN_LEVEL, samples) + mains
         data = _hdf5(h5py, strain, gps_start=start, sample_rate=sample_rate, duration=duration)
         yield Chunk(
             name=chunk_name(start, duration),
