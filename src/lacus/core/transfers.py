@@ -148,6 +148,7 @@ def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
                 )
             )
         locks.replicas_arrived(conn, dest_rse_id, keys)
+    rse_name = _rse_names(conn)
     events.emit_many(
         conn,
         [
@@ -157,6 +158,8 @@ def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
                 request.name,
                 {
                     "request_id": request.id,
+                    "source_rse": rse_name.get(attempt.source_rse_id),
+                    "dest_rse": rse_name.get(request.dest_rse_id),
                     "source_rse_id": attempt.source_rse_id,
                     "dest_rse_id": request.dest_rse_id,
                     "bytes": request.bytes,
@@ -168,6 +171,11 @@ def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
         ],
     )
     return len(found)
+
+
+def _rse_names(conn: Connection) -> dict[int | None, str]:
+    """RSE id → name (a small table): events name the RSEs they are about."""
+    return {row.id: row.rse for row in conn.execute(select(rses.c.id, rses.c.rse))}
 
 
 def transfer_failed(
@@ -186,11 +194,14 @@ def transfer_failed(
     conn.execute(
         insert(transfers), _history_rows([(request, attempt)], state="failed", error=error)
     )
+    names = _rse_names(conn)
     events.emit(
         conn,
         "transfer.failed",
         {
             "request_id": request.id,
+            "source_rse": names.get(source_rse_id),
+            "dest_rse": names.get(request.dest_rse_id),
             "source_rse_id": source_rse_id,
             "dest_rse_id": request.dest_rse_id,
             "error": error[:1000],

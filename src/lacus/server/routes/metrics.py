@@ -8,7 +8,9 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from lacus.server.deps import LakeDep, get_principal
+from lacus.errors import Unauthenticated
+from lacus.server.deps import LakeDep
+from lacus.service.auth import authenticate
 
 router = APIRouter(tags=["metrics"])
 
@@ -19,8 +21,14 @@ def _allowed(
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     """Open to scrapers unless the lake's ``metrics_public`` setting is off: then a token."""
-    if not lake.settings.metrics_public:
-        get_principal(lake, x_rucio_auth_token, authorization)
+    if lake.settings.metrics_public:
+        return
+    token = x_rucio_auth_token
+    if not token and authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    if not token:
+        raise Unauthenticated("no token: /metrics needs one here (metrics_public is off)")
+    authenticate(lake, token)
 
 
 @router.get("/metrics", dependencies=[Depends(_allowed)], response_class=Response)
