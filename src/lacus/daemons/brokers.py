@@ -60,7 +60,8 @@ class _Frames(stomp.ConnectionListener):  # type: ignore[misc]
         self.connected = False
         self.closed = False
         self.error: str | None = None
-        self.receipts: set[str] = set()
+        self.pending: set[str] = set()
+        """Receipts asked for and not yet received."""
 
     def on_connected(self, frame: Any) -> None:
         with self.changed:
@@ -69,8 +70,9 @@ class _Frames(stomp.ConnectionListener):  # type: ignore[misc]
 
     def on_receipt(self, frame: Any) -> None:
         with self.changed:
-            self.receipts.add(frame.headers.get("receipt-id", ""))
-            self.changed.notify_all()
+            self.pending.discard(frame.headers.get("receipt-id", ""))
+            if not self.pending:
+                self.changed.notify_all()
 
     def on_error(self, frame: Any) -> None:
         with self.changed:
@@ -143,7 +145,8 @@ class StompPublisher:
         self._connect()
         frames = self._frames
         receipts = [f"lacus-{next(self._receipt_ids)}" for _ in batch]
-        expected = set(receipts)
+        with frames.changed:
+            frames.pending = set(receipts)
         try:
             for event, receipt in zip(batch, receipts, strict=True):
                 self._connection.send(
@@ -152,9 +155,9 @@ class StompPublisher:
                     headers={**stomp_headers(event), "receipt": receipt},
                 )
             frames.wait(
-                lambda: expected <= frames.receipts,
+                lambda: not frames.pending,
                 self.timeout,
-                f"waiting for {len(expected)} receipt(s)",
+                f"waiting for {len(receipts)} receipt(s)",
             )
         except stomp.exception.StompException as exc:
             self.close()
@@ -162,8 +165,6 @@ class StompPublisher:
         except BrokerError as exc:
             self.close()
             raise BrokerError(f"STOMP broker {self.where}: {exc}") from None
-        with frames.changed:
-            frames.receipts -= expected
 
     def close(self) -> None:
         if self._connection is not None:
