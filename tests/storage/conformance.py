@@ -32,7 +32,7 @@ from lacus.errors import (
     StorageFileNotFound,
     StoragePermissionDenied,
 )
-from lacus.storage import StorageBackend
+from lacus.storage import ReadsRanges, StorageBackend
 
 MiB = 1024 * 1024
 BAD_PATHS = ["/etc/passwd", "../outside", "a/../../outside", "a/..", "a/b\x00c", "", "a//b", "./a"]
@@ -195,6 +195,25 @@ class StorageConformance:
                 backend.checksum(path)
             with pytest.raises(StorageFileNotFound):
                 backend.delete(path)
+
+    def test_parts_of_a_file(self, backend: StorageBackend) -> None:
+        """What an fsspec file's random access reads: any range, nothing verified, the end of
+        the file short, past it nothing."""
+        assert isinstance(backend, ReadsRanges)
+        data = os.urandom(5 * MiB + 123)
+        backend.put("virgo/ab/cd/f.h5", io.BytesIO(data))
+        for start, length in [(0, 10), (1, MiB), (4 * MiB, 2 * MiB), (len(data) - 1, 1)]:
+            assert (
+                backend.get_range("virgo/ab/cd/f.h5", start, length) == data[start : start + length]
+            )
+        assert backend.get_range("virgo/ab/cd/f.h5", 0, len(data)) == data
+        assert backend.get_range("virgo/ab/cd/f.h5", len(data) - 5, 100) == data[-5:]
+        assert backend.get_range("virgo/ab/cd/f.h5", len(data), 10) == b""
+        assert backend.get_range("virgo/ab/cd/f.h5", 7, 0) == b""
+        with pytest.raises(StorageFileNotFound):
+            backend.get_range("virgo/ab/cd/missing.h5", 0, 10)
+        with pytest.raises(InvalidName):
+            backend.get_range("../outside", 0, 10)
 
     @pytest.mark.parametrize("path", BAD_PATHS)
     def test_unsafe_paths_are_rejected(self, backend: StorageBackend, path: str) -> None:

@@ -6,6 +6,7 @@
 
 from lacus.storage._base import (
     FileStat,
+    ReadsRanges,
     RemovesTemporaries,
     StorageBackend,
     ThirdPartyCopy,
@@ -20,6 +21,7 @@ __all__ = [
     "ChunkReader",
     "FileStat",
     "PosixBackend",
+    "ReadsRanges",
     "RemovesTemporaries",
     "StorageBackend",
     "ThirdPartyCopy",

@@ -18,6 +18,7 @@ from lacus.errors import InvalidName, ProtocolNotFound
 __all__ = [
     "CHUNK_SIZE",
     "FileStat",
+    "ReadsRanges",
     "RemovesTemporaries",
     "StorageBackend",
     "StreamHasher",
@@ -25,6 +26,7 @@ __all__ = [
     "VerifyingBackend",
     "adler32",
     "check_path",
+    "check_range",
     "is_part_name",
     "is_part_of",
     "known_schemes",
@@ -122,6 +124,19 @@ class VerifyingBackend(StorageBackend, Protocol):
 
 
 @runtime_checkable
+class ReadsRanges(Protocol):
+    """A backend that can read part of a file without reading what comes before it."""
+
+    def get_range(self, path: str, start: int, length: int) -> bytes:
+        """At most ``length`` bytes from offset ``start`` (fewer only at the end of the file,
+        none past it); StorageFileNotFound if there is no such file, UnsupportedOperation if
+        the storage cannot read a part of this file (the caller then reads it whole).
+        Nothing is verified: only a whole file can be checked against its checksums.
+        """
+        ...
+
+
+@runtime_checkable
 class RemovesTemporaries(Protocol):
     """A backend that can find the temporary files puts left behind when their writer died."""
 
@@ -153,6 +168,12 @@ def check_path(path: str, *, allow_empty: bool = False) -> str:
         if is_part_name(part):
             raise InvalidName(f"invalid storage path {shown}: names like this are temporary files")
     return path
+
+
+def check_range(start: int, length: int) -> None:
+    """ValueError unless ``start`` and ``length`` are whole numbers, 0 or more."""
+    if not isinstance(start, int) or not isinstance(length, int) or start < 0 or length < 0:
+        raise ValueError(f"a range is a start and a length, 0 or more, not {start!r}, {length!r}")
 
 
 def part_name(name: str) -> str:

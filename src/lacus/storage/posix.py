@@ -31,6 +31,7 @@ from lacus.storage._base import (
     StreamHasher,
     adler32,
     check_path,
+    check_range,
     is_part_name,
     is_part_of,
     part_name,
@@ -47,6 +48,7 @@ _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, err
 _ADLER_BASE = 65521
 _COPY_CHUNK = 8 * 1024 * 1024  # bytes per in-kernel copy call (copy_from), read back behind it
 _READ_BACK_BUFFER = 1024 * 1024  # read back in pieces that stay in the CPU's cache
+_RANGE_READ = 64 * 1024 * 1024  # bytes per positioned read of get_range
 _NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
@@ -249,6 +251,31 @@ class PosixBackend:
         full = self._full(path)
         self._stat_file(full, path)
         return self._chunks(full, path, chunk_size)
+
+    def get_range(self, path: str, start: int, length: int) -> bytes:
+        """``ReadsRanges``: positioned reads of the file, nothing before ``start`` read."""
+        check_range(start, length)
+        path = check_path(path)
+        full = self._full(path)
+        self._stat_file(full, path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._error(exc, path, "reading") from exc
+        try:
+            parts: list[bytes] = []
+            while length > 0:
+                part = os.pread(fd, min(length, _RANGE_READ), start)
+                if not part:
+                    break
+                parts.append(part)
+                start += len(part)
+                length -= len(part)
+        except OSError as exc:
+            raise self._error(exc, path, "reading") from exc
+        finally:
+            os.close(fd)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def delete(self, path: str) -> None:
         path = check_path(path)

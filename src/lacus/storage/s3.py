@@ -62,7 +62,7 @@ from lacus.errors import (
     StoragePermissionDenied,
     StorageUnavailable,
 )
-from lacus.storage._base import FileStat, StreamHasher, adler32, check_path
+from lacus.storage._base import FileStat, StreamHasher, adler32, check_path, check_range
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -272,6 +272,27 @@ class S3Backend:
         with self._errors(path, "reading"):
             body = self._s3.get_object(Bucket=self._bucket, Key=self._key(path))["Body"]
         return self._chunks(body, path, chunk_size)
+
+    def get_range(self, path: str, start: int, length: int) -> bytes:
+        """``ReadsRanges``: a GET with ``Range``."""
+        check_range(start, length)
+        path = check_path(path)
+        if length == 0:
+            self._head(path, "reading")
+            return b""
+        wanted = f"bytes={start}-{start + length - 1}"
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=self._key(path), Range=wanted)[
+                "Body"
+            ]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                raise self._error(exc, path, "reading") from exc
+            self._head(path, "reading")  # the file ends before start
+            return b""
+        except _S3_ERRORS as exc:
+            raise self._error(exc, path, "reading") from exc
+        return b"".join(self._chunks(body, path, CHUNK_SIZE))[:length]
 
     def delete(self, path: str) -> None:
         path = check_path(path)

@@ -47,6 +47,7 @@ from lacus.storage._base import (
     StreamHasher,
     adler32,
     check_path,
+    check_range,
     is_part_name,
     is_part_of,
     part_name,
@@ -214,6 +215,31 @@ class XRootDBackend:
         if not status.ok:
             raise self._error(status, path, "reading")
         return self._chunks(handle, path, chunk_size)
+
+    def get_range(self, path: str, start: int, length: int) -> bytes:
+        """``ReadsRanges``: reads at an offset of the opened file."""
+        check_range(start, length)
+        path = check_path(path)
+        handle = _client().File()
+        status, _ = handle.open(
+            self._url(self._full(path)), _flags().OpenFlags.READ, timeout=self._timeout
+        )
+        if not status.ok:
+            raise self._error(status, path, "reading")
+        parts: list[bytes] = []
+        try:
+            while length > 0:
+                status, data = handle.read(start, min(length, CHUNK_SIZE), timeout=self._timeout)
+                if not status.ok:
+                    raise self._error(status, path, "reading")
+                if not data:
+                    break
+                parts.append(bytes(data))
+                start += len(data)
+                length -= len(data)
+        finally:
+            handle.close(timeout=self._timeout)
+        return b"".join(parts)
 
     def delete(self, path: str) -> None:
         path = check_path(path)
