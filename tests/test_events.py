@@ -13,6 +13,7 @@ import pytest
 
 from lacus.client import Client, Event, follow_files
 from lacus.core import events as core_events
+from lacus.db.engine import flush_outbox
 from lacus.errors import DIDNotFound, InvalidInput
 from lacus.service import Lake
 from lacus.service.event_log import EventLog
@@ -277,6 +278,7 @@ def test_an_event_committed_late_is_not_skipped(postgres_lake: Lake) -> None:
         with lake.engine.connect() as slow:
             slow_tx = slow.begin()
             _emit(slow, "first")
+            flush_outbox(slow)  # what a commit does first: the event has its id
             with lake.write() as fast:
                 _emit(fast, "second")
             log.refresh()
@@ -298,6 +300,7 @@ def test_a_rolled_back_event_leaves_a_hole_that_closes(postgres_lake: Lake) -> N
         with lake.engine.connect() as doomed:
             doomed_tx = doomed.begin()
             _emit(doomed, "never")
+            flush_outbox(doomed)
             with lake.write() as conn:
                 _emit(conn, "kept")
             doomed_tx.rollback()

@@ -30,14 +30,11 @@ from sqlalchemy import (
 
 from lacus.core.clock import utcnow
 from lacus.core.visibility import scope_visible, visible
-from lacus.db.engine import insert_rows
+from lacus.db.engine import NOTIFY_CHANNEL, OUTBOX
 from lacus.db.tables import contents, dids, events, scopes
 from lacus.types import DIDType, Viewer
 
-EMITTED = "lacus_events_emitted"
-"""Key set in a connection's ``info`` when its transaction wrote events (to wake readers)."""
-
-CHANNEL = "lacus_events"
+CHANNEL = NOTIFY_CHANNEL
 """The PostgreSQL NOTIFY channel a commit with events signals on."""
 
 ATTACH_BATCH = 1000
@@ -64,8 +61,6 @@ TYPES = frozenset(
     }
 )
 """Every event type Lacus writes."""
-
-_COLUMNS = ("event_type", "scope", "name", "payload", "created_at")
 
 EventRow = tuple[str, str | None, str | None, dict[str, Any]]
 
@@ -114,7 +109,8 @@ def emit(
 
 
 def emit_many(conn: Connection, batch: Iterable[EventRow]) -> None:
-    """Record events given as ``(type, scope, name, payload)``, in one statement."""
+    """Record events given as ``(type, scope, name, payload)``: inserted, in one statement, when
+    the transaction commits (so in the same transaction as the change)."""
     now = utcnow()
     rows = [
         (
@@ -126,14 +122,8 @@ def emit_many(conn: Connection, batch: Iterable[EventRow]) -> None:
         )
         for event_type, scope, name, payload in batch
     ]
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        # The transaction takes its id *before* its events take theirs (see Horizon), and
-        # signals listeners in other processes when it commits.
-        conn.exec_driver_sql(f"SELECT pg_current_xact_id(), pg_notify('{CHANNEL}', '')")
-    insert_rows(conn, events, _COLUMNS, rows)
-    conn.info[EMITTED] = True
+    if rows:  # inserted when the transaction commits (lacus.db.engine.flush_outbox)
+        conn.info.setdefault(OUTBOX, []).extend(rows)
 
 
 def membership(

@@ -71,13 +71,54 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+OUTBOX = "lacus_outbox"
+"""Key in a connection's ``info``: the event rows its transaction wrote, inserted at commit."""
+
+OUTBOX_COLUMNS = ("event_type", "scope", "name", "payload", "created_at")
+
+NOTIFY_CHANNEL = "lacus_events"
+"""The PostgreSQL channel a commit with events notifies."""
+
+
 @contextmanager
-def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
-    """Open one transaction: commit when the block ends, roll back if it raises."""
+def transaction(
+    engine: Engine, *, write: bool = True, after_events: Callable[[], None] | None = None
+) -> Iterator[Connection]:
+    """Open one transaction: commit when the block ends, roll back if it raises.
+
+    Events the block recorded (``lacus.core.events.emit``) are inserted just before the commit
+    (``flush_outbox``); ``after_events`` is called once a transaction with events has committed.
+    """
     with engine.connect() as connection:
         connection = connection.execution_options(**{WRITE: write})
-        with connection.begin():
-            yield connection
+        try:
+            with connection.begin():
+                yield connection
+                flushed = flush_outbox(connection)
+        finally:
+            connection.info.pop(OUTBOX, None)
+    if flushed and after_events is not None:
+        after_events()
+
+
+def flush_outbox(conn: Connection) -> bool:
+    """Insert the events this transaction recorded; returns whether there were any.
+
+    Last thing before the commit, so an event's id is taken as late as possible: ids are then
+    nearly in commit order, and a reader waiting for a transaction that holds an id (see
+    ``lacus.core.events.Horizon``) waits no longer than that transaction's commit. On
+    PostgreSQL the transaction has its id before its events take theirs (what the horizon relies
+    on) and notifies listeners when it commits.
+    """
+    rows = conn.info.pop(OUTBOX, None)
+    if not rows:
+        return False
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_current_xact_id(), pg_notify('{NOTIFY_CHANNEL}', '')")
+    from lacus.db.tables import events  # the tables import this module's types
+
+    insert_rows(conn, events, OUTBOX_COLUMNS, rows)
+    return True
 
 
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}

@@ -15,9 +15,7 @@ from sqlalchemy import Connection
 
 from lacus.core import accounts, rses
 from lacus.core.clock import utcnow
-from lacus.core.events import EMITTED
 from lacus.db import make_engine, transaction, upgrade
-from lacus.db.engine import WRITE
 from lacus.errors import AccessDenied, AlreadyExists
 from lacus.service.event_log import EventLog
 from lacus.service.oidc import OIDCVerifier
@@ -103,15 +101,12 @@ class Lake:
     def write(self) -> Iterator[Connection]:
         """One read-write transaction, committed when the block ends; readers of the event log
         are woken if it wrote events."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{WRITE: True})
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                emitted = conn.info.pop(EMITTED, False)
-        if emitted:
-            self.event_log.notify()
+        with transaction(self.engine, write=True, after_events=self._events_committed) as conn:
+            yield conn
+
+    def _events_committed(self) -> None:
+        if self._event_log is not None:  # nobody in this process follows events otherwise
+            self._event_log.notify()
 
     @property
     def event_log(self) -> EventLog:
