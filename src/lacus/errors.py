@@ -24,6 +24,7 @@ once, in the client.
     │       ReplicaAlreadyExists, FileAlreadyOnStorage, DuplicateRule,
     │       SubscriptionDuplicate
     ├── UnsupportedOperation (409)
+    ├── RuleStuck (409)
     ├── InsufficientAccountLimit (400), InsufficientTargetRSEs (400)
     ├── PayloadTooLarge (413)
     ├── ChecksumMismatch (422)
@@ -234,6 +235,14 @@ class UnsupportedOperation(LacusError):
 
     http_status = 409
     rucio_class = "UnsupportedOperation"
+
+
+class RuleStuck(LacusError):
+    """A rule cannot be satisfied: a copy it needs failed for good, or it found no place
+    (``Client.make_available`` raises it with the rule's error)."""
+
+    http_status = 409
+    rucio_class = "RucioException"
 
 
 class InsufficientAccountLimit(LacusError):

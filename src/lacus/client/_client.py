@@ -257,6 +257,11 @@ class Client:
         scope, name = parse_did(did)
         return list(self.session.ndjson("GET", f"/dids/{_p(scope)}/{_p(name)}/dids"))
 
+    def list_parents(self, did: str) -> list[dict[str, Any]]:
+        """The datasets and containers ``did`` is attached to (``scope``, ``name``, ``type``)."""
+        scope, name = parse_did(did)
+        return list(self.session.ndjson("GET", f"/dids/{_p(scope)}/{_p(name)}/parents"))
+
     def list_files(self, did: str) -> Iterator[dict[str, Any]]:
         scope, name = parse_did(did)
         return self.session.ndjson("GET", f"/dids/{_p(scope)}/{_p(name)}/files")
@@ -482,6 +487,27 @@ class Client:
                     f"{rule['locks_replicating_cnt']}/{rule['locks_stuck_cnt']})"
                 )
             time.sleep(interval)
+
+    def make_available(
+        self,
+        did: str,
+        *,
+        rse: str,
+        lifetime: int | None = 86400,
+        timeout: float = 3600.0,
+    ) -> str | dict[str, str]:
+        """Bring ``did`` to ``rse`` (an RSE or an expression) for ``lifetime`` seconds (None:
+        until the rule is removed) and return where it is there once it is: the local path
+        when that storage is a directory on this machine, else the replica's URL; for a
+        dataset or container {``scope:name``: path or URL} of each file.
+
+        Adds a rule (or extends this account's rule for the DID on ``rse``) and waits for its
+        ``rule.ok`` event (never polling). RuleStuck, with the rule's error, when it is stuck;
+        TimeoutError after ``timeout`` seconds. See :mod:`lacus.client.availability`.
+        """
+        from lacus.client.availability import make_available
+
+        return make_available(self, did, rse=rse, lifetime=lifetime, timeout=timeout)
 
     # -- subscriptions ---------------------------------------------------------------------------
     def add_subscription(
