@@ -1,7 +1,7 @@
 """The ESCAPE data-lake dress rehearsal replayed: Virgo strain chunks ingested, consumed at once.
 
     .venv/bin/python benchmarks/dress_rehearsal.py [--chunks 14400] [--rates 50,200]
-        [--backends sqlite,postgresql] [--real-pace] [--faults] [--workers 4]
+        [--backends sqlite,postgresql] [--real-pace] [--faults] [--workers 8]
 
 In the rehearsal (shared/seeds/000_4fcadf06fb719dc7.txt) EGO pushed 14,400 one-second chunks of
 Virgo h(t) into the lake in real time and a consumer found them by polling the dataset: 100%
@@ -261,6 +261,9 @@ def _figures(
     tenth = max(1, len(e2e_lines) // 10)
     first = summarize([line["latency"] for line in e2e_lines[:tenth]])["p50"]
     last = summarize([line["latency"] for line in e2e_lines[-tenth:]])["p50"]
+    ordered = sorted((c for c in registered if c.latency is not None), key=lambda c: c.created)
+    up_first = summarize([c.latency for c in ordered[:tenth] if c.latency is not None])["p50"]
+    up_last = summarize([c.latency for c in ordered[-tenth:] if c.latency is not None])["p50"]
     created = [c.created for c in report.chunks]
     done = [c.registered for c in registered if c.registered is not None]
     achieved = len(done) / (max(done) - min(created)) if done else 0.0
@@ -282,6 +285,8 @@ def _figures(
         "e2e": e2e,
         "e2e_p50_first_tenth": first,
         "e2e_p50_last_tenth": last,
+        "upload_p50_first_tenth": up_first,
+        "upload_p50_last_tenth": up_last,
         "achieved_rate": achieved,
         "backlog_max": max((b for _, b in backlog), default=0),
         "backlog_slope": slope(backlog[2:]),
@@ -314,7 +319,9 @@ def show(result: dict[str, Any]) -> None:
         f"    achieved {result['achieved_rate']:.1f} chunks/s; "
         f"backlog max {result['backlog_max']}, "
         f"slope {result['backlog_slope']:+.3f} chunks/s; e2e p50 first/last tenth "
-        f"{result['e2e_p50_first_tenth'] * 1e3:.1f}/{result['e2e_p50_last_tenth'] * 1e3:.1f} ms"
+        f"{result['e2e_p50_first_tenth'] * 1e3:.1f}/{result['e2e_p50_last_tenth'] * 1e3:.1f} ms "
+        f"(upload {result['upload_p50_first_tenth'] * 1e3:.1f}/"
+        f"{result['upload_p50_last_tenth'] * 1e3:.1f})"
     )
     cpu = result["cpu_ms_per_chunk"]
     print(
@@ -333,7 +340,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--real-pace", action="store_true", help="also 600 chunks at 1/s")
     parser.add_argument("--faults", action="store_true", help="kill server and consumer once")
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=8, help="ingest write threads")
     args = parser.parse_args()
     runs = [
         Run(backend, float(rate), args.chunks, args.faults)

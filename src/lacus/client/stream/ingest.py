@@ -271,7 +271,8 @@ class Ingestor:
             name = self.dataset if hour is None else f"{self.dataset}.{hour_label(hour)}"
             dataset = _Dataset(did=f"{self.scope}:{name}", hour=hour)
             self._open_dataset(dataset)
-            self._datasets[hour] = dataset
+            with self._lock:  # the registrar goes through them
+                self._datasets[hour] = dataset
         if hour is not None and (self._latest_hour is None or hour > self._latest_hour):
             self._latest_hour = hour
             with self._lock:
