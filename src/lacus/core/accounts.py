@@ -203,6 +203,11 @@ def add_token(
     return token, expires_at
 
 
+def delete_token(conn: Connection, token: str) -> bool:
+    """Revoke a token (a logout); whether it existed."""
+    return bool(conn.execute(delete(tokens).where(tokens.c.token == token)).rowcount)
+
+
 def validate_token(conn: Connection, token: str) -> tuple[str, datetime]:
     """Return (account, expiry) of a valid token, else raise Unauthenticated."""
     row = conn.execute(

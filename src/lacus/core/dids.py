@@ -235,16 +235,20 @@ def list_content(
 ) -> list[DIDInfo]:
     """The DIDs attached directly to a dataset or container."""
     get_did_row_type(conn, scope, name, viewer=viewer)
-    query = (
+    query = content_query(scope, name, viewer=viewer).order_by(dids.c.scope, dids.c.name)
+    return [did_info(row) for row in conn.execute(query)]
+
+
+def content_query(scope: str, name: str, *, viewer: Viewer | None = None) -> Select[Any]:
+    """Select the ``dids`` rows attached directly to ``scope:name`` that ``viewer`` sees."""
+    return (
         select(dids)
         .join(
             contents,
             and_(contents.c.child_scope == dids.c.scope, contents.c.child_name == dids.c.name),
         )
         .where(contents.c.scope == scope, contents.c.name == name, visible(viewer))
-        .order_by(dids.c.scope, dids.c.name)
     )
-    return [did_info(row) for row in conn.execute(query)]
 
 
 def list_parents(

@@ -32,6 +32,16 @@ def login_userpass(lake: Lake, account: str, username: str, password: str) -> tu
         )
 
 
+def logout(lake: Lake, token: str) -> None:
+    """Revoke an opaque token: it authenticates nothing from now on, in this server at once
+    (its cache entry goes), in others within ``token_cache_seconds``. A JWT is its issuer's:
+    it is only forgotten here."""
+    if not looks_like_jwt(token):
+        with lake.write() as conn:
+            accounts.delete_token(conn, token)
+    lake.forget_token(token)
+
+
 def authenticate(lake: Lake, token: str) -> Principal:
     """The principal a token stands for; validated tokens are cached for a few seconds (a JWT no
     longer than its ``exp``)."""

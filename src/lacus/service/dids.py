@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
+from sqlalchemy import Connection
+
 from lacus.core import dids, embargo, metadata
 from lacus.core.dids import DIDKey
 from lacus.core.filters import parse_filters
@@ -68,10 +70,7 @@ def search_dids(
     parsed = parse_filters(list(filters))
     parsed_groups = [parse_filters(list(group)) for group in groups]
     with lake.read() as conn:
-        visible_scopes = {info["scope"] for info in list_scopes(conn, viewer=principal)}
-        if scope not in visible_scopes:
-            get_scope(conn, scope)
-            raise ScopeNotFound(f"scope {scope!r} does not exist")
+        require_visible_scope(conn, principal, scope)
     after: str | None = None
     remaining = limit
     page_size = lake.settings.page_size
@@ -95,6 +94,13 @@ def search_dids(
         after = page[-1]["name"]
         if remaining is not None:
             remaining -= len(page)
+
+
+def require_visible_scope(conn: Connection, principal: Principal, scope: str) -> None:
+    """ScopeNotFound unless ``scope`` exists and ``principal`` may see it (embargo)."""
+    if scope not in {info["scope"] for info in list_scopes(conn, viewer=principal)}:
+        get_scope(conn, scope)
+        raise ScopeNotFound(f"scope {scope!r} does not exist")
 
 
 def list_content(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDInfo]:

@@ -162,6 +162,11 @@ class Lake:
                 self._token_cache.clear()
             self._token_cache[token] = (principal, expires_at, time.monotonic())
 
+    def forget_token(self, token: str) -> None:
+        """Drop ``token`` from the cache of validated tokens (it was revoked)."""
+        with self._token_lock:
+            self._token_cache.pop(token, None)
+
     def oidc(self) -> OIDCVerifier:
         """The verifier of JWT bearer tokens, built on first use and whenever the configured
         issuers change (it caches their keys)."""
