@@ -99,8 +99,18 @@ ensure_nats() {
     log "NATS did not start"; exit 1; fi
 }
 
+# Chromium (Debian's): the dashboard tests drive it with Playwright (never a downloaded browser).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then log "Chromium is installed"; return; fi
+  log "installing Chromium"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends chromium >/dev/null
+}
+
 ensure_postgres
 ensure_apache
 ensure_xrootd
 ensure_rabbitmq
 ensure_nats
+ensure_chromium

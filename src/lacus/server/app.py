@@ -21,6 +21,7 @@ from lacus.errors import (
     Unauthenticated,
     UnsupportedOperation,
 )
+from lacus.server import dashboard
 from lacus.server.content_type import DefaultJSON
 from lacus.server.limits import BodyLimit
 from lacus.server.metrics import RequestMetrics
@@ -87,6 +88,7 @@ def create_app(
         subscriptions, policies, traces, transfers, events, event_destinations, metrics,
     ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    dashboard.install(app)
     app.add_exception_handler(LacusError, _lacus_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
