@@ -5,14 +5,16 @@ size."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
 
 from lacus.core.dids import DIDKey, content_query, did_info, get_did_row_type
 from lacus.core.events import Event
-from lacus.db.tables import contents, events, locks, requests, rses
+from lacus.core.visibility import visible
+from lacus.db.tables import contents, dids, events, locks, requests, rses, rules
 from lacus.types import DIDInfo, LockState, Viewer
 
 SERVING = and_(
@@ -36,18 +38,74 @@ def content_page(
     viewer: Viewer | None = None,
 ) -> list[DIDInfo]:
     """The DIDs attached directly to a collection, in (scope, name) order, after ``after``;
-    DIDNotFound when the collection does not exist or ``viewer`` may not see it."""
+    DIDNotFound when the collection does not exist or ``viewer`` may not see it.
+
+    After a key, the rest of its scope is read first, then the scopes after it: two index
+    ranges (a row comparison or an OR of both would make SQLite scan from the start)."""
     get_did_row_type(conn, scope, name, viewer=viewer)
     query = content_query(scope, name, viewer=viewer)
-    if after is not None:
-        query = query.where(
-            or_(
-                contents.c.child_scope > after[0],
-                and_(contents.c.child_scope == after[0], contents.c.child_name > after[1]),
-            )
+    rows = _keyset(conn, query, (contents.c.child_scope, contents.c.child_name), after, limit)
+    return [did_info(row) for row in rows]
+
+
+def _keyset(
+    conn: Connection,
+    query: Select[Any],
+    order: Sequence[ColumnElement[Any]],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[Any]:
+    """Up to ``limit`` rows of ``query`` in ``order`` after the key ``after``, read as index
+    ranges, narrowest first: for key (a, b), the rest of ``a`` (``= a AND > b``), then what
+    follows (``> a``). A row comparison, or an OR of the ranges, makes SQLite scan from the
+    first row of the listing: the deeper the page, the slower."""
+    if after is None:
+        return list(conn.execute(query.order_by(*order).limit(limit)))
+    found: list[Any] = []
+    for depth in range(len(order) - 1, -1, -1):
+        same = [column == value for column, value in zip(order[:depth], after, strict=False)]
+        part = query.where(*same, order[depth] > after[depth]).order_by(*order)
+        found.extend(conn.execute(part.limit(limit - len(found))))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def rules_on(
+    conn: Connection,
+    *,
+    did: DIDKey | None = None,
+    ids: Sequence[str] = (),
+    state: str | None = None,
+    limit: int = 100,
+    newest_first: bool = False,
+    viewer: Viewer | None = None,
+) -> list[dict[str, Any]]:
+    """The rules on a DID, with these ids, in a state, on DIDs ``viewer`` may see, oldest first
+    (or newest), as stored: without their lock counts, which cost a read of every lock (a
+    rule's page shows them)."""
+    order = (
+        (rules.c.created_at.desc(), rules.c.id.desc())
+        if newest_first
+        else (
+            rules.c.created_at,
+            rules.c.id,
         )
-    query = query.order_by(contents.c.child_scope, contents.c.child_name).limit(limit)
-    return [did_info(row) for row in conn.execute(query)]
+    )
+    query = (
+        select(rules)
+        .join(dids, and_(dids.c.scope == rules.c.scope, dids.c.name == rules.c.name))
+        .where(visible(viewer))
+        .order_by(*order)
+        .limit(limit)
+    )
+    if state is not None:
+        query = query.where(rules.c.state == state)
+    if did is not None:
+        query = query.where(rules.c.scope == did[0], rules.c.name == did[1])
+    if ids:
+        query = query.where(rules.c.id.in_(list(ids)))
+    return [{str(key): value for key, value in row._mapping.items()} for row in conn.execute(query)]
 
 
 def lock_page(
@@ -78,17 +136,8 @@ def lock_page(
     )
     if state is not None:
         query = query.where(locks.c.state == state.value)
-    if after is not None:
-        scope, name, rse = after
-        query = query.where(
-            or_(
-                locks.c.scope > scope,
-                and_(locks.c.scope == scope, locks.c.name > name),
-                and_(locks.c.scope == scope, locks.c.name == name, rses.c.rse > rse),
-            )
-        )
-    query = query.order_by(locks.c.scope, locks.c.name, rses.c.rse).limit(limit)
-    return [{str(key): value for key, value in row._mapping.items()} for row in conn.execute(query)]
+    rows = _keyset(conn, query, (locks.c.scope, locks.c.name, rses.c.rse), after, limit)
+    return [{str(key): value for key, value in row._mapping.items()} for row in rows]
 
 
 def locking_rules(conn: Connection, scope: str, name: str) -> list[str]:

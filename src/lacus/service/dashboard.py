@@ -95,7 +95,9 @@ def overview(lake: Lake, principal: Principal) -> Overview:
             rules_by_state=rules.count_rules(conn),
             requests_by_state=activity.requests_by_state(conn),
             requests_by_destination=activity.requests_by_destination(conn),
-            stuck_rules=rules.list_rules(conn, state="stuck", limit=10, viewer=principal),
+            stuck_rules=browse.rules_on(
+                conn, state="stuck", limit=10, newest_first=True, viewer=principal
+            ),
         )
 
 
@@ -146,7 +148,7 @@ class DIDView:
     replicas: dict[DIDKey, ReplicaInfo]
     """Every replica, in any state, of the files on the page (a file: of itself)."""
     rules: list[dict[str, Any]]
-    """Rules on the DID (a file: the rules holding a lock on it)."""
+    """Rules on the DID (a file: the rules holding a lock on it), without lock counts."""
     locks_by_state: dict[str, int] = field(default_factory=dict)
     """Locks on the file per state (files only)."""
 
@@ -172,7 +174,7 @@ def did_view(
             content: Page[DIDInfo, DIDKey] = Page([], None)
             files = [_file_row(did)]
             rule_ids = browse.locking_rules(conn, scope, name)
-            on_did = rules.list_rules(conn, rule_ids=rule_ids, viewer=principal) if rule_ids else []
+            on_did = browse.rules_on(conn, ids=rule_ids, viewer=principal) if rule_ids else []
             locks_by_state = browse.file_locks_by_state(conn, scope, name)
         else:
             rows = browse.content_page(
@@ -180,7 +182,7 @@ def did_view(
             )
             content = _page(rows, limit, lambda child: (child["scope"], child["name"]))
             files = [_file_row(child) for child in content.items if child["type"] == DIDType.FILE]
-            on_did = rules.list_rules(conn, scope=scope, name=name, viewer=principal)
+            on_did = browse.rules_on(conn, did=(scope, name), viewer=principal)
             locks_by_state = {}
         found = replicas.replicas_of(conn, files, states=every_state)
     return DIDView(
