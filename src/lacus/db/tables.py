@@ -312,6 +312,7 @@ transfers = Table(
     Column("activity", String(50)),
     Index(None, "source_rse_id", "dest_rse_id", "finished_at"),
     Index(None, "scope", "name"),
+    Index(None, "finished_at"),
 )
 """Transfer history: one row per attempt of a request (``done`` or ``failed``), kept after the
 request. ``source_rse_id`` is empty when no source was found; no foreign keys, so the history
