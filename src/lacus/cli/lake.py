@@ -68,6 +68,7 @@ def serve(
     settings = load_settings(directory)
     app = create_app(settings, daemons=daemons)
     console().print(f"Lacus serving {settings.lake_dir} on http://{host}:{port}")
+    console().print(f"  dashboard: http://{host}:{port}/dashboard")
     # Open event streams never end by themselves: give them a few seconds on shutdown.
     uvicorn.run(
         app,
