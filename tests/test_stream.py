@@ -11,11 +11,9 @@ import subprocess
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from lacus.client import Client
@@ -35,13 +33,12 @@ from lacus.client.stream.virgo import GPS_EPOCH_UNIX, LEAP_SECONDS
 from lacus.errors import ServerUnavailable
 from lacus.naming import deterministic_path
 from lacus.service import Lake
-from lacus.service.lake import init_lake
-from tests.conftest import CLIResult, _postgres_database, wait_until
+from tests.conftest import CLIResult, wait_until
 from tests.rule_helpers import rse_prefix
-from tests.test_cli import clean_env, free_port, lacus_program
+from tests.test_cli import clean_env, lacus_program
+from tests.test_events_restart import PASSWORD, Served, served  # noqa: F401 - the fixture
 
 SCOPE = "virgo"
-PASSWORD = "a-root-password"
 
 
 def adler32(data: bytes) -> str:
@@ -272,55 +269,9 @@ def test_a_chunk_corrupted_on_storage_is_caught_not_counted(
 # -- a killed server, a killed consumer ---------------------------------------------------------
 
 
-class Server:
-    """``lacus serve`` on a lake, killed and started again on the same port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        port = self.url.rsplit(":", 1)[1]
-        command = [lacus_program(), "serve", "--lake", str(self.directory), "--port", port]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=clean_env())
-        wait_until(self._answers, timeout=30)
-
-    def _answers(self) -> bool:
-        assert self.process is not None
-        assert self.process.poll() is None, "lacus serve exited"
-        try:
-            return httpx.get(f"{self.url}/ping", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-            self.process = None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    def serve(database_url: str | None) -> Iterator[Server]:
-        init_lake(tmp_path / "lake", root_password=PASSWORD, database_url=database_url)
-        server = Server(tmp_path / "lake")
-        server.start()
-        try:
-            yield server
-        finally:
-            server.kill()
-
-    if request.param == "sqlite":
-        yield from serve(None)
-    else:
-        for url in _postgres_database(f"lacus_stream_{free_port()}"):
-            yield from serve(url)
-
-
 def test_ingest_and_consume_lose_and_repeat_nothing_across_kills(
-    served: Server, tmp_path: Path
+    served: Served,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     total = 120
     root = Client(served.url, account="root", password=PASSWORD)
