@@ -58,10 +58,10 @@ from lacus.errors import (
     LocalFileError,
     StorageError,
     StorageFileNotFound,
-    StorageFull,
     StoragePermissionDenied,
     StorageUnavailable,
 )
+from lacus.storage import _options
 from lacus.storage._base import FileStat, StreamHasher, adler32, check_path, check_range
 
 if TYPE_CHECKING:
@@ -193,37 +193,31 @@ class S3Backend:
         server's certificate, or the path of a CA bundle), ``timeout`` (seconds a request may
         wait for the server, 60), ``part_size`` (bytes in each part of a multipart upload).
         """
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise InvalidInput(
-                f"the s3 backend takes the options {', '.join(_OPTIONS)}, not {', '.join(unknown)}"
-            )
-        if not hostname:
-            raise InvalidInput("an s3 protocol needs a hostname (the S3 endpoint)")
-        secure = _option(options, "secure", bool, True)
-        access_key = _option(options, "access_key", str, os.environ.get("AWS_ACCESS_KEY_ID"))
-        secret_key = _option(options, "secret_key", str, os.environ.get("AWS_SECRET_ACCESS_KEY"))
+        _options.check_names("s3", options, _OPTIONS)
+        host = _options.url_host("s3", hostname)
+        secure = _options.typed("s3", options, "secure", bool, True)
+        env = os.environ
+        access_key = _options.typed("s3", options, "access_key", str, env.get("AWS_ACCESS_KEY_ID"))
+        secret_key = _options.typed(
+            "s3", options, "secret_key", str, env.get("AWS_SECRET_ACCESS_KEY")
+        )
         if (access_key is None) != (secret_key is None):
             raise InvalidInput("the s3 backend needs both access_key and secret_key, or neither")
-        verify = options.get("verify", True)
-        if not isinstance(verify, bool | str):
-            raise InvalidInput("the s3 option verify must be true, false or a CA bundle path")
+        verify = _options.verify("s3", options)
         if isinstance(verify, str) and not os.path.isfile(verify):
             raise InvalidInput(f"the s3 option verify names no CA bundle file: {verify}")
-        timeout = options.get("timeout", 60.0)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise InvalidInput("the s3 option timeout must be a number of seconds")
-        host = f"[{hostname}]" if ":" in hostname and not hostname.startswith("[") else hostname
+        timeout = _options.positive_seconds("s3", "timeout", options.get("timeout", 60.0))
         endpoint = f"{'https' if secure else 'http'}://{host}" + (f":{port}" if port else "")
         credentials = (access_key, secret_key) if access_key and secret_key else None
+        part_size = _options.typed("s3", options, "part_size", int, DEFAULT_PART_SIZE)
         return cls(
             endpoint,
             prefix,
             credentials=credentials,
-            region=_option(options, "region", str, "us-east-1") or "us-east-1",
+            region=_options.typed("s3", options, "region", str, "us-east-1") or "us-east-1",
             verify=verify,
-            timeout=float(timeout),
-            part_size=_option(options, "part_size", int, DEFAULT_PART_SIZE) or DEFAULT_PART_SIZE,
+            timeout=timeout,
+            part_size=part_size or DEFAULT_PART_SIZE,
         )
 
     def __repr__(self) -> str:
@@ -600,22 +594,16 @@ class S3Backend:
         message = str(error.get("Message", "")).strip()
         reason = _one_line(f"{code}: {message}" if message and message != code else code)
         if code == "NoSuchBucket":
-            return StorageError(f"storage failed {doing} {where}: bucket {self._bucket} is missing")
-        if code in _NOT_FOUND or status == 404:
-            return StorageFileNotFound(f"{where} does not exist")
-        if code in _DENIED or status == 403:
-            return StoragePermissionDenied(f"storage refused {doing} {where}: {reason}")
-        if status == 412 and doing == "writing":
-            return FileAlreadyOnStorage(f"{where} exists already")
-        if status == 412:
+            reason = f"bucket {self._bucket} is missing"
+            return _options.failure("failed", self.url, path, doing, reason)
+        kind = _kind(code, status)
+        if kind == "exists" and doing != "writing":
             return StorageError(f"{where} changed while {doing} it")
-        if code in _FULL or status == 507:
-            return StorageFull(f"storage {self.url} is full: cannot write {path} ({reason})")
-        if code in _BAD_DIGEST:
+        if kind == "failed" and code in _BAD_DIGEST:
             return ChecksumMismatch(f"{where}: the storage received other bytes than sent")
-        if code in _UNAVAILABLE or status == 503:
+        if kind == "failed" and (code in _UNAVAILABLE or status == 503):
             return StorageUnavailable(f"storage failed {doing} {where}: {reason}")
-        return StorageError(f"storage failed {doing} {where}: {reason or status}")
+        return _options.failure(kind, self.url, path, doing, reason or str(status))
 
 
 class _SourceReader:
@@ -722,14 +710,17 @@ class _ViewReader(io.RawIOBase):
         return len(self._view)
 
 
-def _option(options: dict[str, object], name: str, kind: type, default: Any) -> Any:
-    """``options[name]`` if it is a ``kind`` (a bool is not an int here), else ``default``."""
-    value = options.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise InvalidInput(f"the s3 option {name} must be a {kind.__name__}, not {value!r}")
-    return value
+def _kind(code: str, status: int) -> _options.Kind:
+    """What an S3 error code or HTTP status says of the request's failure."""
+    if code in _NOT_FOUND or status == 404:
+        return "missing"
+    if code in _DENIED or status == 403:
+        return "denied"
+    if status == 412:  # If-None-Match: * on a write
+        return "exists"
+    if code in _FULL or status == 507:
+        return "full"
+    return "failed"
 
 
 def _part_size(base: int, number: int) -> int:

@@ -56,6 +56,7 @@ from lacus.errors import (
     StorageUnavailable,
     UnsupportedOperation,
 )
+from lacus.storage import _options
 from lacus.storage._base import (
     FileStat,
     StreamHasher,
@@ -75,7 +76,7 @@ _PART = 64 * 1024 * 1024  # a verified put of 2 parts or more is written in part
 _DRAINED = 64 * 1024  # an unread answer body up to this size is read before closing
 _MAX_ORPHANS = 1000  # temporary files remembered for deletion once the server is back
 _HTTP_SCHEMES = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
-_OPTIONS = "verify (CA bundle path or bool), timeout (seconds), token (str), tpc (bool)"
+_OPTIONS = ("verify", "timeout", "token", "tpc")
 _PROPFIND = (
     b'<?xml version="1.0" encoding="utf-8"?>\n<D:propfind xmlns:D="DAV:"><D:prop>'
     b"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"
@@ -124,8 +125,7 @@ class WebDAVBackend:
             raise InvalidInput(f"not a WebDAV URL: {url!r} (davs://host:port/prefix)")
         if parts.query or parts.fragment:
             raise InvalidInput(f"a WebDAV prefix has no query or fragment: {url!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidInput(f"timeout must be a positive number of seconds, not {timeout!r}")
+        timeout = _options.positive_seconds("WebDAV", "timeout", timeout)
         if token is not None and (not isinstance(token, str) or not token.isprintable()):
             raise InvalidInput("token must be a printable string")
         self._root = unquote(parts.path).rstrip("/")  # "" for the server's root
@@ -151,24 +151,14 @@ class WebDAVBackend:
         cls, *, prefix: str, hostname: str = "", port: int = 0, **options: object
     ) -> WebDAVBackend:
         """Build from an RSE protocol (``davs``, or ``dav`` for plain HTTP)."""
-        unknown = sorted(set(options) - {"verify", "timeout", "token", "tpc"})
-        if unknown:
-            raise InvalidInput(
-                f"the WebDAV backend takes the options {_OPTIONS}, not {', '.join(unknown)}"
-            )
-        if not hostname or not isinstance(hostname, str):
-            raise InvalidInput("a WebDAV protocol needs a hostname")
+        _options.check_names("WebDAV", options, _OPTIONS)
+        host = _options.url_host("WebDAV", hostname)
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise InvalidInput(f"invalid port {port!r}")
-        verify = options.get("verify", True)
+        verify = _options.verify("WebDAV", options)
         timeout = options.get("timeout", 60.0)
         token = options.get("token")
-        tpc = options.get("tpc", False)
-        if not isinstance(verify, bool | str):
-            raise InvalidInput("verify must be true, false or the path of a CA bundle")
-        if not isinstance(tpc, bool):
-            raise InvalidInput("tpc must be true or false")
-        host = f"[{hostname}]" if ":" in hostname and not hostname.startswith("[") else hostname
+        tpc = _options.typed("WebDAV", options, "tpc", bool, False)
         netloc = f"{host}:{port}" if port else host
         path = "/" + quote(prefix.strip("/"), safe="/") if prefix.strip("/") else ""
         return cls(

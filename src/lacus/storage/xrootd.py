@@ -39,9 +39,8 @@ from lacus.errors import (
     ProtocolNotFound,
     StorageError,
     StorageFileNotFound,
-    StorageFull,
-    StoragePermissionDenied,
 )
+from lacus.storage import _options
 from lacus.storage._base import (
     FileStat,
     StreamHasher,
@@ -109,9 +108,28 @@ def _reason(status: Any) -> str:
 
 
 def _seconds(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidInput(f"the root backend's {name} must be a positive number of seconds")
-    return max(1, math.ceil(value))
+    """Whole seconds, at least one (XRootD's timeouts are integers)."""
+    return max(1, math.ceil(_options.positive_seconds("root", name, value)))
+
+
+def _kind(code: int, text: str) -> _options.Kind | None:
+    """What a server's error number and (lower-case) message say of a failure; None: the
+    server cannot do it at all."""
+    if code in (_NO_SPACE, _OVER_QUOTA) or any(word in text for word in _FULL_TEXT):
+        return "full"
+    if code in (_NOT_AUTHORIZED, _READ_ONLY_FS, _AUTH_FAILED) or any(
+        word in text for word in _DENIED_TEXT
+    ):
+        return "denied"
+    if code == _EXISTS or "file exists" in text:
+        return "exists"
+    if code in (_NOT_FOUND, _NOT_A_FILE, _IS_A_DIRECTORY) or any(
+        word in text for word in _MISSING_TEXT
+    ):
+        return "missing"
+    if code == _UNSUPPORTED or "not supported" in text:
+        return None
+    return "failed"
 
 
 class XRootDBackend:
@@ -160,15 +178,8 @@ class XRootDBackend:
         Options: ``timeout`` (seconds per request), ``tpc_timeout`` (seconds per third-party
         copy), ``chunk_size`` (bytes per read or write).
         """
-        unknown = sorted(set(options) - {"timeout", "tpc_timeout", "chunk_size"})
-        if unknown:
-            raise InvalidInput(
-                "the root backend takes the options timeout, tpc_timeout and chunk_size, "
-                f"not {', '.join(unknown)}"
-            )
-        if not hostname:
-            raise InvalidInput("the root backend needs the server's hostname")
-        host = f"[{hostname}]" if ":" in hostname else hostname
+        _options.check_names("root", options, ("timeout", "tpc_timeout", "chunk_size"))
+        host = _options.url_host("root", hostname)
         url = f"root://{host}:{port or _DEFAULT_PORT}//{prefix.strip('/')}"
         timeout = options.get("timeout", 60)
         tpc_timeout = options.get("tpc_timeout", 3600)
@@ -369,23 +380,10 @@ class XRootDBackend:
         reason = _reason(status)
         if getattr(status, "code", None) != _SERVER_ERROR:  # no answer: connection, timeout
             return StorageError(f"storage {self.url} failed {doing} {where}: {reason}")
-        code = getattr(status, "errno", 0)
-        text = reason.lower()
-        if code in (_NO_SPACE, _OVER_QUOTA) or any(word in text for word in _FULL_TEXT):
-            return StorageFull(f"storage {self.url} is full: cannot write {path} ({reason})")
-        if code in (_NOT_AUTHORIZED, _READ_ONLY_FS, _AUTH_FAILED) or any(
-            word in text for word in _DENIED_TEXT
-        ):
-            return StoragePermissionDenied(f"storage refused {doing} {where}: {reason}")
-        if code == _EXISTS or "file exists" in text:
-            return FileAlreadyOnStorage(f"{where} exists already")
-        if code in (_NOT_FOUND, _NOT_A_FILE, _IS_A_DIRECTORY) or any(
-            word in text for word in _MISSING_TEXT
-        ):
-            return StorageFileNotFound(f"{where} does not exist")
-        if code == _UNSUPPORTED or "not supported" in text:
+        kind = _kind(getattr(status, "errno", 0), reason.lower())
+        if kind is None:
             return _Unsupported(f"storage {self.url} cannot do this ({doing} {where}): {reason}")
-        return StorageError(f"storage failed {doing} {where}: {reason}")
+        return _options.failure(kind, self.url, path, doing, reason)
 
     def _stat_file(self, full: str, path: str) -> Any:
         status, info = self._fs.stat(full, timeout=self._timeout)
