@@ -20,7 +20,7 @@ import pytest
 
 from lacus.client import Client
 from lacus.naming import deterministic_path
-from lacus.server.dashboard.charts import latency_summary, rate_class
+from lacus.server.dashboard.charts import EDGES, latency_summary, rate_class
 from lacus.service import Lake
 from tests.conftest import ROOT_PASSWORD, RunningServer, require_component, wait_until
 from tests.rule_helpers import rse_prefix, settle
@@ -239,6 +239,22 @@ def test_an_upload_shows_up_live_on_the_events_and_dataset_pages(
     page.locator("#content tr", has_text="live:third.dat").wait_for()  # no reload: live
     assert page.locator("#did-length").inner_text() == "3"
 
+    chunks = [
+        {
+            "scope": "live",
+            "name": f"chunk{i:02d}.h5",
+            "bytes": 8,
+            "adler32": f"{i + 1:08x}",
+            "meta": {"chunk_created": time.time() - lag},
+        }
+        for i, lag in enumerate([0.05] * 3 + [0.3] * 8 + [1.5] * 4 + [7.0])
+    ]
+    client.add_replicas("ALPHA_DISK", chunks, dataset="live:chunks")
+    page.goto("/dashboard/ingest?scope=live&hours=1")
+    assert "16" in page.locator("#latency-summary").inner_text()
+    assert page.locator("#latency-histogram rect.bar").count() == len(EDGES) + 1
+    shot(page, lake, "ingest")
+
 
 # -- over plain HTTP -----------------------------------------------------------------------------
 
@@ -397,14 +413,16 @@ def test_the_ingest_page_shows_creation_to_announcement_latencies(
             "adler32": f"{i + 1:08x}",
             "meta": {"chunk_created": now - lag},
         }
-        for i, lag in enumerate((0.05, 0.3, 3.0, 3.5))
+        for i, lag in enumerate((3.0, 3.5, 40.0, 150.0))  # margins for a slow registration
     ]
     client.add_replicas("ALPHA_DISK", files, dataset="virgo:run1")
     with logged_in(server) as http:
         page = http.get("/dashboard/ingest?scope=virgo&hours=1").text
     assert re.search(r"<dt>chunks</dt><dd>4</dd>", page)
     assert "<title>2s-5s: 2</title>" in page  # two chunks took between 2 and 5 s
-    assert "<title>&lt;0.1s: 1</title>" in page
+    assert "<title>30s-1m: 1</title>" in page
+    assert "<title>2m-5m: 1</title>" in page
+    assert "<title>&lt;0.1s: 0</title>" in page
 
 
 def test_latency_summary_bins_and_percentiles() -> None:

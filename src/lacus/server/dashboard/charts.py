@@ -95,8 +95,11 @@ def time_bars(
     return _svg(label, parts, legend)
 
 
-def histogram(bins: Sequence[tuple[str, int]], *, label: str) -> Markup:
-    """Vertical bars, one per bin ``(label, count)``, labelled below."""
+def histogram(
+    bins: Sequence[tuple[str, int]], *, label: str, ticks: Sequence[str] | None = None
+) -> Markup:
+    """Vertical bars, one per bin ``(name, count)``, labelled below with ``ticks`` (default:
+    the names; the names are the tooltips)."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     scale = _nice(max([count for _, count in bins] + [0]))
     step = plot_w / max(len(bins), 1)
@@ -111,7 +114,7 @@ def histogram(bins: Sequence[tuple[str, int]], *, label: str) -> Markup:
         )
         parts.append(
             f'<text class="tick" x="{left + step / 2:.1f}" y="{HEIGHT - 6}" '
-            f'text-anchor="middle">{escape(name)}</text>'
+            f'text-anchor="middle">{escape(ticks[i] if ticks else name)}</text>'
         )
     return _svg(label, parts, [])
 
@@ -188,6 +191,9 @@ EDGES = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 class LatencySummary:
     count: int
     bins: list[tuple[str, int]]
+    """(range, chunks in it): ``0.1s-0.2s``..."""
+    ticks: list[str]
+    """A short label per bin: its upper bound (``<0.2s``), the last one ``≥10m``."""
     p50: float | None
     p90: float | None
     p99: float | None
@@ -212,6 +218,7 @@ def latency_summary(latencies: Sequence[float]) -> LatencySummary:
     return LatencySummary(
         count=len(ordered),
         bins=list(zip(names, counts, strict=True)),
+        ticks=[f"<{_edge(edge)}" for edge in EDGES] + [names[-1]],
         p50=rank(0.5),
         p90=rank(0.9),
         p99=rank(0.99),

@@ -268,7 +268,7 @@ def ingest(
             "period": f"{hours:g}",
             "scope": scope or "",
             "summary": summary,
-            "chart": charts.histogram(summary.bins, label="ingest latency"),
+            "chart": charts.histogram(summary.bins, label="ingest latency", ticks=summary.ticks),
             "sample": dashboard.INGEST_SAMPLE,
         },
     )
