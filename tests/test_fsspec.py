@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from lacus.client import Client
 from lacus.client.fs import LacusFileSystem
@@ -97,6 +98,23 @@ def test_h5py_reads_parts_of_a_file(fs: LacusFileSystem, lake_files: dict[str, b
         assert beam.shape == (1024, 2048)
         assert beam[1000, 5] == 1000 * 2048 + 5
         assert np.array_equal(beam[3], np.arange(3 * 2048, 4 * 2048, dtype="float32"))
+
+
+def test_xarray_opens_a_netcdf_file(fs: LacusFileSystem, client: Client, tmp_path: Path) -> None:
+    cube = xr.Dataset(
+        {"flux": (("time", "freq"), np.arange(50 * 30, dtype="float64").reshape(50, 30))},
+        coords={"time": np.arange(50), "freq": np.linspace(120.0, 180.0, 30)},
+        attrs={"telescope": "LOFAR"},
+    )
+    local = tmp_path / "cube.nc"
+    cube.to_netcdf(local, engine="h5netcdf")
+    client.add_scope(SCOPE)
+    fs.put(str(local), "lacus://lofar/cube.nc")
+    with (
+        fs.open("lacus://lofar/cube.nc") as remote,
+        xr.open_dataset(remote, engine="h5netcdf") as back,
+    ):
+        xr.testing.assert_identical(back.load(), cube)
 
 
 def test_random_access_and_cat(fs: LacusFileSystem, lake_files: dict[str, bytes]) -> None:

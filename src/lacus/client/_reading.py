@@ -141,7 +141,10 @@ class ReplicaReader:
 
     def distances(self) -> dict[str, int]:
         if self._distances is None:
-            links = self.client.list_distances(dest=self.rse) if self.rse else []
+            try:
+                links = self.client.list_distances(dest=self.rse) if self.rse else []
+            except LacusError:  # an RSE unknown here: no distances to rank by
+                links = []
             self._distances = {link["src_rse"]: int(link["distance"]) for link in links}
         return self._distances
 

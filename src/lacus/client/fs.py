@@ -350,8 +350,8 @@ class LacusFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is un
     def _write_rse(self) -> str:
         if not self.rse:
             raise InvalidInput(
-                "writing to lacus:// needs an RSE: fsspec.open(..., rse='NAME'), "
-                "LacusFileSystem(rse='NAME') or LACUS_RSE"
+                "lacus:// needs an RSE to write to (or make data available on): "
+                "fsspec.open(..., rse='NAME'), LacusFileSystem(rse='NAME') or LACUS_RSE"
             )
         return self.rse
 

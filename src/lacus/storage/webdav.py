@@ -140,7 +140,7 @@ class WebDAVBackend:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(  # bodies move 1 MiB per call, see storage/_wire.py
-            transport=WireTransport(_ssl_context(verify), max_idle=8),
+            verify=_ssl_context(verify),
             timeout=httpx.Timeout(self._timeout),
             headers=headers,
             trust_env=False,
@@ -257,7 +257,8 @@ class WebDAVBackend:
                 before = len(received)
                 broken = _range_body(response, received, length)
             if broken is None or len(received) >= length:
-                return bytes(received[:length])
+                del received[length:]
+                return bytes(received)
             if len(received) == before and end < start + length:  # asked within the file
                 raise self._broken(broken, path, "reading") from broken
 
