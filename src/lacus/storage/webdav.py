@@ -140,7 +140,7 @@ class WebDAVBackend:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(  # bodies move 1 MiB per call, see storage/_wire.py
-            verify=_ssl_context(verify),
+            transport=WireTransport(_ssl_context(verify), max_idle=8),
             timeout=httpx.Timeout(self._timeout),
             headers=headers,
             trust_env=False,
