@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
 
 from lacus.core.dids import DIDKey, content_query, did_info, get_did_row_type
@@ -190,15 +189,4 @@ def newest_events(
     if before is not None:
         query = query.where(events.c.id < before)
     query = query.order_by(events.c.id.desc()).limit(limit)
-    return [_event(row) for row in conn.execute(query)]
-
-
-def _event(row: Any) -> Event:
-    return Event(
-        id=row.id,
-        type=row.event_type,
-        scope=row.scope,
-        name=row.name,
-        payload=orjson.loads(row.payload),
-        created_at=row.created_at,
-    )
+    return [Event.from_row(row) for row in conn.execute(query)]

@@ -76,6 +76,18 @@ class Event:
     payload: dict[str, Any]
     created_at: datetime
 
+    @classmethod
+    def from_row(cls, row: Any) -> Event:
+        """The event of a row of the ``events`` table."""
+        return cls(
+            id=row.id,
+            type=row.event_type,
+            scope=row.scope,
+            name=row.name,
+            payload=orjson.loads(row.payload),
+            created_at=row.created_at,
+        )
+
     def message(self) -> dict[str, Any]:
         """The payload with the event's id and type: what streams and brokers carry."""
         return {"id": self.id, "type": self.type, **self.payload}
@@ -299,14 +311,4 @@ def read(
     )
     if where is not None:
         query = query.where(where)
-    return [
-        Event(
-            id=row.id,
-            type=row.event_type,
-            scope=row.scope,
-            name=row.name,
-            payload=orjson.loads(row.payload),
-            created_at=row.created_at,
-        )
-        for row in conn.execute(query)
-    ]
+    return [Event.from_row(row) for row in conn.execute(query)]
