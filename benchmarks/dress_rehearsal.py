@@ -346,6 +346,7 @@ def main() -> None:
         Run(backend, float(rate), args.chunks, args.faults)
         for backend in args.backends.split(",")
         for rate in args.rates.split(",")
+        if rate  # --rates '' with --real-pace: the real pace alone
     ]
     if args.real_pace:
         runs += [Run(backend, 1.0, 600, args.faults) for backend in args.backends.split(",")]
