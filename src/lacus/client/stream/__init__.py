@@ -8,6 +8,7 @@ needs the ``stream`` extra).
 """
 
 from lacus.client.stream.chunks import Chunk, directory_chunks, frame, framed_chunks, paced
+from lacus.client.stream.consume import Consumed, Consumer, ConsumeReport, read_report
 from lacus.client.stream.ingest import (
     ChunkResult,
     ChunkStatus,
@@ -23,6 +24,9 @@ __all__ = [
     "Chunk",
     "ChunkResult",
     "ChunkStatus",
+    "ConsumeReport",
+    "Consumed",
+    "Consumer",
     "DatasetPer",
     "IngestReport",
     "Ingestor",
@@ -32,6 +36,7 @@ __all__ = [
     "framed_chunks",
     "paced",
     "read_chunk",
+    "read_report",
     "summarize",
     "virgo_chunks",
 ]
