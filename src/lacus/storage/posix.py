@@ -48,7 +48,7 @@ _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, err
 _ADLER_BASE = 65521
 _COPY_CHUNK = 8 * 1024 * 1024  # bytes per in-kernel copy call (copy_from), read back behind it
 _READ_BACK_BUFFER = 1024 * 1024  # read back in pieces that stay in the CPU's cache
-_RANGE_READ = 64 * 1024 * 1024  # bytes per positioned read of get_range
+_RANGE_READ = 1 << 30  # bytes per positioned read of get_range: up to 1 GiB, one buffer, no join
 _NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
