@@ -148,6 +148,28 @@ def test_the_same_chunks_again_are_recognised_never_registered_twice(scoped: Cli
     assert report.closed == [f"{SCOPE}:run"]
 
 
+def test_a_chunk_the_catalog_refuses_fails_alone_and_leaves_no_bytes(
+    scoped: Client, lake: Lake
+) -> None:
+    other = b"other bytes"
+    scoped.add_replicas(
+        "BETA_DISK",
+        [{"scope": SCOPE, "name": "c2", "bytes": len(other), "adler32": adler32(other)}],
+    )
+    chunks = [Chunk(name=f"c{i}", data=bytes([i]) * 1000) for i in range(6)]
+
+    report = Ingestor(scoped, rse="ALPHA_DISK", scope=SCOPE, dataset="run").run(chunks)
+
+    statuses = {c.name: c.status for c in report.chunks}
+    assert statuses.pop("c2") == ChunkStatus.FAILED
+    assert set(statuses.values()) == {ChunkStatus.REGISTERED}
+    [failed] = [c for c in report.chunks if c.name == "c2"]
+    assert failed.error is not None
+    assert "exists already" in failed.error
+    assert names_in(scoped, f"{SCOPE}:run") == ["c0", "c1", "c3", "c4", "c5"]
+    assert not (rse_prefix(lake, "ALPHA_DISK") / deterministic_path(SCOPE, "c2")).exists()
+
+
 class LosesAnswers(Client):
     """A client whose first registrations reach the server but whose answers are lost."""
 

@@ -47,6 +47,7 @@ from lacus.errors import (
     AlreadyExists,
     ChecksumMismatch,
     DIDAlreadyExists,
+    DIDNotFound,
     DuplicateRule,
     FileAlreadyOnStorage,
     LacusError,
@@ -385,17 +386,30 @@ class Ingestor:
                 time.sleep(0.1 * 2**attempt)
         raise StorageError(f"could not write {path} after {UPLOAD_ATTEMPTS} attempts")
 
-    def _registered(self, names: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """Of ``names``, those with a replica on the RSE: their size and adler32."""
-        dids = [f"{self.scope}:{name}" for name in names]
+    def _registered(
+        self, names: Sequence[str], dataset: _Dataset | None = None
+    ) -> dict[str, tuple[int, str]]:
+        """Of ``names``, those with a replica on the RSE: their size and adler32. The files of
+        ``dataset`` are listed at once; any other name is looked up alone (a listing of several
+        names fails as a whole when one does not exist)."""
+        wanted = set(names)
         found: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(dids), MAX_BATCH):
-            batch = dids[start : start + MAX_BATCH]
-            replicas = retrying(partial(self._replicas, batch), patience=self.patience)
-            for replica in replicas:
-                if self.rse in replica["rses"]:
-                    found[replica["name"]] = (int(replica["bytes"]), str(replica["adler32"]))
+        if dataset is not None:
+            self._collect(dataset.did, wanted, found)
+        for name in sorted(wanted - set(found)):
+            did = f"{self.scope}:{name}"
+            try:
+                retrying(partial(self.client.get_did, did), patience=self.patience)
+            except DIDNotFound:
+                continue
+            self._collect(did, wanted, found)
         return found
+
+    def _collect(self, did: str, wanted: set[str], found: dict[str, tuple[int, str]]) -> None:
+        replicas = retrying(partial(self._replicas, [did]), patience=self.patience)
+        for replica in replicas:
+            if replica["name"] in wanted and self.rse in replica["rses"]:
+                found[replica["name"]] = (int(replica["bytes"]), str(replica["adler32"]))
 
     def _replicas(self, dids: list[str]) -> list[dict[str, Any]]:
         return list(self.client.list_replicas(dids, rse=self.rse))
@@ -476,7 +490,7 @@ class Ingestor:
         """The server refused the batch because some of it exists: those registered with our
         checksum are done (a lost answer's work, or an earlier run's); the rest is tried again."""
         try:
-            found = self._registered([item.chunk.name for item in items])
+            found = self._registered([item.chunk.name for item in items], items[0].dataset)
         except LacusError as lookup:
             for item in items:
                 self._settle(_failed(item.chunk, item.dataset, lookup.message, item.uploaded))
@@ -501,12 +515,14 @@ class Ingestor:
                 )
         if not rest:
             return
-        if len(rest) == len(items):  # none of them exists here: the refusal is about them
-            self._remove(rest)
+        if len(rest) < len(items):
+            self._register(rest)
+        elif len(rest) > 1:  # the refusal is about some of them: find which, one by one
             for item in rest:
-                self._settle(_failed(item.chunk, item.dataset, exc.message, item.uploaded))
-            return
-        self._register(rest)
+                self._register([item])
+        else:
+            self._remove(rest)
+            self._settle(_failed(rest[0].chunk, rest[0].dataset, exc.message, rest[0].uploaded))
 
     def _result(self, item: _Written, status: ChunkStatus, registered: float) -> ChunkResult:
         return ChunkResult(
