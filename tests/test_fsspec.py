@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ def flip_byte(path: Path, offset: int) -> None:
         byte = stream.read(1)
         stream.seek(offset)
         stream.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.fixture(autouse=True)
+def fresh_instances() -> Iterator[None]:
+    """fsspec keeps a file system per set of arguments for the process: lacus:// without
+    arguments would bring the RSEs of an earlier test's lake (other directories)."""
+    yield
+    for instance in list(LacusFileSystem._cache.values()):
+        instance.disconnect()
+    LacusFileSystem.clear_instance_cache()
 
 
 @pytest.fixture
@@ -248,7 +259,11 @@ def test_a_failed_write_leaves_nothing(
 
 
 def test_missing_and_hidden_files(
-    fs: LacusFileSystem, client: Client, server: RunningServer, lake_files: dict[str, bytes]
+    fs: LacusFileSystem,
+    client: Client,
+    server: RunningServer,
+    lake_files: dict[str, bytes],
+    request: pytest.FixtureRequest,
 ) -> None:
     for path in ["lofar/missing.csv", "nosuchscope/x", "lofar/obs_1/other.csv", "nosuchscope"]:
         with pytest.raises(FileNotFoundError):
@@ -263,10 +278,9 @@ def test_missing_and_hidden_files(
 
     client.add_account("guest", password="guest-password")
     client.set_embargo("lofar:obs_2")
-    guest = LacusFileSystem(
-        client=Client(server.url, account="guest", password="guest-password"),
-        cache_dir=fs.reader.cache_dir,
-    )
+    guest_client = Client(server.url, account="guest", password="guest-password")
+    request.addfinalizer(guest_client.close)
+    guest = LacusFileSystem(client=guest_client, cache_dir=fs.reader.cache_dir)
     assert guest.ls("lofar/run", detail=False) == ["lofar/run/obs_1"]
     assert "lofar/beam.h5" not in guest.ls("lofar", detail=False)
     assert guest.glob("lofar/*.h5") == []

@@ -107,7 +107,11 @@ def test_unknown_did(client: Client, files: dict[str, bytes]) -> None:
 
 
 def test_a_remote_rse_gives_urls_and_fsspec_reads_there(
-    client: Client, files: dict[str, bytes], apache_server: ApacheServer, tmp_path: Path
+    client: Client,
+    files: dict[str, bytes],
+    apache_server: ApacheServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A WebDAV RSE (real Apache over HTTPS): the replica's URL, and lacus:// reads parts of
     the file there with range requests."""
@@ -127,6 +131,7 @@ def test_a_remote_rse_gives_urls_and_fsspec_reads_there(
     assert got.content == files["single.fits"]
 
     fs = LacusFileSystem(client=client, rse="WEBS_DISK", cache_dir=tmp_path / "cache")
+    request.addfinalizer(fs.disconnect)  # its connections to the WebDAV server
     assert fs.locate("lofar/single.fits").candidates[0][0] == "WEBS_DISK"
     with fs.open("lofar/single.fits", block_size=4096) as stream:
         stream.seek(40_000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ from lacus.storage import PosixBackend, ReadsRanges, StorageBackend, read_verifi
 
 if TYPE_CHECKING:
     from lacus.client._client import Client
+
+RSE_CACHE_SECONDS = 60.0
+"""How long a reader trusts what it learnt of an RSE (description, storage backend, distances)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +110,33 @@ class ReplicaReader:
         self.rse = rse
         self.cache_dir = cache_dir
         self._lock = threading.Lock()
+        self._opened: list[StorageBackend] = []
+        self._forget()
+
+    def close(self) -> None:
+        """Close the storage connections this reader opened."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+            self._forget()
+        for backend in opened:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+
+    def _forget(self) -> None:
+        """Drop what is known of the RSEs (their protocols and links may have changed)."""
         self._rses: dict[str, dict[str, Any]] = {}
         self._backends: dict[str, StorageBackend | LacusError] = {}
         self._local: dict[str, str | None] = {}
         self._distances: dict[str, int] | None = None
+        self._known_until = time.monotonic() + RSE_CACHE_SECONDS
 
     # -- where --------------------------------------------------------------------------------
     def locate(self, did: str) -> Located:
         """The file ``did`` and its available replicas, best first."""
+        if time.monotonic() > self._known_until:
+            with self._lock:
+                self._forget()
         found = list(self.client.list_replicas([did]))
         scope, _, name = did.partition(":")
         file = next((f for f in found if (f["scope"], f["name"]) == (scope, name)), None)
@@ -160,6 +183,8 @@ class ReplicaReader:
                 known = exc
             with self._lock:
                 self._backends[rse] = known
+                if not isinstance(known, LacusError):
+                    self._opened.append(known)
         if isinstance(known, LacusError):
             raise known
         return known

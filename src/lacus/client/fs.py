@@ -111,11 +111,22 @@ class LacusFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is un
             client = self._given_client or Client(
                 config.url, account=config.account, password=config.password, token=config.token
             )
-            if current is not None and current[1] is not self._given_client:
-                current[1].close()
+            if current is not None:
+                current[2].close()
+                if current[1] is not self._given_client:
+                    current[1].close()
             current = (key, client, ReplicaReader(client, rse=key[1], cache_dir=self.cache_dir))
             self._current = current
         return current[1], current[2]
+
+    def disconnect(self) -> None:
+        """Close the connections this file system opened: to the storages, and to the server
+        (not a ``client`` it was given). It connects again when used."""
+        current, self._current = self._current, None
+        if current is not None:
+            current[2].close()
+            if current[1] is not self._given_client:
+                current[1].close()
 
     @property
     def client(self) -> Client:
