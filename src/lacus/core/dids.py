@@ -359,7 +359,9 @@ def attach(
     )
     added_bytes = sum(found[key].bytes or 0 for key in new)
     _update_totals(conn, scope, name, parent.did_type, len(new), added_bytes, now)
-    queue.content_changed(conn, scope, name, detached=False)
+    queue.content_changed(
+        conn, scope, name, detached=False, children=[(*key, found[key].did_type) for key in new]
+    )
     events.emit_many(
         conn,
         events.membership(
@@ -395,7 +397,9 @@ def attach_new_files(
         [(scope, name, child[0], child[1], file_type, now) for child in sizes],
     )
     _update_totals(conn, scope, name, DIDType.DATASET.value, len(sizes), sum(sizes.values()), now)
-    queue.content_changed(conn, scope, name, detached=False)
+    queue.content_changed(
+        conn, scope, name, detached=False, children=[(*key, file_type) for key in sizes]
+    )
     events.emit_many(
         conn, events.membership("did.attached", (scope, name), [(*key, file_type) for key in sizes])
     )

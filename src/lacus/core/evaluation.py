@@ -5,6 +5,11 @@
 (``ok`` where an available replica is there, else ``replicating``) and one transfer request per
 missing replica; with ``prune`` it also releases the locks of files no longer under the DID. All
 of it set-based: a few queries to read, one executemany per table to write.
+
+After an attach, ``only`` names the DIDs attached: the files looked at are those under them, so
+the work grows with what was attached, not with the rule (a stream attaching chunk after chunk
+to a ruled dataset). The rule's lock counts (its state) are still one indexed ``GROUP BY`` over
+its locks.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from sqlalchemy import (
     Select,
     and_,
     exists,
+    false,
     func,
     literal,
+    or_,
     select,
     tuple_,
     update,
@@ -30,9 +37,10 @@ from sqlalchemy import (
 
 from lacus.core import guard, locks
 from lacus.core.clock import utcnow
-from lacus.core.dids import file_tree, files_query
+from lacus.core.dids import file_tree, files_query, names_by_scope
 from lacus.core.expressions import resolve
 from lacus.core.placement import Candidate, Planner, Quota
+from lacus.core.queue import Child
 from lacus.core.quotas import quota_for
 from lacus.core.rses import rse_attribute_map
 from lacus.db.engine import insert_rows, is_sqlite
@@ -44,6 +52,8 @@ from lacus.types import DIDType, LockState, ReplicaState, RequestState, RuleGrou
 FileKey = tuple[str, str]
 SMALL = 500
 """Up to this many files, replicas are looked up by key rather than by a join."""
+ONLY_COLLECTIONS = 20
+"""An attach of more collections than this evaluates the whole rule (one subquery each else)."""
 _LOCK_COLUMNS = ("rule_id", "scope", "name", "rse_id", "account", "bytes", "state")
 _REQUEST_COLUMNS = (
     "scope",
@@ -142,11 +152,14 @@ def evaluate_rule(
     rule_id: str,
     *,
     prune: bool = False,
+    only: Sequence[Child] | None = None,
     rng: random.Random | None = None,
     context: Context | None = None,
 ) -> Outcome | None:
     """Evaluate one rule in the caller's transaction; None when the rule is gone.
 
+    ``only``: the DIDs just attached below the rule's DID: only the files under them are
+    placed — unless the rule has an error (an earlier placement failed: all is tried again).
     ``context``: shared by the evaluations of one transaction (load it once per transaction:
     it caches RSEs and which accounts have quotas)."""
     if context is None or not context.guarded:
@@ -165,13 +178,22 @@ def evaluate_rule(
         outcome.state = rule.state
         return outcome
     has_locks = bool(rule.has_locks)
+    if only is not None and (
+        rule.error is not None or sum(child[2] != DIDType.FILE for child in only) > ONLY_COLLECTIONS
+    ):
+        only = None
     if prune and has_locks:
         outcome.locks_released = len(_prune(conn, rule))
     error: str | None = None
     counts: dict[str, int] | None = None
     try:
         created, requested, counts, error = _place(
-            conn, rule, has_locks=has_locks, rng=rng or random.Random(), context=context
+            conn,
+            rule,
+            has_locks=has_locks,
+            only=only,
+            rng=rng or random.Random(),
+            context=context,
         )
         outcome.locks_created, outcome.requests_created = created, requested
     except (InsufficientTargetRSEs, InsufficientAccountLimit, InvalidInput) as exc:
@@ -181,7 +203,7 @@ def evaluate_rule(
         conn.execute(update(rules).where(rules.c.id == rule_id).values(error=error))
     outcome.error = error
     known = None
-    if counts is not None and not has_locks:  # a first evaluation: its locks are all there is
+    if counts is not None and not has_locks:  # the first locks: all the rule has
         mapping = {str(key): value for key, value in rule._mapping.items() if key != "has_locks"}
         known = (SimpleNamespace(**{**mapping, "error": error}), counts)
     outcome.state = locks.refresh_rules(conn, [rule_id], action="evaluated", known=known).get(
@@ -240,18 +262,39 @@ def _files(rule: Any) -> Select[Any]:
     ).join(edges, on)  # fmt: skip
 
 
+def _under(files: Select[Any], children: Sequence[Child]) -> Select[Any]:
+    """The rows of ``files`` (see ``_files``) that are, or are below, one of ``children``."""
+    sub = files.subquery()
+    file_keys = [(scope, name) for scope, name, did_type in children if did_type == DIDType.FILE]
+    conditions = [
+        and_(sub.c.scope == scope, sub.c.name.in_(names))
+        for scope, names in names_by_scope(file_keys)
+    ]
+    for scope, name, did_type in children:
+        if did_type != DIDType.FILE:
+            below = files_query(scope, name, did_type).subquery()
+            conditions.append(
+                exists().where(below.c.scope == sub.c.scope, below.c.name == sub.c.name)
+            )
+    return select(sub).where(or_(false(), *conditions))
+
+
 def _place(
     conn: Connection,
     rule: Any,
     *,
     has_locks: bool,
+    only: Sequence[Child] | None,
     rng: random.Random,
     context: Context | None,
 ) -> tuple[int, int, dict[str, int], str | None]:
-    """Lock the rule's files short of copies; request the missing replicas. Returns locks and
-    requests created, the rule's lock counts, and an error when some locks could not be made
-    (a file missing on a read-only RSE the group is placed on)."""
+    """Lock the rule's files short of copies (of those under ``only``, when given); request the
+    missing replicas. Returns locks and requests created, the rule's lock counts (those of this
+    evaluation's new locks when ``has_locks`` is False), and an error when some locks could not
+    be made (a file missing on a read-only RSE the group is placed on)."""
     files_select = _files(rule)
+    if only is not None:
+        files_select = _under(files_select, only)
     if has_locks:  # only files short of copies
         sub = files_select.subquery()
         held_count = (
@@ -368,8 +411,12 @@ def _available(
     found: dict[FileKey, set[int]] = defaultdict(set)
     columns = (replicas.c.scope, replicas.c.name, replicas.c.rse_id, replicas.c.tombstone)
     wanted = (replicas.c.rse_id.in_(pool), replicas.c.state == ReplicaState.AVAILABLE.value)
-    if len(keys) <= SMALL:
-        query = select(*columns).where(tuple_(replicas.c.scope, replicas.c.name).in_(keys), *wanted)
+    if len(keys) <= SMALL:  # index lookups (a row-value IN is a scan of the scope on PostgreSQL)
+        by_scope = [
+            and_(replicas.c.scope == scope, replicas.c.name.in_(names))
+            for scope, names in names_by_scope(keys)
+        ]
+        query = select(*columns).where(or_(*by_scope), *wanted)
     else:
         sub = files.subquery()
         query = (

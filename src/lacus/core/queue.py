@@ -3,6 +3,7 @@ new collections to match against subscriptions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,19 +29,53 @@ def enqueue_rules(conn: Connection, rule_ids: Sequence[str]) -> None:
         )
 
 
-def content_changed(conn: Connection, scope: str, name: str, *, detached: bool) -> None:
+CHILDREN_PER_ITEM = 1000
+"""An attach of more children is queued as several evaluations of this many each."""
+
+Child = tuple[str, str, str]
+"""An attached DID: scope, name, DID type."""
+
+
+def content_changed(
+    conn: Connection,
+    scope: str,
+    name: str,
+    *,
+    detached: bool,
+    children: Sequence[Child] = (),
+) -> None:
     """After attaching to or detaching from ``scope:name``: if a rule covers it (directly or
-    through a collection above it), ask the evaluator to bring the rule's locks up to date."""
+    through a collection above it), ask the evaluator to bring the rule's locks up to date.
+
+    An attach names its ``children``: the evaluator then places the files under them only, a
+    cost that grows with what was attached, not with the rule. Without children (a detach) the
+    whole rule is evaluated again."""
     if not covered_by_rules(conn, scope, name):
         return
+    now = utcnow()
+    item = {"scope": scope, "name": name, "created_at": now}
+    if detached or not children:
+        kind = Kind.DETACH if detached else Kind.ATTACH
+        conn.execute(insert(evaluations).values(kind=kind, children=None, **item))
+        return
     conn.execute(
-        insert(evaluations).values(
-            kind=Kind.DETACH if detached else Kind.ATTACH,
-            scope=scope,
-            name=name,
-            created_at=utcnow(),
-        )
+        insert(evaluations),
+        [
+            {
+                **item,
+                "kind": Kind.ATTACH,
+                "children": json.dumps(children[start : start + CHILDREN_PER_ITEM]),
+            }
+            for start in range(0, len(children), CHILDREN_PER_ITEM)
+        ],
     )
+
+
+def attached_children(item: Any) -> list[Child] | None:
+    """The DIDs an attach evaluation names; None: the whole rule is to be evaluated."""
+    if item.kind != Kind.ATTACH or not item.children:
+        return None
+    return [(str(c[0]), str(c[1]), str(c[2])) for c in json.loads(item.children)]
 
 
 def covering_collections(scope: str, name: str) -> Select[Any]:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select, tuple_
 
 from lacus.core import claims, evaluation
 from lacus.core import rules as rules_core
-from lacus.core.queue import Kind, covering_collections
+from lacus.core.queue import Child, Kind, attached_children, covering_collections
 from lacus.db.tables import evaluations, rules
 from lacus.service.lake import Lake
 
@@ -63,10 +63,13 @@ class _ClaimLost(Exception):
 
 
 def _evaluate(conn: Connection, items: list[Any]) -> None:
-    targets: dict[str, bool] = {}  # rule id → prune
+    """Evaluate the rules ``items`` name or cover: a rule only for the children its attach
+    items name when that is all they ask, else whole (pruned after a detach)."""
+    whole: dict[str, bool] = {}  # rule id → prune
+    only: dict[str, list[Child]] = {}  # rule id → attached children
     for item in items:
         if item.kind == Kind.RULE:
-            targets.setdefault(item.rule_id, False)
+            whole.setdefault(item.rule_id, False)
             continue
         above = covering_collections(item.scope, item.name).subquery()
         covering = conn.execute(
@@ -74,11 +77,18 @@ def _evaluate(conn: Connection, items: list[Any]) -> None:
                 tuple_(rules.c.scope, rules.c.name).in_(select(above.c.scope, above.c.name))
             )
         ).scalars()
+        children = attached_children(item)
         for rule_id in covering:
-            targets[rule_id] = targets.get(rule_id, False) or item.kind == Kind.DETACH
+            if children is None:
+                whole[rule_id] = whole.get(rule_id, False) or item.kind == Kind.DETACH
+            else:
+                only.setdefault(rule_id, []).extend(children)
+    targets: list[tuple[str, bool, list[Child] | None]]
+    targets = [(rule_id, prune, None) for rule_id, prune in whole.items()]
+    targets += [(rule_id, False, kids) for rule_id, kids in only.items() if rule_id not in whole]
     context = evaluation.Context.load(conn) if targets else None
-    for rule_id, prune in targets.items():
-        evaluation.evaluate_rule(conn, rule_id, prune=prune, context=context)
+    for rule_id, prune, children in sorted(targets, key=lambda target: target[0]):
+        evaluation.evaluate_rule(conn, rule_id, prune=prune, only=children, context=context)
 
 
 def _evaluate_alone(lake: Lake, worker: str, item: Any) -> int:

@@ -326,11 +326,13 @@ evaluations = Table(
     Column("rule_id", String(32)),
     Column("scope", SCOPE),
     Column("name", NAME),
+    Column("children", Text),
     _ts("created_at"),
     Column("claimed_by", String(100)),
     _ts("lease_until", nullable=True),
 )
-"""The rule evaluator's queue: new or changed rules, and collections whose content changed."""
+"""The rule evaluator's queue: new or changed rules, and collections whose content changed
+(``children``: of an attach, the DIDs attached, JSON ``[[scope, name, did_type], ...]``)."""
 
 new_dids = Table(
     "new_dids",
