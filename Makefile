@@ -49,6 +49,8 @@ bench: install
 	$(BIN)/python benchmarks/transfer_large.py
 	$(BIN)/python benchmarks/transfer_webdav.py
 	$(BIN)/python benchmarks/transfer_small_files.py
+	$(BIN)/pip install --quiet -e '.[stream]'
+	$(BIN)/python benchmarks/dress_rehearsal.py
 
 clean:
 	rm -rf $(VENV) demo-lake .pytest_cache .mypy_cache .ruff_cache
