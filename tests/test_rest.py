@@ -12,6 +12,7 @@ import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -640,3 +641,19 @@ def test_expired_tokens(
         assert len(with_password.list_rses()) == 3
         with_password.add_scope("after_expiry")
     assert "after_expiry" in [s["scope"] for s in client.list_scopes()]
+
+
+def test_a_replica_listing_naming_a_missing_did_is_a_404_before_any_line(
+    client: Client, server: RunningServer, tmp_path: Path
+) -> None:
+    client.add_scope("obs")
+    source = tmp_path / "f.dat"
+    source.write_bytes(b"bytes")
+    client.upload([source], rse="ALPHA_DISK", scope="obs")
+    response = httpx.post(
+        f"{server.url}/replicas/list",
+        headers={"X-Rucio-Auth-Token": client.session.token},
+        json={"dids": [{"scope": "obs", "name": "f.dat"}, {"scope": "obs", "name": "missing"}]},
+    )
+    assert response.status_code == 404
+    assert response.json()["error"] == "DIDNotFound"

@@ -100,11 +100,12 @@ def watch(
     failures = 0
     session = client.session
     while True:
-        headers = {"X-Rucio-Auth-Token": session.token, "Accept": "text/event-stream"}
-        if position is not None:
-            headers["Last-Event-ID"] = str(position)
         read_timeout = READ_TIMEOUT if timeout is None else max(0.01, min(READ_TIMEOUT, timeout))
         try:
+            # a login that finds the server away is retried like a lost stream
+            headers = {"X-Rucio-Auth-Token": session.token, "Accept": "text/event-stream"}
+            if position is not None:
+                headers["Last-Event-ID"] = str(position)
             with session.http.stream(
                 "GET",
                 "/events",

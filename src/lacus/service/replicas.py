@@ -165,6 +165,9 @@ def list_replicas(
             rse_ids = [rses.get_rse_id(conn, rse)] if rse is not None else []
             if rse_expression is not None:
                 rse_ids += resolve_ids(conn, rse_expression)
+    with lake.read() as conn:  # every target exists (DIDNotFound) before the answer starts
+        for scope, name in targets:
+            dids.get_did_row_type(conn, scope, name, viewer=principal)
     seen: set[DIDKey] = set()
     for scope, name in targets:
         after: DIDKey | None = None
