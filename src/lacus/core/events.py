@@ -263,11 +263,18 @@ def _about(did: tuple[str, str], did_type: str | None) -> ColumnElement[bool]:
     itself = and_(events.c.scope == scope, events.c.name == name)
     inside: ColumnElement[bool]
     if did_type == DIDType.DATASET.value:
-        inside = exists().where(
-            contents.c.scope == scope,
-            contents.c.name == name,
-            contents.c.child_scope == events.c.scope,
-            contents.c.child_name == events.c.name,
+        # OFFSET 0 keeps PostgreSQL from turning the probe into a hashed subplan, which reads
+        # the whole dataset's content at every page (measured: 15,000 rows, 10 ms per read)
+        inside = (
+            select(contents.c.child_name)
+            .where(
+                contents.c.scope == scope,
+                contents.c.name == name,
+                contents.c.child_scope == events.c.scope,
+                contents.c.child_name == events.c.name,
+            )
+            .offset(0)
+            .exists()
         )
     elif did_type == DIDType.CONTAINER.value:
         from lacus.core.dids import file_tree  # dids writes events: imported when used
