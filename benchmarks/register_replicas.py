@@ -4,7 +4,8 @@
         [--batch 10000] [--repeat 1] [--profile DIR]
 
 Target: ``lacus.service.replicas.add_replicas`` registers files at >= 50% of the rate of inserting
-the same rows with one raw DBAPI ``cursor.executemany`` per table, in one transaction, on the same
+the same rows (file DID, replica, and since issue 6 the file's ``replica.available`` outbox row)
+with one raw DBAPI ``cursor.executemany`` per table, in one transaction, on the same
 kind of database (psycopg 3 pipelines its executemany).
 
 Every measurement runs in its own child process on a fresh database (SQLite file in a temporary
@@ -43,6 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from _util import (
     POSTGRES_URL,
     child_answer,
@@ -165,6 +167,7 @@ REPLICA_COLUMNS = (
     "updated_at", "accessed_at", "tombstone",
 )  # fmt: skip
 CONTENT_COLUMNS = ("scope", "name", "child_scope", "child_name", "child_type", "created_at")
+EVENT_COLUMNS = ("event_type", "scope", "name", "payload", "created_at")
 
 
 def time_raw(lake: Any, specs: list[dict[str, Any]], variant: str) -> float:
@@ -197,6 +200,14 @@ def time_raw(lake: Any, specs: list[dict[str, Any]], variant: str) -> float:
         for s in specs
     ]  # fmt: skip
     content_rows = [(SCOPE, DATASET, s["scope"], s["name"], "file", now) for s in specs]
+    # the outbox row of each file (issue 6: its replica.available event), ready-made
+    event_rows = [
+        ("replica.available", s["scope"], s["name"], orjson.dumps({
+            "scope": s["scope"], "name": s["name"], "rse": RSE, "bytes": s["bytes"],
+            "adler32": s["adler32"], "md5": s["md5"], "pfn": f"file:///lake/{s['name']}",
+            "new_file": True, "created_at": str(now)}).decode(), now)
+        for s in specs
+    ]  # fmt: skip
     total = sum(s["bytes"] for s in specs)
     dataset_row = (SCOPE, DATASET, "dataset", ROOT_ACCOUNT, True, total, len(specs), None, None,
                    now, now)  # fmt: skip
@@ -208,6 +219,7 @@ def time_raw(lake: Any, specs: list[dict[str, Any]], variant: str) -> float:
             cursor.execute("BEGIN IMMEDIATE")
         cursor.executemany(sql("dids", DID_COLUMNS), did_rows)
         cursor.executemany(sql("replicas", REPLICA_COLUMNS), replica_rows)
+        cursor.executemany(sql("events", EVENT_COLUMNS), event_rows)
         if variant == "dataset":
             cursor.execute(sql("dids", DID_COLUMNS), dataset_row)
             cursor.executemany(sql("contents", CONTENT_COLUMNS), content_rows)
