@@ -66,8 +66,11 @@ def set_metadata(conn: Connection, scope: str, name: str, items: Mapping[str, Me
     set_metadata_bulk(conn, {(scope, name): items})
 
 
-def set_metadata_bulk(conn: Connection, items: Mapping[DIDKey, Mapping[str, MetaValue]]) -> None:
-    """Set (replace) metadata keys on many existing DIDs at once."""
+def set_metadata_bulk(
+    conn: Connection, items: Mapping[DIDKey, Mapping[str, MetaValue]], *, new: bool = False
+) -> None:
+    """Set (replace) metadata keys on many existing DIDs at once; ``new``: DIDs created in this
+    transaction, which have no metadata to replace yet (no DELETE)."""
     rows = []
     for (scope, name), meta in items.items():
         for key, value in meta.items():
@@ -75,7 +78,7 @@ def set_metadata_bulk(conn: Connection, items: Mapping[DIDKey, Mapping[str, Meta
             rows.append(_row(scope, name, key, value))
     if not rows:
         return
-    keys = [(row["scope"], row["name"], row["key"]) for row in rows]
+    keys = [] if new else [(row["scope"], row["name"], row["key"]) for row in rows]
     for part in chunks(keys):
         conn.execute(
             delete(did_meta).where(

@@ -72,7 +72,11 @@ def add_replicas(
         )
         meta = {(spec["scope"], spec["name"]): spec["meta"] for spec in files if spec.get("meta")}
         if meta:
-            metadata.set_metadata_bulk(conn, meta)
+            metadata.set_metadata_bulk(
+                conn,
+                meta,
+                new=registration.created == len(files),  # all new: nothing to replace
+            )
         if dataset is not None:
             if dids.find_did(conn, *dataset) is None:
                 dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
