@@ -7,8 +7,9 @@
    the server dies as a complete temporary file is read back: caught, retried, never
    registered, and the temporary file is removed by the retry;
 3. a source replica lost or corrupted on its server: declared bad, the next source used;
-4. a conveyor process SIGKILLed half-way through 300 files (PostgreSQL): after its leases run
-   out another conveyor finishes, every file once, no temporary file left at the destination.
+4. a conveyor process SIGKILLed as its first copies are registered while others are in flight
+   (PostgreSQL): after its leases run out another conveyor finishes, every file once, no
+   temporary file left at the destination.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from lacus.core import dids, replicas, rses
 from lacus.daemons import conveyor
@@ -627,34 +628,77 @@ def many_files_destination(request: pytest.FixtureRequest, pg_lake: Lake) -> tup
     return "FAR_DISK", storage.disk
 
 
+@dataclass
+class Stall:
+    """A WebDAV RSE behind a proxy that holds the GET of the file ``name`` until ``release``."""
+
+    name: str
+    release: threading.Event
+    storage: Storage
+    proxy: FaultyProxy
+
+
+@pytest.fixture
+def stall(apache_server: ApacheServer) -> Iterator[Stall]:
+    name = "stuck-in-flight"
+    release = threading.Event()
+    proxy = FaultyProxy(
+        int(apache_server.http_url.rsplit(":", 1)[1]),
+        trigger=rb"^GET [^ ]*/" + re.escape(name.encode()) + rb" ",
+        action=lambda: release.wait(timeout=600),
+    )
+    prefix = f"faults-{secrets.token_hex(4)}"
+    disk = apache_server.root_dir / prefix
+    try:
+        storage = Storage(
+            "dav", proxy.port, prefix, disk, {"timeout": 600}, proxy.close, lambda: None
+        )
+        yield Stall(name, release, storage, proxy)
+    finally:
+        release.set()
+        proxy.close()
+
+
 def test_a_killed_conveyor_loses_nothing_and_duplicates_nothing(
-    pg_lake: Lake, many_files_destination: tuple[str, Path]
+    pg_lake: Lake, many_files_destination: tuple[str, Path], stall: Stall
 ) -> None:
+    """The victim is killed as soon as its first registration is visible and one of its copies
+    is surely in flight, whatever the size of its batches: that file's only source is behind a
+    proxy that holds its GET until the victim is dead. Its other thread copies the rest and is
+    often cut short mid-copy."""
     lake = pg_lake
     destination, disk = many_files_destination
     total = 300
-    names = [f"f{i:03d}" for i in range(total)]
+    names = [f"f{i:03d}" for i in range(total - 1)]
     data = make_dataset(lake, "data", "ds", names, size=64 * 1024)
+    add_rse(lake, "STALL_DAV", stall.storage)
+    stuck = stall.name
+    data[stuck] = b"".join(pattern(64 * 1024, seed=b"stuck"))
+    put_file(lake, "STALL_DAV", "data", stuck, iter([data[stuck]]), stall.storage.disk)
+    with lake.write() as conn:
+        dids.attach(conn, "data", "ds", [("data", stuck)])
+    names.append(stuck)
     rule_id = add_rule(lake, "data", "ds", destination)
     settle(lake, "evaluator")
-    with lake.read() as conn:
+    with lake.write() as conn:  # copied first
+        conn.execute(update(requests).where(requests.c.name == stuck).values(priority=5))
         dest_id = rses.get_rse_id(conn, destination)
     registered = (
         select(func.count()).select_from(replicas_table).where(replicas_table.c.rse_id == dest_id)
     )
 
-    # the victim copies 2 files at a time (its settings file says so): it is still busy when
-    # the first ones are registered, and some of its copies are cut short by the kill
-    with_threads(lake, 2)
+    with_threads(lake, 2)  # the victim's settings file says so
     victim = conveyor_process(lake)
     deadline = time.monotonic() + 120
-    while scalar(lake, registered) < 20:
+    while scalar(lake, registered) == 0 or not stall.proxy.triggered:
         assert victim.poll() is None, victim.communicate()
         assert time.monotonic() < deadline, "the conveyor registered nothing"
-        time.sleep(0.01)
+        time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=30)
-    assert scalar(lake, registered) < total, "killed too late to test anything"
+    stall.release.set()
+    assert 0 < scalar(lake, registered) < total
+    assert replica_states(lake, stuck) == {"STALL_DAV": "available"}
     held = (
         select(func.count())
         .select_from(requests)

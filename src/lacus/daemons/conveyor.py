@@ -13,14 +13,17 @@ One pass of a worker:
    ``storage.copy_verified``: third-party when both storages can, else streamed through this
    process with bounded memory; verified (size, adler32, md5 when known) before anything is
    registered. A source found missing or corrupt is declared bad and the next source is tried;
-4. **finish** in batches: one write transaction registers every verified copy
+4. **finish** in batches, in a thread of its own (``daemons.batcher``: copies go on starting
+   meanwhile): one write transaction registers every verified copy
    (``core.transfers.transfers_done``) while this worker's claims hold, and schedules retries with
    exponential backoff for failures (after ``transfer_max_attempts`` the locks go ``stuck`` and
    the repairer takes over). A copy whose request vanished meanwhile (its rule was deleted) is
    removed from the destination.
 
-A pass keeps claiming while it has room for up to ``PASS_SECONDS``, then finishes what it has;
-leases are renewed while copies run. A worker killed at any point loses nothing: unregistered
+Claims (with their plans) and registrations run in threads of their own: the dispatching thread
+only starts copies as slots free up, so the copies never wait for the catalog. A pass keeps
+claiming while it has room for up to ``PASS_SECONDS``, then finishes what it has; leases are
+renewed while copies run. A worker killed at any point loses nothing: unregistered
 bytes are never a replica, and its requests are claimed again once their leases run out.
 """
 
@@ -55,6 +58,7 @@ from lacus.core.transfers import (
     transfer_failed,
     transfers_done,
 )
+from lacus.daemons.batcher import Batcher
 from lacus.daemons.slots import Slots
 from lacus.db.tables import replicas, requests
 from lacus.errors import LacusError, SourceCorrupted, SourceFileMissing, StorageError
@@ -67,14 +71,14 @@ from lacus.types import ReplicaState, RequestState, RSEInfo
 log = logging.getLogger("lacus.daemons.conveyor")
 CLAIM_BATCH = 200
 PASS_SECONDS = 5.0
-FLUSH_SECONDS = 0.1
-"""Register finished copies at least this often. A registration costs tens of milliseconds of
-the dispatching thread whatever its size (~70 ms on PostgreSQL), and copies are not started
-meanwhile: with 1 KiB files that is half of its time (0.5 s measured PostgreSQL 550-590 files/s
-instead of 420-600, benchmarks/transfer_small_files.py), but then a whole small batch lands in
-one registration and tests/test_transfer_faults.py cannot kill a conveyor mid-way: kept at 0.1 s
-until that test is made independent of the batch size."""
+FLUSH_SECONDS = 0.25
+"""A finished copy waits at most this long (plus the registration before it) to be registered.
+A registration costs tens of milliseconds whatever its size (~70 ms on PostgreSQL, ~25 ms on
+SQLite): fewer, larger ones leave more of the two cores to the copies. They run in a thread of
+their own, so dispatching never waits for them."""
 FLUSH_ITEMS = 500
+TICK_SECONDS = 0.25
+"""The dispatcher looks at its leases at least this often while copies run."""
 SUCCESS_WINDOW = timedelta(hours=6)
 DEFER_SECONDS = 30.0
 """Pause of a request whose destination holds a replica row already (being deleted, or being
@@ -115,6 +119,16 @@ class Job:
 
 
 @dataclass
+class Claimed:
+    """What one claim brought: requests claimed, jobs to copy, requests dealt with at once
+    (deferred, or failed for want of a source or a writable destination)."""
+
+    rows: int = 0
+    jobs: list[Job] = field(default_factory=list)
+    handled: int = 0
+
+
+@dataclass
 class Outcome:
     job: Job
     ok: bool
@@ -133,11 +147,15 @@ class _Pass:
         settings = lake.settings
         self.capacity = max(CLAIM_BATCH, settings.transfer_threads * 4)
         self.pool = ThreadPoolExecutor(settings.transfer_threads, "lacus-transfer")
+        self.claimer = ThreadPoolExecutor(1, "lacus-claim")
+        self.claiming: tuple[Future[Claimed], int] | None = None
         self.waiting: list[Job] = []
         self.running: dict[Future[Outcome], tuple[Job, tuple[int, int]]] = {}
-        self.finished: list[Outcome] = []
-        self.first_finished = 0.0
-        self.handled = 0
+        self.registrar = Batcher(
+            self._register, interval=FLUSH_SECONDS, max_items=FLUSH_ITEMS, name="lacus-register"
+        )
+        self.handled = 0  # by the dispatching thread (what claims dealt with at once)
+        self.registered = 0  # by the registering thread
         self.rses: dict[int, RSEInfo] = {}
         self.links: Links | None = None
         self.success: dict[tuple[int, int], float] = {}
@@ -154,59 +172,90 @@ class _Pass:
         try:
             while True:
                 may_claim = not exhausted and time.monotonic() - started < PASS_SECONDS
+                if self.claiming is not None and self.claiming[0].done():
+                    exhausted = self._take_claimed() or exhausted
+                    continue
                 outstanding = len(self.waiting) + len(self.running)
-                if may_claim and outstanding <= self.capacity // 2:
+                if may_claim and self.claiming is None and outstanding <= self.capacity // 2:
                     wanted = self.capacity - outstanding
-                    exhausted = self._claim(wanted) < wanted
+                    self.claiming = (self.claimer.submit(self._claim, wanted), wanted)
                 self._dispatch()
-                if not self.running:  # every slot is free, so nothing is waiting either
-                    self._flush()
+                if not self.running and self.claiming is None:
                     if not may_claim or exhausted:
                         break
                     continue
-                done, _ = wait(
-                    list(self.running), timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED
-                )
+                waited: list[Future[Any]] = [*self.running]
+                if self.claiming is not None:
+                    waited.append(self.claiming[0])
+                done, _ = wait(waited, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job, link = self.running.pop(future)
-                    self.slots.give_back(*link)
-                    self._finished(future, job)
-                if self.finished and (
-                    len(self.finished) >= FLUSH_ITEMS
-                    or time.monotonic() - self.first_finished >= FLUSH_SECONDS
-                ):
-                    self._flush()
+                    if future in self.running:
+                        job, link = self.running.pop(future)
+                        self.slots.give_back(*link)
+                        self._finished(future, job)
                 self._renew_leases()
-        finally:
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._wind_up()
+            raise
+        else:
+            self._wind_up()
+        return self.handled + self.registered
+
+    def _take_claimed(self) -> bool:
+        """Add the jobs of the claim that finished to those waiting; whether the queue ran dry."""
+        assert self.claiming is not None
+        future, wanted = self.claiming
+        self.claiming = None
+        claimed = future.result()
+        self.handled += claimed.handled
+        if claimed.jobs:
+            self.waiting.extend(claimed.jobs)
+            self.waiting.sort(key=lambda job: (-job.request.priority, job.request.id))
+        return claimed.rows < wanted
+
+    def _wind_up(self) -> None:
+        """Let the copies end and register them, give back what was not started, close the
+        storage connections; raise when the registrations failed."""
+        try:
+            self.claimer.shutdown(wait=True)
+            if self.claiming is not None:  # its jobs are given back with the others
+                with contextlib.suppress(Exception):
+                    self._take_claimed()
             self.pool.shutdown(wait=True)
             for future, (job, _) in list(self.running.items()):
                 self._finished(future, job)
             self.running.clear()
-            with contextlib.suppress(Exception):
-                self._flush()
-            if self.waiting:  # an error stopped the pass: give the rest back at once
-                with contextlib.suppress(Exception), self.lake.write() as conn:
-                    self._requeue(conn, [job.request.id for job in self.waiting])
-            for backend in self.opened:  # connections to storage servers end with the pass
-                close = getattr(backend, "close", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        close()
-        return self.handled
+        finally:
+            try:
+                self.registrar.close()
+            finally:
+                self._give_back_and_close()
+
+    def _give_back_and_close(self) -> None:
+        if self.waiting:  # an error stopped the pass: give the rest back at once
+            with contextlib.suppress(Exception), self.lake.write() as conn:
+                self._requeue(conn, [job.request.id for job in self.waiting])
+        for backend in self.opened:  # connections to storage servers end with the pass
+            close = getattr(backend, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
     def _finished(self, future: Future[Outcome], job: Job) -> None:
+        """Hand a finished copy over to be registered (it stays claimed until then)."""
         try:
             outcome = future.result()
         except BaseException as exc:  # the copy function itself failed: never lose the request
             log.exception("%s: transfer of request %s failed", self.worker, job.request.id)
             outcome = Outcome(job, ok=False, error=f"internal error of the conveyor: {exc}")
-        if not self.finished:
-            self.first_finished = time.monotonic()
-        self.finished.append(outcome)
+        self.registrar.put(outcome)
 
     # -- claim and plan ---------------------------------------------------------------------
 
-    def _claim(self, limit: int) -> int:
+    def _claim(self, limit: int) -> Claimed:
+        """Claim up to ``limit`` requests and plan them (in the claiming thread)."""
+        claimed = Claimed()
         with self.lake.write() as conn:
             rows = claims.claim(
                 conn,
@@ -217,11 +266,12 @@ class _Pass:
                 where=due(),
                 order_by=(requests.c.priority.desc(), requests.c.id),
             )
+            claimed.rows = len(rows)
             if rows:
-                self._plan(conn, rows)
-        return len(rows)
+                self._plan(conn, rows, claimed)
+        return claimed
 
-    def _plan(self, conn: Connection, rows: list[Any]) -> None:
+    def _plan(self, conn: Connection, rows: list[Any], claimed: Claimed) -> None:
         if self.links is None:
             self.links = load_links(conn)
             self.success = link_success(conn, since=utcnow() - SUCCESS_WINDOW)
@@ -296,7 +346,7 @@ class _Pass:
                 continue
             path = deterministic_path(row.scope, row.name)
             job = Job(row, dest, path, None if dest["deterministic"] else path, found)
-            self.waiting.append(job)
+            claimed.jobs.append(job)
             submitted.append({"request_id": row.id, "source": found[0].source.rse_id})
         if submitted:
             conn.execute(
@@ -313,21 +363,22 @@ class _Pass:
             _defer(conn, request_id, reason)
         for request_id, reason in problems:
             self._fail(conn, request_id, reason)
-        self.handled += len(deferred) + len(problems)
-        self.waiting.sort(key=lambda job: (-job.request.priority, job.request.id))
+        claimed.handled = len(deferred) + len(problems)
 
     # -- dispatch ---------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         """Start waiting jobs whose first link has room, in priority order."""
         still: list[Job] = []
+        full: set[tuple[int, int]] = set()  # no slot frees up during this loop
         for job in self.waiting:
             route = job.routes[0]
             link = (route.source.rse_id, route.hops[0] if route.hops else job.dest["id"])
-            if self.slots.try_take(*link):
+            if link not in full and self.slots.try_take(*link):
                 future = self.pool.submit(self._execute, job)
                 self.running[future] = (job, link)
             else:
+                full.add(link)
                 still.append(job)
         self.waiting = still
 
@@ -435,12 +486,9 @@ class _Pass:
             self.opened.append(backend)  # list.append is atomic: no lock needed
         return backend
 
-    # -- finish -----------------------------------------------------------------------------
+    # -- finish (in the registering thread) --------------------------------------------------
 
-    def _flush(self) -> None:
-        outcomes, self.finished = self.finished, []
-        if not outcomes:
-            return
+    def _register(self, outcomes: list[Outcome]) -> None:
         by_id = {outcome.job.request.id: outcome for outcome in outcomes}
         orphans: list[Job] = []
         with self.lake.write() as conn:
@@ -476,7 +524,7 @@ class _Pass:
                 declare_bad(conn, bad)
             if orphans:
                 self._take_back(conn, orphans)
-        self.handled += len(outcomes)
+        self.registered += len(outcomes)
 
     def _take_back(self, conn: Connection, jobs: list[Job]) -> None:
         """Copies whose request is gone (its rule was deleted) are nobody's replica: delete them,
@@ -523,14 +571,19 @@ class _Pass:
             )
 
     def _renew_leases(self) -> None:
+        """Extend the leases of the requests waiting, copying, or finished and queued for
+        registration (the batch being registered is left alone: its rows are the registering
+        thread's until it commits)."""
         lease = self.lake.settings.claim_lease_seconds
         if time.monotonic() - self.last_renewal < lease / 4:
             return
         self.last_renewal = time.monotonic()
         held = [job.request for job in self.waiting] + [j.request for j, _ in self.running.values()]
-        if held:
-            with self.lake.write() as conn:
-                claims.renew(conn, requests, held, worker=self.worker, lease_seconds=lease)
+        with self.registrar.queued() as queued:
+            held += [outcome.job.request for outcome in queued]
+            if held:
+                with self.lake.write() as conn:
+                    claims.renew(conn, requests, held, worker=self.worker, lease_seconds=lease)
 
 
 def _retried(request: Any) -> bool:
