@@ -3,11 +3,13 @@ the rule is ``ok``, and fair conditions for the contenders (page cache, free mem
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from _util import (
     POSTGRES_URL,
     Run,
     drop_page_cache,
+    machine_note,
     own_peak_rss,
     postgres_reachable,
     python_child,
@@ -120,6 +123,27 @@ def alternate(
             runs[mode].append(run)
             print(f"  {mode:<18} {show(run)}", flush=True)
     return runs
+
+
+def lacus_labels(backends: list[str], label: str = "lacus rule, conveyor") -> dict[str, str]:
+    """Contender → label of the Lacus runs, one per catalog backend."""
+    return {f"lacus-{backend}": f"{label} ({backend})" for backend in backends}
+
+
+def median_of(runs: list[Run], key: str) -> float:
+    """The median of a figure the children answered (``conveyor_s``...)."""
+    return statistics.median(float(run.answer[key]) for run in runs)  # type: ignore[arg-type]
+
+
+def peak_rss_mb(runs: list[Run]) -> float:
+    """The largest peak RSS of ``runs``, in MB: of their timed part where they measured it."""
+    return max(int(run.answer.get("run_peak_rss") or run.peak_rss) for run in runs) / 1e6  # type: ignore[call-overload]
+
+
+def report(benchmark: str, results: dict[str, Any], **fields: Any) -> None:
+    """The load after the runs, then the JSON line: ``benchmark``, ``fields``, ``results``."""
+    print(f"afterwards: {machine_note()}")
+    print(json.dumps({"benchmark": benchmark, **fields, "results": results}))
 
 
 def make_source(path: Path, size: int, md5: bool) -> dict[str, Any]:

@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,10 +59,14 @@ from _transfer import (
     alternate,
     chosen_backends,
     fresh_lake,
+    lacus_labels,
     make_source,
+    median_of,
     parse_size,
+    peak_rss_mb,
     prepare_cache,
     register_files,
+    report,
     show_size,
     stored_path,
     timed_replication,
@@ -181,7 +184,7 @@ def main() -> None:
         labels = {"cp": "cp (baseline)", "cp+sync": "cp + sync FILE (durable baseline)"}
         if args.md5:
             labels["md5sum"] = "md5sum of the source"
-        labels.update({f"lacus-{b}": f"lacus rule, conveyor ({b})" for b in backends})
+        labels.update(lacus_labels(backends))
         runs = alternate(
             script,
             list(labels),
@@ -203,10 +206,9 @@ def main() -> None:
         for backend in backends:
             figure = figures[f"lacus-{backend}"]
             found = figure.runs
-            rss = max(int(r.answer.get("run_peak_rss") or r.peak_rss) for r in found) / 1e6
+            rss = peak_rss_mb(found)
             print_figure(figure, cp, target=TARGET)
-            conveyor = statistics.median(float(r.answer["conveyor_s"]) for r in found)
-            evaluate = statistics.median(float(r.answer["evaluate_s"]) for r in found)
+            conveyor, evaluate = median_of(found, "conveyor_s"), median_of(found, "evaluate_s")
             print(
                 f"{'':<34} = {ratio(figure, durable):.2f} x cp + sync"
                 + (f", {ratio(figure, figures['md5sum']):.2f} x md5sum" if args.md5 else "")
@@ -227,19 +229,7 @@ def main() -> None:
                 "evaluate_s": evaluate,
                 "run_peak_rss_mb": round(rss, 1),
             }
-        print(f"afterwards: {machine_note()}")
-        print(
-            json.dumps(
-                {
-                    "benchmark": "transfer_large",
-                    "bytes": size,
-                    "cache": args.cache,
-                    "md5": args.md5,
-                    "target": TARGET,
-                    "results": results,
-                }
-            )
-        )
+        report("transfer_large", results, bytes=size, cache=args.cache, md5=args.md5, target=TARGET)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

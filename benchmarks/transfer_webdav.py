@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,11 +46,15 @@ from _transfer import (
     alternate,
     chosen_backends,
     fresh_lake,
+    lacus_labels,
     make_source,
+    median_of,
     parse_size,
+    peak_rss_mb,
     prepare_cache,
     profile_first_runs,
     register_files,
+    report,
     show_size,
     stored_path,
     summarize_profile,
@@ -191,7 +194,7 @@ def main() -> None:
             flush=True,
         )
         labels = {"curl": "curl | curl (baseline)", "curl+get": "curl | curl + GET read-back"}
-        labels.update({f"lacus-{b}": f"lacus rule, conveyor ({b})" for b in backends})
+        labels.update(lacus_labels(backends))
         runs = alternate(
             os.path.abspath(__file__),
             list(labels),
@@ -212,9 +215,9 @@ def main() -> None:
         for backend in backends:
             figure = figures[f"lacus-{backend}"]
             found = figure.runs
-            rss = max(int(r.answer.get("run_peak_rss") or r.peak_rss) for r in found) / 1e6
+            rss = peak_rss_mb(found)
             print_figure(figure, plain, target=TARGET)
-            conveyor = statistics.median(float(r.answer["conveyor_s"]) for r in found)
+            conveyor = median_of(found, "conveyor_s")
             print(
                 f"{'':<34} = {ratio(figure, verified):.2f} x curl | curl + GET; conveyor "
                 f"{conveyor:.2f} s; peak RSS of the timed part {rss:.0f} MB",
@@ -233,18 +236,7 @@ def main() -> None:
                     Path(args.profile) / f"transfer_webdav-{backend}.txt",
                     found[0].seconds,
                 )
-        print(f"afterwards: {machine_note()}")
-        print(
-            json.dumps(
-                {
-                    "benchmark": "transfer_webdav",
-                    "bytes": size,
-                    "scheme": described["scheme"],
-                    "target": TARGET,
-                    "results": results,
-                }
-            )
-        )
+        report("transfer_webdav", results, bytes=size, scheme=described["scheme"], target=TARGET)
     finally:
         if server is not None:
             server.stop()
