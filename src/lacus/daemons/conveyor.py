@@ -47,6 +47,7 @@ from lacus.core.clock import utcnow
 from lacus.core.dids import names_by_scope
 from lacus.core.distances import Links, load_links
 from lacus.core.expressions import resolve
+from lacus.core.locks import replicas_arrived
 from lacus.core.replicas import replica_path
 from lacus.core.rses import list_rses, rse_attribute_map
 from lacus.core.sources import Replica, Route, routes
@@ -291,10 +292,15 @@ class _Pass:
         submitted: list[dict[str, Any]] = []
         deferred: list[tuple[int, str]] = []
         problems: list[tuple[int, str]] = []
+        arrived: dict[int, list[tuple[str, str]]] = {}
         for row in rows:
             dest = self.rses[row.dest_rse_id]
             there = present.get((row.scope, row.name), {})
             state_there = there.get(row.dest_rse_id, (None, None))[0]
+            if state_there == ReplicaState.AVAILABLE.value:
+                # there already (it arrived while the rule was being evaluated): done, no copy
+                arrived.setdefault(row.dest_rse_id, []).append((row.scope, row.name))
+                continue
             if state_there is not None and state_there != ReplicaState.BAD.value:
                 deferred.append((row.id, f"a replica on {dest['rse']} is {state_there} already"))
                 continue
@@ -363,7 +369,9 @@ class _Pass:
             _defer(conn, request_id, reason)
         for request_id, reason in problems:
             self._fail(conn, request_id, reason)
-        claimed.handled = len(deferred) + len(problems)
+        for dest_rse_id, keys in arrived.items():  # locks ok, requests dropped
+            replicas_arrived(conn, dest_rse_id, keys)
+        claimed.handled = len(deferred) + len(problems) + sum(map(len, arrived.values()))
 
     # -- dispatch ---------------------------------------------------------------------------
 
