@@ -51,8 +51,12 @@ from _transfer import (
     alternate,
     chosen_backends,
     fresh_lake,
+    lacus_labels,
+    median_of,
+    peak_rss_mb,
     profile_first_runs,
     register_files,
+    report,
     stored_path,
     summarize_profile,
     timed_replication,
@@ -196,7 +200,7 @@ def main() -> None:
             flush=True,
         )
         labels = {"python": "python durable copy", "cp": "cp -r"}
-        labels.update({f"lacus-{b}": f"lacus rule ({b})" for b in backends})
+        labels.update(lacus_labels(backends, "lacus rule"))
         runs = alternate(
             os.path.abspath(__file__),
             list(labels),
@@ -226,10 +230,9 @@ def main() -> None:
         for backend in backends:
             mode = f"lacus-{backend}"
             found = runs[mode]
-            rss = max(int(r.answer.get("run_peak_rss") or r.peak_rss) for r in found) / 1e6
+            rss = peak_rss_mb(found)
             parts = {
-                key: statistics.median(float(r.answer[key]) for r in found)
-                for key in ("add_rule_s", "evaluate_s", "conveyor_s")
+                key: median_of(found, key) for key in ("add_rule_s", "evaluate_s", "conveyor_s")
             }
             print(
                 f"{labels[mode]:<28} {rate[mode]:8.0f} files/s (best "
@@ -254,18 +257,13 @@ def main() -> None:
                 **parts,
                 "run_peak_rss_mb": round(rss, 1),
             }
-        print(f"afterwards: {machine_note()}")
-        print(
-            json.dumps(
-                {
-                    "benchmark": "transfer_small_files",
-                    "files": args.files,
-                    "size": args.size,
-                    "repeat": args.repeat,
-                    "target": TARGET,
-                    "results": results,
-                }
-            )
+        report(
+            "transfer_small_files",
+            results,
+            files=args.files,
+            size=args.size,
+            repeat=args.repeat,
+            target=TARGET,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
