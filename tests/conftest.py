@@ -115,6 +115,7 @@ def _reset_catalog(lake: Lake, rse_root: Path) -> None:
                 conn.execute(table.delete())
         seed_catalog(conn, ROOT_PASSWORD, rse_root)
     lake._token_cache.clear()
+    lake.rse_configs.clear()  # the RSEs were created again, with new ids and prefixes
     lake.event_log.reset()  # the outbox's ids start again
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -241,6 +242,33 @@ def test_rse_with_attributes_and_protocols(cat: Lake) -> None:
     with pytest.raises(AccessDenied, match="not available for writing"):
         replicas.add_replicas(cat, ROOT, "DELTA_TAPE", [spec(SCOPE, "f")])
     assert not exists(cat, SCOPE, "f")
+
+
+def test_rse_changes_reach_registrations(cat: Lake) -> None:
+    """Registrations keep RSE configurations in memory: a change made through this lake is
+    obeyed by the next registration, one made by another process within a second."""
+    replicas.add_replicas(cat, ROOT, "ALPHA_DISK", [spec(SCOPE, "before")])
+    rses.update_rse(cat, ROOT, "ALPHA_DISK", availability_write=False)
+    with pytest.raises(AccessDenied, match="not available for writing"):
+        replicas.add_replicas(cat, ROOT, "ALPHA_DISK", [spec(SCOPE, "refused")])
+    rses.update_rse(cat, ROOT, "ALPHA_DISK", availability_write=True)
+    replicas.add_replicas(cat, ROOT, "ALPHA_DISK", [spec(SCOPE, "again")])
+
+    other = Lake(cat.settings)  # another server process on the same catalog
+    try:
+        rses.update_rse(other, ROOT, "ALPHA_DISK", availability_write=False)
+    finally:
+        other.engine.dispose()
+    changed = time.monotonic()
+    for attempt in range(40):
+        try:
+            replicas.add_replicas(cat, ROOT, "ALPHA_DISK", [spec(SCOPE, f"late{attempt}")])
+        except AccessDenied:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a registration still went to an RSE closed for writing 2 s before")
+    assert time.monotonic() - changed <= 1.5
 
 
 def test_rse_errors(cat: Lake) -> None:

@@ -371,20 +371,33 @@ def attach(
     return len(new)
 
 
+def lock_collection(conn: Connection, scope: str, name: str) -> Any:
+    """The DID's type, open flag and embargo (None: no such DID), its row locked until the
+    transaction ends: attachments to it are then counted one after the other."""
+    return conn.execute(
+        select(dids.c.did_type, dids.c.is_open, dids.c.embargoed, dids.c.embargo_release_at)
+        .where(dids.c.scope == scope, dids.c.name == name)
+        .with_for_update()
+    ).first()
+
+
 def attach_new_files(
-    conn: Connection, scope: str, name: str, files: Sequence[tuple[DIDKey, int]]
+    conn: Connection,
+    scope: str,
+    name: str,
+    files: Sequence[tuple[DIDKey, int]],
+    *,
+    parent: Any = None,
 ) -> int:
     """Attach files created in this transaction, given with their sizes, to an open dataset.
 
     What ``attach(..., ignore_duplicates=True)`` does, without reading the files back: they are
     files, of these sizes, attached nowhere yet. A parent that is not an open dataset gets
-    ``attach``'s own answer. Returns how many were attached.
+    ``attach``'s own answer. ``parent``: its row from ``lock_collection`` when the caller has
+    it. Returns how many were attached.
     """
-    parent = conn.execute(
-        select(dids.c.did_type, dids.c.is_open)
-        .where(dids.c.scope == scope, dids.c.name == name)
-        .with_for_update()
-    ).first()
+    if parent is None:
+        parent = lock_collection(conn, scope, name)
     sizes = dict(files)
     if parent is None or parent.did_type != DIDType.DATASET or not parent.is_open or not sizes:
         return attach(conn, scope, name, list(sizes), ignore_duplicates=True)

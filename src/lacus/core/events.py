@@ -176,10 +176,10 @@ class Horizon:
     holes: dict[int, int] = field(default_factory=dict)
     """First missing id -> the snapshot's xmax when the hole was seen."""
 
-    def advance(self, ids: Sequence[int], *, xmin_before: int, xmax_after: int) -> int:
-        """Move past the committed ``ids`` (ascending, read after a snapshot whose oldest
-        running transaction was ``xmin_before`` and before one whose next id was
-        ``xmax_after``); returns the new position."""
+    def advance(self, ids: Sequence[int], *, xmin: int, xmax: int) -> int:
+        """Move past the committed ``ids`` (ascending, read with a snapshot whose oldest
+        running transaction was ``xmin`` and whose next transaction id was ``xmax``);
+        returns the new position."""
         expected = self.position + 1
         for event_id in ids:
             if event_id < expected:
@@ -187,9 +187,9 @@ class Horizon:
             if event_id > expected:
                 seen = self.holes.get(expected)
                 if seen is None:
-                    self.holes[expected] = xmax_after
+                    self.holes[expected] = xmax
                     break
-                if seen > xmin_before:
+                if seen > xmin:
                     break
                 del self.holes[expected]
             self.position = event_id
@@ -208,32 +208,26 @@ def last_id(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
 
 
-def advance_horizon(conn: Connection, horizon: Horizon, *, limit: int = 10_000) -> int:
-    """Read the ids committed past ``horizon`` and move it on (a few small queries)."""
+def advance_horizon(conn: Connection, horizon: Horizon, *, limit: int = 10_000) -> bool:
+    """Read the ids committed past ``horizon`` and move it on; returns whether there may be
+    more to read at once (``limit`` ids were read).
+
+    On PostgreSQL one statement reads the ids and the snapshot they were read with (its
+    ``xmin`` and ``xmax``: every statement has one snapshot, which ``pg_current_snapshot``
+    returns): a writer holding a missing id took its transaction id before that id, so before
+    this snapshot: it is older than its ``xmax``."""
     if conn.dialect.name != "postgresql":
         horizon.position = max(horizon.position, last_id(conn))
-        return horizon.position
-    xmin_before = _snapshot(conn)[0]
-    ids = list(
-        conn.execute(
-            select(events.c.id)
-            .where(events.c.id > horizon.position)
-            .order_by(events.c.id)
-            .limit(limit)
-        ).scalars()
-    )
-    if not ids:
-        return horizon.position
-    xmax_after = _snapshot(conn)[1]
-    return horizon.advance(ids, xmin_before=xmin_before, xmax_after=xmax_after)
-
-
-def _snapshot(conn: Connection) -> tuple[int, int]:
-    row = conn.exec_driver_sql(
-        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
-        "FROM pg_current_snapshot() AS s"
+        return False
+    xmin, xmax, ids = conn.exec_driver_sql(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, "
+        "ARRAY(SELECT id FROM events WHERE id > %(after)s ORDER BY id LIMIT %(limit)s) "
+        "FROM pg_current_snapshot() AS s",
+        {"after": horizon.position, "limit": limit},
     ).one()
-    return int(row[0]), int(row[1])
+    if ids:
+        horizon.advance(ids, xmin=int(xmin), xmax=int(xmax))
+    return len(ids) == limit
 
 
 @dataclass(frozen=True, slots=True)

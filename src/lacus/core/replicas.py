@@ -24,7 +24,15 @@ from lacus.errors import (
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
-from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaLocation, ReplicaState, Viewer
+from lacus.types import (
+    DIDType,
+    FileSpec,
+    ReplicaInfo,
+    ReplicaLocation,
+    ReplicaState,
+    RSEInfo,
+    Viewer,
+)
 
 _ADLER32 = re.compile(r"[0-9a-f]{8}")
 _MD5 = re.compile(r"[0-9a-f]{32}")
@@ -101,12 +109,17 @@ def register_replicas(
     account: str,
     deterministic: bool,
     state: ReplicaState = ReplicaState.AVAILABLE,
+    rse: RSEInfo | None = None,
+    scopes_checked: bool = False,
 ) -> Registration:
     """``add_replicas``, also saying how many file DIDs it created.
 
     The file DIDs are inserted first, those that exist already left out by the database (an
     index probe per row, no lookup). Only when some existed are the files read back and checked:
     each must be a file of the same size and adler32, without a replica on this RSE.
+
+    ``rse``: the RSE's configuration when the caller has it (its name and protocols are then not
+    read again for the events); ``scopes_checked``: the caller made sure the scopes exist.
     """
     for spec in files:
         check_file_spec(spec)
@@ -117,7 +130,8 @@ def register_replicas(
     keys = [(spec["scope"], spec["name"]) for spec in files]
     if len(set(keys)) != len(keys):
         raise InvalidInput("the same file appears twice in one registration")
-    require_scopes(conn, {key[0] for key in keys})
+    if not scopes_checked:
+        require_scopes(conn, {key[0] for key in keys})
     now = utcnow()
     file_type = DIDType.FILE.value
     created = insert_rows(
@@ -184,7 +198,7 @@ def register_replicas(
         if state is ReplicaState.AVAILABLE:
             replicas_arrived(conn, rse_id, keys)
         if state is ReplicaState.AVAILABLE:
-            _emit_available(conn, rse_id, files, existed=existing)
+            _emit_available(conn, rse_id, files, existed=existing, rse=rse)
     return Registration(replicas=len(files), created=created)
 
 
@@ -194,19 +208,23 @@ def _emit_available(
     files: Sequence[FileSpec],
     *,
     existed: dict[DIDKey, Any] | None = None,
+    rse: RSEInfo | None = None,
 ) -> None:
     """``replica.available`` for each file: where it is (RSE, PFN), its size, checksums and the
     metadata it was registered with, so a reader can fetch and verify it at once. Files this
     registration created (all but those that ``existed``; None: it created none) are marked
     ``new_file``: a file's creation has no event of its own (one row per file, not two, at tens
     of thousands of files per second)."""
-    rse = conn.execute(select(rses.c.rse).where(rses.c.id == rse_id)).scalar_one()
-    proto = _protocols(conn, rse_id).get(rse_id)
+    if rse is not None:
+        name, proto = rse["rse"], first_protocol(rse)
+    else:
+        name = conn.execute(select(rses.c.rse).where(rses.c.id == rse_id)).scalar_one()
+        proto = _protocols(conn, rse_id).get(rse_id)
     batch: list[events.EventRow] = []
     for s in files:
         path = s.get("path") or deterministic_path(s["scope"], s["name"])
         payload: dict[str, Any] = {
-            "rse": rse,
+            "rse": name,
             "bytes": s["bytes"],
             "adler32": s["adler32"],
             "md5": s.get("md5"),
@@ -339,6 +357,14 @@ def replicas_of(
                 accessed_at=row.accessed_at,
             )
     return [by_key[key] for key in keys]
+
+
+def first_protocol(rse: RSEInfo) -> tuple[str, str, int, str] | None:
+    """The protocol PFNs are built with (``_protocols``' choice), from an RSE's configuration."""
+    if not rse["protocols"]:
+        return None
+    proto = min(rse["protocols"], key=lambda p: (p["scheme"], p["hostname"]))
+    return (proto["scheme"], proto["hostname"], proto["port"], proto["prefix"])
 
 
 def _protocols(conn: Connection, rse_id: int | None = None) -> dict[int, tuple[str, str, int, str]]:

@@ -17,6 +17,14 @@ from lacus.types import MAX_INT64, ProtocolInfo, RSEInfo, RSEType
 _ATTRIBUTE_KEY_MAX = 100
 _ATTRIBUTE_VALUE_MAX = 255
 
+CHANGED = "lacus.rses_changed"
+"""Set in a connection's ``info`` by a change of RSE configuration: whoever keeps RSE
+configurations in memory (``lacus.service.rse_configs``) forgets them when it ends."""
+
+
+def _changed(conn: Connection) -> None:
+    conn.info[CHANGED] = True
+
 
 def add_rse(
     conn: Connection,
@@ -30,6 +38,7 @@ def add_rse(
 ) -> int:
     """Create an RSE and return its id (``read_only``: an archive Lacus never writes to)."""
     validate_rse(rse)
+    _changed(conn)
     if total_bytes is not None and total_bytes < 0:
         raise InvalidInput("total_bytes must not be negative")
     try:
@@ -136,6 +145,7 @@ def set_attribute(conn: Connection, rse_id: int, key: str, value: str) -> None:
         )
     if len(value) > _ATTRIBUTE_VALUE_MAX or "\x00" in value:
         raise InvalidInput(f"invalid value for RSE attribute {key!r}: at most 255 characters")
+    _changed(conn)
     conn.execute(
         delete(rse_attributes).where(rse_attributes.c.rse_id == rse_id, rse_attributes.c.key == key)
     )
@@ -143,6 +153,7 @@ def set_attribute(conn: Connection, rse_id: int, key: str, value: str) -> None:
 
 
 def delete_attribute(conn: Connection, rse_id: int, key: str) -> None:
+    _changed(conn)
     result = conn.execute(
         delete(rse_attributes).where(rse_attributes.c.rse_id == rse_id, rse_attributes.c.key == key)
     )
@@ -153,6 +164,7 @@ def delete_attribute(conn: Connection, rse_id: int, key: str) -> None:
 def add_protocol(conn: Connection, rse_id: int, protocol: ProtocolInfo) -> None:
     if not protocol["scheme"] or not protocol["scheme"].isalnum():
         raise InvalidInput(f"invalid protocol scheme {protocol['scheme']!r}")
+    _changed(conn)
     try:
         with conn.begin_nested():
             conn.execute(insert(rse_protocols).values(rse_id=rse_id, **protocol))
@@ -187,6 +199,7 @@ def update_rse(
     if total_bytes is not None and total_bytes < 0:
         raise InvalidInput("total_bytes must not be negative")
     if values:
+        _changed(conn)
         conn.execute(update(rses).where(rses.c.id == rse_id).values(**values))
 
 

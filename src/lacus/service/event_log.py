@@ -134,11 +134,8 @@ class EventLog:
                     newest = events.last_id(conn)
                     start = max(0, newest - START_WINDOW) if self._postgres else newest
                     self._horizon = Horizon(position=start)
-                while True:
-                    before = self._horizon.position
-                    after = events.advance_horizon(conn, self._horizon)
-                    if after == before or not self._postgres or self._horizon.waiting:
-                        break
+                while events.advance_horizon(conn, self._horizon) and not self._horizon.waiting:
+                    pass  # a long way behind: read on
             position = self._horizon.position
         if position != self._position:
             self._publish(position)

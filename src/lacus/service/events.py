@@ -11,7 +11,7 @@ from lacus.core.events import Event, EventFilter
 from lacus.errors import InvalidInput
 from lacus.service.lake import Lake, Principal
 
-__all__ = ["Event", "event_filter", "page", "start_position"]
+__all__ = ["PAGE", "Event", "event_filter", "page", "start_position"]
 
 PAGE = 500
 """Events read from the catalog at once by one stream."""

@@ -19,6 +19,7 @@ from lacus.db import make_engine, transaction, upgrade
 from lacus.errors import AccessDenied, AlreadyExists
 from lacus.service.event_log import EventLog
 from lacus.service.oidc import OIDCVerifier
+from lacus.service.rse_configs import RSEConfigs
 from lacus.service.settings import Settings, default_database_url, write_settings
 from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
 
@@ -57,6 +58,8 @@ class Lake:
         self._daemons_paused = False
         self._daemon_passes = 0
         self._event_log: EventLog | None = None
+        self.rse_configs = RSEConfigs()
+        """RSE configurations for hot paths (at most a second old; see ``rse_configs``)."""
 
     @contextmanager
     def daemon_pass(self) -> Iterator[bool]:
@@ -100,9 +103,17 @@ class Lake:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One read-write transaction, committed when the block ends; readers of the event log
-        are woken if it wrote events."""
-        with transaction(self.engine, write=True, after_events=self._events_committed) as conn:
-            yield conn
+        are woken if it wrote events, kept RSE configurations forgotten if it changed any."""
+        rses_changed = False
+        try:
+            with transaction(self.engine, write=True, after_events=self._events_committed) as conn:
+                try:
+                    yield conn
+                finally:
+                    rses_changed = conn.info.pop(rses.CHANGED, False)
+        finally:
+            if rses_changed:
+                self.rse_configs.clear()
 
     def _events_committed(self) -> None:
         if self._event_log is not None:  # nobody in this process follows events otherwise

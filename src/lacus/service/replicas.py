@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import Connection
+
 from lacus.core import dids, embargo, metadata, reaping, replicas, rses
 from lacus.core.dids import DIDKey
 from lacus.core.rules import resolve_ids
@@ -20,7 +22,7 @@ from lacus.errors import (
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
-from lacus.service.scopes import require_writer
+from lacus.service.scopes import require_writer, require_writer_of
 from lacus.storage import StorageBackend, open_backend
 from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaState, RSEInfo
 
@@ -49,7 +51,7 @@ def add_replicas(
         validate_scope(dataset[0])
         validate_name(dataset[1])
     with lake.write() as conn:
-        info = rses.get_rse(conn, rse)
+        info = lake.rse_configs.get(conn, rse)
         if info["read_only"] and state is not ReplicaState.AVAILABLE:
             raise RSEReadOnly(
                 f"RSE {rse} is read-only: nothing is uploaded to it; register the files already "
@@ -58,10 +60,11 @@ def add_replicas(
         if not info["availability_write"] and not ignore_availability:
             raise AccessDenied(f"RSE {rse} is not available for writing")
         files = [_path_from_pfn(spec, info) if spec.get("pfn") else spec for spec in files]
-        for scope in sorted(
-            {spec["scope"] for spec in files} | ({dataset[0]} if dataset else set())
-        ):
-            require_writer(conn, principal, scope)
+        require_writer_of(
+            conn,
+            principal,
+            {spec["scope"] for spec in files} | ({dataset[0]} if dataset else set()),
+        )
         registration = replicas.register_replicas(
             conn,
             info["id"],
@@ -69,6 +72,8 @@ def add_replicas(
             account=principal.account,
             deterministic=info["deterministic"],
             state=state,
+            rse=info,
+            scopes_checked=True,
         )
         meta = {(spec["scope"], spec["name"]): spec["meta"] for spec in files if spec.get("meta")}
         if meta:
@@ -78,25 +83,39 @@ def add_replicas(
                 new=registration.created == len(files),  # all new: nothing to replace
             )
         if dataset is not None:
-            if dids.find_did(conn, *dataset) is None:
-                dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
-            if registration.created == len(files):  # all new: attached nowhere yet
-                dids.attach_new_files(
-                    conn,
-                    *dataset,
-                    [((spec["scope"], spec["name"]), spec["bytes"]) for spec in files],
-                )
-            else:
-                dids.attach(
-                    conn,
-                    *dataset,
-                    [(spec["scope"], spec["name"]) for spec in files],
-                    ignore_duplicates=True,
-                )
-            embargo.inherit_embargo(conn, dataset, [(f["scope"], f["name"]) for f in files])
+            _into_dataset(
+                conn, principal, dataset, files, all_new=registration.created == len(files)
+            )
         added = registration.replicas
     lake.refresh_statistics(rows_added=added)
     return added
+
+
+def _into_dataset(
+    conn: Connection,
+    principal: Principal,
+    dataset: DIDKey,
+    files: Sequence[FileSpec],
+    *,
+    all_new: bool,
+) -> None:
+    """Attach the registered files to ``dataset``, creating it (open) if it does not exist."""
+    parent = dids.lock_collection(conn, *dataset)
+    if parent is None:
+        dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
+        parent = dids.lock_collection(conn, *dataset)
+    children = [(spec["scope"], spec["name"]) for spec in files]
+    if all_new:  # attached nowhere yet
+        dids.attach_new_files(
+            conn,
+            *dataset,
+            [(key, spec["bytes"]) for key, spec in zip(children, files, strict=True)],
+            parent=parent,
+        )
+    else:
+        dids.attach(conn, *dataset, children, ignore_duplicates=True)
+    if parent.embargoed:
+        embargo.inherit_embargo(conn, dataset, children)
 
 
 def _path_from_pfn(spec: FileSpec, info: RSEInfo) -> FileSpec:

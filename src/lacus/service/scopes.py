@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -28,11 +29,18 @@ def list_scopes(lake: Lake, principal: Principal, *, account: str | None = None)
 
 def require_writer(conn: Connection, principal: Principal, scope: str) -> None:
     """Raise AccessDenied unless ``principal`` may write into ``scope`` (owner or admin)."""
-    owner = scopes.get_scope(conn, scope)["account"]
-    if owner != principal.account and not principal.admin:
-        raise AccessDenied(
-            f"account {principal.account!r} may not write into scope {scope!r} (owned by {owner!r})"
-        )
+    require_writer_of(conn, principal, [scope])
+
+
+def require_writer_of(conn: Connection, principal: Principal, names: Iterable[str]) -> None:
+    """``require_writer`` for several scopes, read at once (ScopeNotFound for a missing one)."""
+    owners = scopes.require_scopes(conn, names)
+    for scope, owner in sorted(owners.items()):
+        if owner != principal.account and not principal.admin:
+            raise AccessDenied(
+                f"account {principal.account!r} may not write into scope {scope!r} "
+                f"(owned by {owner!r})"
+            )
 
 
 def set_embargo(

@@ -93,7 +93,8 @@ async def _messages(
         if found:
             yield b"".join(_message(event) for event in found)
             quiet_since = time.monotonic()
-            continue
+            if len(found) == service.PAGE:
+                continue  # more to read at once; else the position is the horizon: wait past it
         if await request.is_disconnected():
             return
         remaining = HEARTBEAT - (time.monotonic() - quiet_since)
