@@ -1,4 +1,4 @@
-"""RSE configurations kept in memory for the hot paths (registration), a second at most.
+"""RSE configurations and scope owners kept in memory for the hot paths (registration).
 
 Registering a chunk must not read an RSE's row, attributes and protocols every time (three
 queries of a dozen per registration). What is kept: flags, protocols and attributes as read at
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 
 from sqlalchemy import Connection
 
-from lacus.core import rses
+from lacus.core import rses, scopes
 from lacus.types import RSEInfo
 
 TTL = 1.0
@@ -48,3 +49,24 @@ class RSEConfigs:
         with self._lock:
             self._kept.clear()
             self._generation += 1
+
+
+class ScopeOwners:
+    """Scope → owning account, kept once read: scopes are never deleted nor given to another
+    account (a catalog emptied under a running lake needs ``clear``)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, str] = {}
+
+    def get(self, conn: Connection, names: Iterable[str]) -> dict[str, str]:
+        """The owners of ``names`` (ScopeNotFound naming a missing one)."""
+        wanted = set(names)
+        kept = self._kept  # one dict: readers in other threads see it whole or not at all
+        if wanted.issubset(kept):
+            return {scope: kept[scope] for scope in wanted}
+        owners = scopes.require_scopes(conn, wanted)
+        self._kept = {**kept, **owners}
+        return owners
+
+    def clear(self) -> None:
+        self._kept = {}
