@@ -114,8 +114,7 @@ def _reset_catalog(lake: Lake, rse_root: Path) -> None:
             for table in ALL_TABLES:
                 conn.execute(table.delete())
         seed_catalog(conn, ROOT_PASSWORD, rse_root)
-    lake._token_cache.clear()
-    lake.rse_configs.clear()  # the RSEs were created again, with new ids and prefixes
+    lake.forget_kept()  # accounts, RSEs (new ids and prefixes) and scopes were made again
     lake.event_log.reset()  # the outbox's ids start again
 
 

@@ -382,26 +382,38 @@ def lock_collection(conn: Connection, scope: str, name: str) -> Any:
 
 
 def attach_new_files(
-    conn: Connection,
-    scope: str,
-    name: str,
-    files: Sequence[tuple[DIDKey, int]],
-    *,
-    parent: Any = None,
-) -> int:
+    conn: Connection, scope: str, name: str, files: Sequence[tuple[DIDKey, int]]
+) -> Any:
     """Attach files created in this transaction, given with their sizes, to an open dataset.
 
     What ``attach(..., ignore_duplicates=True)`` does, without reading the files back: they are
-    files, of these sizes, attached nowhere yet. A parent that is not an open dataset gets
-    ``attach``'s own answer. ``parent``: its row from ``lock_collection`` when the caller has
-    it. Returns how many were attached.
+    files, of these sizes, attached nowhere yet. The dataset's counters are updated first, which
+    locks its row (one statement for the lock and the count). A parent that is not an open
+    dataset gets ``attach``'s own answer. Returns the parent's ``lock_collection`` row (its
+    embargo is for the caller to pass on), or None when it does not exist (nothing attached).
     """
-    if parent is None:
-        parent = lock_collection(conn, scope, name)
     sizes = dict(files)
-    if parent is None or parent.did_type != DIDType.DATASET or not parent.is_open or not sizes:
-        return attach(conn, scope, name, list(sizes), ignore_duplicates=True)
+    size = sum(sizes.values())
+    if size > MAX_INT64:
+        raise InvalidInput(f"{size} bytes at once: more than a 64-bit counter holds")
     now = utcnow()
+    parent = conn.execute(
+        update(dids)
+        .where(
+            dids.c.scope == scope,
+            dids.c.name == name,
+            dids.c.did_type == DIDType.DATASET.value,
+            dids.c.is_open.is_(True),
+            dids.c.bytes <= MAX_INT64 - size,
+        )
+        .values(length=dids.c.length + len(sizes), bytes=dids.c.bytes + size, updated_at=now)
+        .returning(dids.c.did_type, dids.c.is_open, dids.c.embargoed, dids.c.embargo_release_at)
+    ).first()
+    if parent is None or not sizes:  # not an open dataset, a counter would overflow, or none
+        parent = lock_collection(conn, scope, name)
+        if parent is not None:
+            attach(conn, scope, name, list(sizes), ignore_duplicates=True)
+        return parent
     file_type = DIDType.FILE.value
     insert_rows(
         conn,
@@ -409,14 +421,13 @@ def attach_new_files(
         ("scope", "name", "child_scope", "child_name", "child_type", "created_at"),
         [(scope, name, child[0], child[1], file_type, now) for child in sizes],
     )
-    _update_totals(conn, scope, name, DIDType.DATASET.value, len(sizes), sum(sizes.values()), now)
     queue.content_changed(
         conn, scope, name, detached=False, children=[(*key, file_type) for key in sizes]
     )
     events.emit_many(
         conn, events.membership("did.attached", (scope, name), [(*key, file_type) for key in sizes])
     )
-    return len(sizes)
+    return parent
 
 
 def _update_totals(

@@ -7,7 +7,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, exists, insert, literal, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    literal,
+    select,
+    tuple_,
+)
 
 from lacus.core.clock import utcnow
 from lacus.db.tables import contents, evaluations, new_dids, rules, subscriptions
@@ -78,9 +90,12 @@ def attached_children(item: Any) -> list[Child] | None:
     return [(str(c[0]), str(c[1]), str(c[2])) for c in json.loads(item.children)]
 
 
-def covering_collections(scope: str, name: str) -> Select[Any]:
-    """``scope:name`` and every collection above it, as (scope, name) rows."""
-    start = select(literal(scope).label("scope"), literal(name).label("name"))
+def covering_collections(
+    scope: str | ColumnElement[str], name: str | ColumnElement[str]
+) -> Select[Any]:
+    """``scope:name`` (values, or bound parameters) and every collection above it, as
+    (scope, name) rows."""
+    start = select(_value(scope).label("scope"), _value(name).label("name"))
     up = start.cte("covering", recursive=True)
     step = select(contents.c.scope, contents.c.name).join(
         up, and_(contents.c.child_scope == up.c.scope, contents.c.child_name == up.c.name)
@@ -89,16 +104,27 @@ def covering_collections(scope: str, name: str) -> Select[Any]:
     return select(up.c.scope, up.c.name)
 
 
+def _value(value: str | ColumnElement[str]) -> ColumnElement[str]:
+    return literal(value) if isinstance(value, str) else value
+
+
+def _covered_query() -> Select[Any]:
+    above = covering_collections(
+        bindparam("scope", type_=String()), bindparam("name", type_=String())
+    ).subquery()
+    return select(
+        exists().where(tuple_(rules.c.scope, rules.c.name).in_(select(above.c.scope, above.c.name)))
+    )
+
+
+_COVERED = _covered_query()
+"""Built once: asked at every attach, and building a recursive query costs more than running
+it."""
+
+
 def covered_by_rules(conn: Connection, scope: str, name: str) -> bool:
-    above = covering_collections(scope, name).subquery()
-    hit = conn.execute(
-        select(
-            exists().where(
-                tuple_(rules.c.scope, rules.c.name).in_(select(above.c.scope, above.c.name))
-            )
-        )
-    ).scalar()
-    return bool(hit)
+    """Whether a rule is on ``scope:name`` or on a collection above it."""
+    return bool(conn.execute(_COVERED, {"scope": scope, "name": name}).scalar())
 
 
 def collection_created(conn: Connection, scope: str, name: str, did_type: str) -> None:

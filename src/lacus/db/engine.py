@@ -107,14 +107,13 @@ def flush_outbox(conn: Connection) -> bool:
     Last thing before the commit, so an event's id is taken as late as possible: ids are then
     nearly in commit order, and a reader waiting for a transaction that holds an id (see
     ``lacus.core.events.Horizon``) waits no longer than that transaction's commit. On
-    PostgreSQL the transaction has its id before its events take theirs (what the horizon relies
-    on) and notifies listeners when it commits.
+    PostgreSQL a trigger (migration 0010) makes each inserting statement take the transaction's
+    id before its events take theirs (what the horizon relies on) and notify ``NOTIFY_CHANNEL``,
+    heard by listeners when the transaction commits.
     """
     rows = conn.info.pop(OUTBOX, None)
     if not rows:
         return False
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_current_xact_id(), pg_notify('{NOTIFY_CHANNEL}', '')")
     from lacus.db.tables import events  # the tables import this module's types
 
     insert_rows(conn, events, OUTBOX_COLUMNS, rows)
@@ -163,7 +162,10 @@ def insert_rows(
     ]
     if processors:
         rows = [_processed(row, processors) for row in rows]
-    result = conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
+    if len(rows) == 1:  # an executemany of one row costs the driver a pipeline round
+        result = conn.exec_driver_sql(sql, tuple(rows[0]))
+    else:
+        result = conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
     return int(result.rowcount)
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, Engine
+from sqlalchemy import ColumnElement, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from lacus.core import events
@@ -53,6 +53,7 @@ class EventLog:
         self._pump: threading.Thread | None = None
         self._stop = threading.Event()
         self._listener: Any = None
+        self._own: Connection | None = None
 
     # -- readers -------------------------------------------------------------------------------
 
@@ -126,10 +127,13 @@ class EventLog:
 
     # -- the pump ------------------------------------------------------------------------------
 
-    def refresh(self) -> int:
-        """Move the horizon to what is committed now, and wake readers if it moved."""
+    def refresh(self, conn: Connection | None = None) -> int:
+        """Move the horizon to what is committed now, and wake readers if it moved (``conn``:
+        a connection to look with, else one from the pool)."""
         with self._advance_lock:
-            with self._engine.connect() as conn:
+            with (
+                contextlib.nullcontext(conn) if conn is not None else self._engine.connect() as conn
+            ):
                 if self._horizon is None:
                     newest = events.last_id(conn)
                     start = max(0, newest - START_WINDOW) if self._postgres else newest
@@ -173,7 +177,9 @@ class EventLog:
             try:
                 if self._postgres:
                     self._listen()  # before looking: a commit after the look is notified
-                self.refresh()
+                    self.refresh(self._connection())
+                else:
+                    self.refresh()
                 self._wait_for_commits()
             except (
                 SQLAlchemyError,
@@ -207,11 +213,22 @@ class EventLog:
             self._listener.execute(f"LISTEN {events.CHANNEL}")
         return self._listener
 
+    def _connection(self) -> Connection:
+        """The pump's own connection on PostgreSQL (autocommit: one round trip per look, no
+        checkout, ping or rollback)."""
+        if self._own is None:
+            self._own = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._own
+
     def _close_listener(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(psycopg.Error, OSError):  # already broken
                 self._listener.close()
             self._listener = None
+        if self._own is not None:
+            with contextlib.suppress(SQLAlchemyError, psycopg.Error, OSError):
+                self._own.close()
+            self._own = None
 
     def close(self) -> None:
         self._stop.set()

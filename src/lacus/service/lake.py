@@ -18,8 +18,8 @@ from lacus.core.clock import utcnow
 from lacus.db import make_engine, transaction, upgrade
 from lacus.errors import AccessDenied, AlreadyExists
 from lacus.service.event_log import EventLog
+from lacus.service.kept import RSEConfigs, ScopeOwners
 from lacus.service.oidc import OIDCVerifier
-from lacus.service.rse_configs import RSEConfigs
 from lacus.service.settings import Settings, default_database_url, write_settings
 from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
 
@@ -59,7 +59,16 @@ class Lake:
         self._daemon_passes = 0
         self._event_log: EventLog | None = None
         self.rse_configs = RSEConfigs()
-        """RSE configurations for hot paths (at most a second old; see ``rse_configs``)."""
+        """RSE configurations for hot paths (at most a second old; see ``service.kept``)."""
+        self.scope_owners = ScopeOwners()
+
+    def forget_kept(self) -> None:
+        """Forget what is kept in memory (tokens, RSE configurations, scope owners): for a
+        catalog emptied or restored under this lake."""
+        with self._token_lock:
+            self._token_cache.clear()
+        self.rse_configs.clear()
+        self.scope_owners.clear()
 
     @contextmanager
     def daemon_pass(self) -> Iterator[bool]:

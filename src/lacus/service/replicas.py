@@ -64,6 +64,7 @@ def add_replicas(
             conn,
             principal,
             {spec["scope"] for spec in files} | ({dataset[0]} if dataset else set()),
+            lake=lake,
         )
         registration = replicas.register_replicas(
             conn,
@@ -100,19 +101,18 @@ def _into_dataset(
     all_new: bool,
 ) -> None:
     """Attach the registered files to ``dataset``, creating it (open) if it does not exist."""
-    parent = dids.lock_collection(conn, *dataset)
-    if parent is None:
-        dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
-        parent = dids.lock_collection(conn, *dataset)
     children = [(spec["scope"], spec["name"]) for spec in files]
     if all_new:  # attached nowhere yet
-        dids.attach_new_files(
-            conn,
-            *dataset,
-            [(key, spec["bytes"]) for key, spec in zip(children, files, strict=True)],
-            parent=parent,
-        )
+        sized = [(key, spec["bytes"]) for key, spec in zip(children, files, strict=True)]
+        parent = dids.attach_new_files(conn, *dataset, sized)
+        if parent is None:
+            dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
+            parent = dids.attach_new_files(conn, *dataset, sized)
     else:
+        parent = dids.lock_collection(conn, *dataset)
+        if parent is None:
+            dids.add_collection(conn, *dataset, DIDType.DATASET, account=principal.account)
+            parent = dids.lock_collection(conn, *dataset)
         dids.attach(conn, *dataset, children, ignore_duplicates=True)
     if parent.embargoed:
         embargo.inherit_embargo(conn, dataset, children)

@@ -32,9 +32,16 @@ def require_writer(conn: Connection, principal: Principal, scope: str) -> None:
     require_writer_of(conn, principal, [scope])
 
 
-def require_writer_of(conn: Connection, principal: Principal, names: Iterable[str]) -> None:
-    """``require_writer`` for several scopes, read at once (ScopeNotFound for a missing one)."""
-    owners = scopes.require_scopes(conn, names)
+def require_writer_of(
+    conn: Connection, principal: Principal, names: Iterable[str], *, lake: Lake | None = None
+) -> None:
+    """``require_writer`` for several scopes, read at once (ScopeNotFound for a missing one),
+    or (``lake``) from the owners it keeps."""
+    owners = (
+        lake.scope_owners.get(conn, names)
+        if lake is not None
+        else scopes.require_scopes(conn, names)
+    )
     for scope, owner in sorted(owners.items()):
         if owner != principal.account and not principal.admin:
             raise AccessDenied(
