@@ -55,14 +55,16 @@ def content_changed(
     *,
     detached: bool,
     children: Sequence[Child] = (),
+    covered: bool | None = None,
 ) -> None:
     """After attaching to or detaching from ``scope:name``: if a rule covers it (directly or
     through a collection above it), ask the evaluator to bring the rule's locks up to date.
 
     An attach names its ``children``: the evaluator then places the files under them only, a
     cost that grows with what was attached, not with the rule. Without children (a detach) the
-    whole rule is evaluated again."""
-    if not covered_by_rules(conn, scope, name):
+    whole rule is evaluated again. ``covered``: whether a rule covers it, when the caller has
+    asked already (``covered_clause``)."""
+    if not (covered_by_rules(conn, scope, name) if covered is None else covered):
         return
     now = utcnow()
     item = {"scope": scope, "name": name, "created_at": now}
@@ -108,12 +110,20 @@ def _value(value: str | ColumnElement[str]) -> ColumnElement[str]:
     return literal(value) if isinstance(value, str) else value
 
 
+def covered_clause(
+    scope: str | ColumnElement[str], name: str | ColumnElement[str]
+) -> ColumnElement[bool]:
+    """Whether a rule is on ``scope:name`` or on a collection above it, as an expression (to
+    ask in the same statement as something else)."""
+    above = covering_collections(scope, name).subquery()
+    return exists().where(
+        tuple_(rules.c.scope, rules.c.name).in_(select(above.c.scope, above.c.name))
+    )
+
+
 def _covered_query() -> Select[Any]:
-    above = covering_collections(
-        bindparam("scope", type_=String()), bindparam("name", type_=String())
-    ).subquery()
     return select(
-        exists().where(tuple_(rules.c.scope, rules.c.name).in_(select(above.c.scope, above.c.name)))
+        covered_clause(bindparam("scope", type_=String()), bindparam("name", type_=String()))
     )
 
 

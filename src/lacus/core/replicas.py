@@ -196,8 +196,9 @@ def register_replicas(
             conn, rse_id, bytes_delta=sum(spec["bytes"] for spec in files), files_delta=len(files)
         )
         if state is ReplicaState.AVAILABLE:
-            replicas_arrived(conn, rse_id, keys)
-        if state is ReplicaState.AVAILABLE:
+            # Locks wait only for files that existed before: a file this transaction created
+            # has none (nothing could place a lock on it yet).
+            replicas_arrived(conn, rse_id, list(existing))
             _emit_available(conn, rse_id, files, existed=existing, rse=rse)
     return Registration(replicas=len(files), created=created)
 
