@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,33 @@ def test_an_upload_into_a_dataset_writes_its_events_in_order(
     assert available["pfn"].endswith("a.dat")
     assert found[2].payload["children"] == [{"scope": "obs", "name": "a.dat", "type": "file"}]
     assert all(e.payload["created_at"].endswith("Z") for e in found)
+
+
+def test_only_the_files_a_registration_creates_are_new(client: Client, tmp_path: Path) -> None:
+    """A registration of a known file (a second replica) and a new one at once: the event of
+    the new file says so, the other does not."""
+    client.add_scope("obs")
+    client.upload(write_files(tmp_path, "old.dat"), rse="ALPHA_DISK", scope="obs")
+    old = next(iter(client.list_replicas(["obs:old.dat"])))
+    after = next(iter(collect(client, 1, scope="obs", after=0))).id
+    fresh = b"fresh" * 10
+    client.add_replicas(
+        "BETA_DISK",
+        [
+            {"scope": "obs", "name": "old.dat", "bytes": old["bytes"], "adler32": old["adler32"]},
+            {
+                "scope": "obs",
+                "name": "new.dat",
+                "bytes": len(fresh),
+                "adler32": f"{zlib.adler32(fresh):08x}",
+            },
+        ],
+    )
+
+    found = collect(client, 2, scope="obs", types=["replica.available"], after=after)
+
+    flags = {e.name: e.payload.get("new_file", False) for e in found}
+    assert flags == {"old.dat": False, "new.dat": True}
 
 
 def test_a_rule_reports_created_then_ok(client: Client, server: RunningServer) -> None:

@@ -168,6 +168,8 @@ def register_replicas(
                     f"file {key[0]}:{key[1]} exists already with {row.bytes} bytes, adler32 "
                     f"{row.adler32}; this one has {spec['bytes']} bytes, adler32 {spec['adler32']}"
                 )
+        # read back after the insert: the files this registration created are among them
+        existing = {key: row for key, row in existing.items() if row.created_at != now}
     if files:
         state_value = state.value
         insert_rows(
@@ -251,9 +253,14 @@ def _existing_files(conn: Connection, keys: Sequence[DIDKey]) -> dict[DIDKey, An
     found: dict[DIDKey, Any] = {}
     for scope, names in names_by_scope(keys):
         rows = conn.execute(
-            select(dids.c.scope, dids.c.name, dids.c.did_type, dids.c.bytes, dids.c.adler32).where(
-                dids.c.scope == scope, dids.c.name.in_(names)
-            )
+            select(
+                dids.c.scope,
+                dids.c.name,
+                dids.c.did_type,
+                dids.c.bytes,
+                dids.c.adler32,
+                dids.c.created_at,
+            ).where(dids.c.scope == scope, dids.c.name.in_(names))
         )
         for row in rows:
             if row.did_type != DIDType.FILE:
