@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/dress_rehearsal.py [--chunks 14400] [--rates 50,200]
         [--backends sqlite,postgresql] [--real-pace] [--faults] [--workers 8]
+        [--source process|thread]
 
 In the rehearsal (shared/seeds/000_4fcadf06fb719dc7.txt) EGO pushed 14,400 one-second chunks of
 Virgo h(t) into the lake in real time and a consumer found them by polling the dataset: 100%
@@ -11,11 +12,15 @@ Those two figures are the baseline each run is compared with (ratio = seed / Lac
 Each run: a fresh lake (``init_lake``: SQLite in the lake, or a throwaway PostgreSQL database)
 served by a ``lacus serve`` subprocess (one uvicorn worker, daemons embedded) on loopback; a
 consumer subprocess (``lacus stream consume``) following the run's dataset through ``GET
-/events`` into a directory; in this process, the ``Ingestor`` writing simulated Virgo chunks
-(4096 float64 samples, HDF5, ~39 kB) to the POSIX RSE ALPHA_DISK at ``--rates`` chunks/s, each
-registered in the open dataset with its creation time. Latencies: upload = chunk created →
-registered (in the lake); end to end = chunk created → verified local copy (the consumer's
-report). Every downloaded file is read again here and its adler32 compared with the catalog's.
+/events`` into a directory; a producer subprocess, the detector's data acquisition (``lacus
+stream simulate``), making simulated Virgo chunks (4096 float64 samples, HDF5, ~39 kB) at
+``--rates`` chunks/s, each stamped with its creation time and framed on a pipe; in this process,
+the ``Ingestor`` reading that pipe, writing each chunk to the POSIX RSE ALPHA_DISK and
+registering it in the open dataset with its creation time. ``--source thread`` makes the chunks
+in this process instead (the pacing thread, sharing its GIL with the ingestion). Latencies:
+upload = chunk created → registered (in the lake); end to end = chunk created → verified local
+copy (the consumer's report). Every downloaded file is read again here and its adler32 compared
+with the catalog's.
 
 Backlog: the ingestor samples every second the chunks taken but not yet registered; the slope
 of that backlog (least squares, chunks/s) over the run and the end-to-end median of the first
@@ -52,7 +57,13 @@ from _rest import free_port, machine_note
 from _util import throwaway_postgres
 
 from lacus.client import Client
-from lacus.client.stream import Ingestor, IngestReport, summarize, virgo_chunks
+from lacus.client.stream import (
+    Ingestor,
+    IngestReport,
+    framed_chunks,
+    summarize,
+    virgo_chunks,
+)
 from lacus.client.stream.consume import read_report
 from lacus.service.lake import init_lake
 
@@ -95,10 +106,10 @@ class Server:
             self.process = None
 
 
-def _cpu(server: Server) -> float:
-    """CPU seconds the server process has used so far."""
-    assert server.process is not None
-    with open(f"/proc/{server.process.pid}/stat") as stat:
+def _cpu(process: subprocess.Popen[bytes] | None) -> float:
+    """CPU seconds a child process has used so far (it may have exited, not been waited for)."""
+    assert process is not None
+    with open(f"/proc/{process.pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -142,6 +153,7 @@ class Run:
     rate: float
     chunks: int
     faults: bool
+    source: str = "process"
 
 
 def slope(samples: list[tuple[float, int]]) -> float:
@@ -189,14 +201,28 @@ def _measure(
         on_result=lambda _: settled.__setitem__(0, settled[0] + 1),
     )
     box: dict[str, IngestReport] = {}
+    producer: subprocess.Popen[bytes] | None = None
+    own, children = resource.getrusage(resource.RUSAGE_SELF), _children()
+    serving = _cpu(server.process)
+    if run.source == "process":
+        simulate = [
+            LACUS,
+            "stream",
+            "simulate",
+            "--count",
+            str(run.chunks),
+            "--rate",
+            str(run.rate),
+        ]
+        producer = subprocess.Popen(simulate, stdout=subprocess.PIPE, env=_env())
+        assert producer.stdout is not None
+        source, pace = framed_chunks(producer.stdout), None  # paced by the producer
+    else:
+        source, pace = virgo_chunks(count=run.chunks), run.rate
     thread = threading.Thread(
-        target=lambda: box.setdefault(
-            "report", ingestor.run(virgo_chunks(count=run.chunks), rate=run.rate)
-        )
+        target=lambda: box.setdefault("report", ingestor.run(source, rate=pace))
     )
     started = time.monotonic()
-    own, children = resource.getrusage(resource.RUSAGE_SELF), _children()
-    serving = _cpu(server)
     thread.start()
     if run.faults:
         while settled[0] < run.chunks // 3 and thread.is_alive():
@@ -211,13 +237,21 @@ def _measure(
         faults.append(f"consumer killed after {len(read_report(consumed))} files, restarted")
         consumer = subprocess.Popen(consume, env=env, stdout=subprocess.DEVNULL)
     thread.join()
+    producing = 0.0
+    if producer is not None:
+        producing = _cpu(producer)
+        assert producer.stdout is not None
+        producer.stdout.close()
+        if producer.wait(timeout=60) != 0:
+            raise RuntimeError(f"lacus stream simulate exited with {producer.returncode}")
     code = consumer.wait(timeout=600)
     wall = time.monotonic() - started
     own_after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = {  # seconds per chunk: ingest (this process), server, consumer (children waited for)
+    cpu = {  # seconds per chunk: source, ingest (this process), server, consumer
+        "source": producing if producer is not None else None,
         "ingest": own_after.ru_utime + own_after.ru_stime - own.ru_utime - own.ru_stime,
-        "server": _cpu(server) - serving if not run.faults else None,
-        "consumer": _children() - children if not run.faults else None,
+        "server": _cpu(server.process) - serving if not run.faults else None,
+        "consumer": _children() - children - producing if not run.faults else None,
     }
     cpu = {key: (value / run.chunks if value is not None else None) for key, value in cpu.items()}
     report = box["report"]
@@ -273,6 +307,7 @@ def _figures(
         "rate": run.rate,
         "chunks": run.chunks,
         "faults": faults,
+        "source": run.source,
         "uploaded_pct": 100.0 * len(registered) / run.chunks,
         "in_dataset": content,
         "downloaded_pct": 100.0 * len(downloaded) / run.chunks,
@@ -300,7 +335,7 @@ def show(result: dict[str, Any]) -> None:
     up, e2e = result["upload"], result["e2e"]
     print(
         f"{result['backend']:10} {result['rate']:>5g}/s {result['chunks']:>6} chunks"
-        f"{' (faults)' if result['faults'] else ''}: "
+        f"{' (faults)' if result['faults'] else ''}, source in a {result['source']}: "
         f"uploaded {result['uploaded_pct']:.2f}%, downloaded {result['downloaded_pct']:.2f}%, "
         f"corrupted {result['corrupted']}, duplicates {result['duplicates']}"
     )
@@ -341,15 +376,23 @@ def main() -> None:
     parser.add_argument("--real-pace", action="store_true", help="also 600 chunks at 1/s")
     parser.add_argument("--faults", action="store_true", help="kill server and consumer once")
     parser.add_argument("--workers", type=int, default=8, help="ingest write threads")
+    parser.add_argument(
+        "--source",
+        choices=("process", "thread"),
+        default="process",
+        help="make the chunks in a producer process (default) or in the ingesting process",
+    )
     args = parser.parse_args()
     runs = [
-        Run(backend, float(rate), args.chunks, args.faults)
+        Run(backend, float(rate), args.chunks, args.faults, args.source)
         for backend in args.backends.split(",")
         for rate in args.rates.split(",")
         if rate  # --rates '' with --real-pace: the real pace alone
     ]
     if args.real_pace:
-        runs += [Run(backend, 1.0, 600, args.faults) for backend in args.backends.split(",")]
+        runs += [
+            Run(backend, 1.0, 600, args.faults, args.source) for backend in args.backends.split(",")
+        ]
     print(f"# dress rehearsal, {time.strftime('%Y-%m-%d %H:%M')}, {machine_note()}")
     results = []
     for run in runs:

@@ -25,11 +25,12 @@ from lacus.client.stream import (
     RuleSpec,
     directory_chunks,
     frame,
+    framed_chunks,
     read_chunk,
     virgo_chunks,
 )
 from lacus.client.stream.consume import Consumer, read_report
-from lacus.client.stream.virgo import GPS_EPOCH_UNIX, LEAP_SECONDS
+from lacus.client.stream.virgo import GPS_EPOCH_UNIX, LEAP_SECONDS, chunk_name
 from lacus.errors import ServerUnavailable
 from lacus.naming import deterministic_path
 from lacus.service import Lake
@@ -230,6 +231,44 @@ def test_framed_standard_input_and_a_torn_stream(
     assert result.stderr.strip() == "error: record 1 (g0): the stream ended after 90 of 100 bytes"
     assert "Traceback" not in result.stderr
     assert list(scoped.list_dids(f"{SCOPE}:g*")) == []
+
+
+def test_simulated_virgo_chunks_piped_into_ingest(
+    scoped: Client, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = 1_300_000_000
+    simulate = [lacus_program(), "stream", "simulate", "--count", "4", "--gps", str(first)]
+    before = time.time()
+    produced = subprocess.run(simulate, capture_output=True, env=clean_env(), check=True)
+
+    chunks = list(framed_chunks(io.BytesIO(produced.stdout)))
+    assert [c.name for c in chunks] == [chunk_name(first + i) for i in range(4)]
+    for index, chunk in enumerate(chunks):
+        assert chunk.data is not None
+        gps, rate, strain = read_chunk(chunk.data)
+        assert (gps, rate, strain.shape) == (first + index, 4096, (4096,))
+        assert before <= chunk.created <= time.time()  # stamped when made, carried by the frame
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(produced.stdout)))
+    result: CLIResult = cli(
+        "stream", "ingest", "--stdin", "--rse", "ALPHA_DISK", "--scope", SCOPE,
+        "--dataset", "simulated",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert names_in(scoped, f"{SCOPE}:simulated") == [c.name for c in chunks]
+    created = scoped.get_metadata(f"{SCOPE}:{chunks[2].name}")["chunk_created"]
+    assert created == pytest.approx(chunks[2].created, abs=1e-6)
+
+    # a reader that goes away: one line, a non-zero exit, no traceback
+    process = subprocess.Popen(
+        [*simulate[:4], "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.read(100)
+    process.stdout.close()
+    assert process.wait(timeout=30) == 1
+    with process.stderr:
+        assert process.stderr.read() == b"error: standard output closed by its reader\n"
 
 
 # -- consumption -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""``lacus stream ingest`` and ``lacus stream consume``: chunk streams into and out of the lake."""
+"""``lacus stream ingest``, ``consume`` and ``simulate``: chunk streams into and out of the lake."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import typer
 
 from lacus.cli._common import JsonOption, client
 from lacus.cli._output import console, emit_object
-from lacus.client.stream.chunks import Chunk, directory_chunks, framed_chunks
+from lacus.client.stream.chunks import Chunk, directory_chunks, frame, framed_chunks, paced
 from lacus.client.stream.ingest import ChunkResult, DatasetPer, Ingestor, RuleSpec
 from lacus.errors import InvalidInput, LacusError, LocalFileError
 
@@ -209,3 +210,36 @@ def consume(
             f"{len(bad)} file(s) not downloaded; first: {bad[0].did}: {bad[0].status}: "
             f"{bad[0].error}"
         )
+
+
+@app.command()
+def simulate(
+    count: Annotated[int | None, typer.Option(help="Stop after this many chunks.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Chunks per second (default: as fast as they are made).")
+    ] = None,
+    gps: Annotated[
+        int | None, typer.Option(help="GPS time of the first chunk (default now).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated noise.")] = 0,
+) -> None:
+    """Simulated Virgo strain (1 s of 4096 Hz per chunk, HDF5) framed on standard output, for
+    ``lacus stream ingest --stdin``: a detector's data acquisition in its own process."""
+    from lacus.client.stream.virgo import virgo_chunks
+
+    if count is not None and count < 1:
+        raise InvalidInput("--count is 1 or more")
+    out = sys.stdout.buffer
+    if out.isatty():
+        raise InvalidInput(
+            "the chunks are binary: pipe them, e.g. into lacus stream ingest --stdin"
+        )
+    try:
+        for chunk in paced(virgo_chunks(start_gps=gps, count=count, seed=seed), rate):
+            out.write(frame(chunk))
+            out.flush()
+    except BrokenPipeError:
+        # the reader is gone; stdout is pointed at /dev/null so that the interpreter's own
+        # flush at exit does not fail a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise LocalFileError("standard output closed by its reader") from None

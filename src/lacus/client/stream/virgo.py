@@ -68,8 +68,21 @@ def virgo_chunks(
 ) -> Iterator[Chunk]:
     """``count`` consecutive chunks (None: forever) from ``start_gps`` (default: now), each made
     when it is taken: its ``created`` is the moment its file is complete, its ``time`` the unix
-    time of its first sample (which decides its hour dataset)."""
+    time of its first sample (which decides its hour dataset). The libraries are loaded by the
+    call, not by the first chunk: a paced source's first chunk is not late."""
     h5py, numpy = _libraries()
+    return _chunks(h5py, numpy, start_gps, count, sample_rate, duration, seed)
+
+
+def _chunks(
+    h5py: Any,
+    numpy: Any,
+    start_gps: int | None,
+    count: int | None,
+    sample_rate: int,
+    duration: int,
+    seed: int,
+) -> Iterator[Chunk]:
     gps = gps_now() if start_gps is None else start_gps
     samples = sample_rate * duration
     # 50 Hz has a whole number of periods in a whole second: the same phase in every chunk.
