@@ -134,6 +134,35 @@ def test_a_dataset_stream_has_its_files_and_nothing_else(
     assert list(client.watch("obs:mine", after=found[-1].id, timeout=0.5)) == []
 
 
+def test_a_container_stream_has_what_is_below_it_at_any_depth(
+    client: Client, server: RunningServer
+) -> None:
+    lake = server.lake
+    for name in ("inner", "deep", "outside"):
+        make_dataset(lake, "obs", name, [])
+    client.add_container("obs:box")
+    client.add_container("obs:sub")
+    client.attach("obs:box", ["obs:inner", "obs:sub"])
+    client.attach("obs:sub", ["obs:deep"])
+    start = lake.event_log.horizon(fresh=True)
+    put_files(lake, "ALPHA_DISK", "obs", ["a.dat", "b.dat", "c.dat"])
+    client.attach("obs:inner", ["obs:a.dat"])
+    client.attach("obs:deep", ["obs:b.dat"])  # two levels down
+    client.attach("obs:outside", ["obs:c.dat"])
+    client.close_dataset("obs:deep")
+    client.close_dataset("obs:outside")
+
+    found = collect(client, 5, did="obs:box", after=start)
+    assert [(e.type, e.name) for e in found] == [
+        ("replica.available", "a.dat"),
+        ("replica.available", "b.dat"),
+        ("did.attached", "inner"),
+        ("did.attached", "deep"),
+        ("did.closed", "deep"),
+    ]
+    assert list(client.watch("obs:box", after=found[-1].id, timeout=0.5)) == []
+
+
 def test_a_stream_resumes_after_the_last_event_without_gap_or_repeat(
     client: Client, server: RunningServer
 ) -> None:

@@ -271,15 +271,27 @@ def _about(did: tuple[str, str], did_type: str | None) -> ColumnElement[bool]:
             .exists()
         )
     elif did_type == DIDType.CONTAINER.value:
-        from lacus.core.dids import file_tree  # dids writes events: imported when used
-
-        tree = file_tree(scope, name)
-        inside = exists().where(
-            tree.c.child_scope == events.c.scope, tree.c.child_name == events.c.name
-        )
+        inside = _ancestor(scope, name)
     else:
         inside = false()
     return or_(itself, inside)
+
+
+def _ancestor(scope: str, name: str) -> ColumnElement[bool]:
+    """``scope:name`` is above the event's DID: a walk up from the event's DID through its
+    parents (a few index probes per event), not down the whole container's tree (which costs
+    every read the container's size: 20,000 files, 30-40 ms)."""
+    start = (
+        select(contents.c.scope, contents.c.name)
+        .where(contents.c.child_scope == events.c.scope, contents.c.child_name == events.c.name)
+        .correlate(events)
+    )
+    up = start.cte("up", recursive=True, nesting=True)
+    step = select(contents.c.scope, contents.c.name).join(
+        up, and_(contents.c.child_scope == up.c.scope, contents.c.child_name == up.c.name)
+    )
+    up = up.union(step)
+    return exists().where(up.c.scope == scope, up.c.name == name)
 
 
 def _visible_to(viewer: Viewer | None) -> ColumnElement[bool]:
