@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, insert, select, update
 
 from lacus.client import Client
 from lacus.core import transfers
 from lacus.daemons import DAEMONS
 from lacus.daemons.base import run_once
+from lacus.db.tables import requests
 from lacus.db.tables import transfers as transfers_table
 from lacus.naming import deterministic_path
 from lacus.service.lake import Lake
@@ -119,6 +120,84 @@ def test_an_attempt_without_a_source_has_no_source_rse(lake: Lake) -> None:
         1,
         0.0,
     )
+
+
+def test_history_past_its_retention_goes_unless_its_request_is_still_queued(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lacus.daemons.retention.BATCH", 2)
+    names = [f"f{i}" for i in range(4)]
+    make_dataset(lake, "data", "ds", names)
+    add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake)
+    make_dataset(lake, "data", "queued", ["q"])
+    add_rule(lake, "data", "queued", "BETA_DISK")
+    settle(lake, "evaluator")  # its request waits for the conveyor
+    days = lake.settings.transfer_history_days
+    assert days is not None
+    old = datetime.now(UTC) - timedelta(days=days + 1)
+    with lake.write() as conn:
+        (request_id,) = conn.execute(select(requests.c.id)).scalars()
+        conn.execute(update(requests).values(created_at=old - timedelta(days=1)))
+        conn.execute(  # an old failed attempt of the request still queued (for a year)
+            insert(transfers_table).values(
+                request_id=request_id, scope="data", name="q", dest_rse_id=2, bytes=100,
+                state="failed", error="an old failure", started_at=old, finished_at=old,
+                duration=1.0,
+            )
+        )  # fmt: skip
+        conn.execute(
+            update(transfers_table)
+            .where(transfers_table.c.name.in_(["f0", "f1", "f2"]))
+            .values(started_at=old, finished_at=old)
+        )
+
+    passes = []
+    while done := DAEMONS["history-pruner"].run(lake, "test"):
+        passes.append(done)
+    assert passes == [2, 1]
+    assert sorted(row["name"] for row in history(lake)) == ["f3", "q"]
+
+    monkeypatch.setattr(lake.settings, "transfer_history_days", None)  # kept for ever
+    with lake.write() as conn:
+        conn.execute(update(transfers_table).values(started_at=old, finished_at=old))
+        conn.execute(delete(requests))
+    assert run_once(lake, DAEMONS["history-pruner"]) == 0
+    assert len(history(lake)) == 2
+
+
+def test_a_request_does_not_inherit_the_failures_of_an_earlier_one_with_its_id(
+    lake: Lake,
+) -> None:
+    """SQLite hands out a deleted request's id again: the new request's sources are ranked by
+    its own failed attempts only."""
+    make_dataset(lake, "data", "ds", ["a"])
+    add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake, "evaluator")
+    with lake.write() as conn:
+        request = conn.execute(select(requests)).one()
+        attempt = {
+            "request_id": request.id, "dest_rse_id": request.dest_rse_id, "source_rse_id": 1,
+            "bytes": 100, "state": "failed", "error": "refused", "duration": 1.0,
+        }  # fmt: skip
+        earlier = request.created_at - timedelta(seconds=5)
+        conn.execute(
+            insert(transfers_table),
+            [  # an earlier request's attempts with the same id: another file, then the same
+                {**attempt, "scope": "data", "name": "other", "started_at": earlier,
+                 "finished_at": earlier},
+                {**attempt, "scope": "data", "name": "a", "started_at": earlier,
+                 "finished_at": earlier},
+            ],
+        )  # fmt: skip
+        assert transfers.failed_sources(conn, [request.id]) == {}
+        later = request.created_at + timedelta(seconds=1)
+        conn.execute(
+            insert(transfers_table).values(
+                **attempt, scope="data", name="a", started_at=later, finished_at=later
+            )
+        )
+        assert transfers.failed_sources(conn, [request.id]) == {request.id: {1}}
 
 
 # -- REST and CLI, against the server and its embedded daemons ----------------------------------

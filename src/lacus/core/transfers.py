@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from lacus.core import events, locks
 from lacus.core.clock import utcnow
@@ -241,6 +252,37 @@ def transfer_failed(
     locks.refresh_rules(conn, rule_ids)
 
 
+def _of_request() -> ColumnElement[bool]:
+    """The attempt was made for the request with its id: for its file and destination, once it
+    existed. (SQLite hands the id of a deleted request out again, so the id alone could name an
+    earlier request's attempts.)"""
+    return and_(
+        requests.c.id == transfers.c.request_id,
+        requests.c.scope == transfers.c.scope,
+        requests.c.name == transfers.c.name,
+        requests.c.dest_rse_id == transfers.c.dest_rse_id,
+        transfers.c.started_at >= requests.c.created_at,
+    )
+
+
+def old_history(before: datetime) -> ColumnElement[bool]:
+    """Attempts that finished before ``before``, but not those of a request still queued (its
+    sources' failures rank its next attempt)."""
+    return and_(transfers.c.finished_at < before, ~exists().where(_of_request()))
+
+
+def prune_history(conn: Connection, *, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` attempts of ``old_history(before)``, the oldest first, in one
+    statement."""
+    oldest = (
+        select(transfers.c.id)
+        .where(old_history(before))
+        .order_by(transfers.c.finished_at)
+        .limit(limit)
+    )
+    return int(conn.execute(delete(transfers).where(transfers.c.id.in_(oldest))).rowcount)
+
+
 def list_transfers(
     conn: Connection,
     *,
@@ -361,6 +403,7 @@ def failed_sources(conn: Connection, request_ids: Sequence[int]) -> dict[int, se
     for start in range(0, len(ids), CHUNK):
         for row in conn.execute(
             select(transfers.c.request_id, transfers.c.source_rse_id)
+            .join(requests, _of_request())
             .where(
                 transfers.c.request_id.in_(ids[start : start + CHUNK]),
                 transfers.c.state == "failed",

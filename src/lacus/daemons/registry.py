@@ -16,7 +16,7 @@ from lacus.daemons.evaluator import evaluator_pass
 from lacus.daemons.expirers import did_expirer_pass, rule_expirer_pass
 from lacus.daemons.reaper import reaper_pass
 from lacus.daemons.repairer import repairer_pass
-from lacus.daemons.retention import pruner_pass
+from lacus.daemons.retention import history_pruner_pass, pruner_pass
 from lacus.daemons.sender import run_sender, sender_pass
 from lacus.daemons.transmogrifier import transmogrifier_pass
 from lacus.db.tables import dids, evaluations, locks, new_dids, rules
@@ -96,6 +96,11 @@ DAEMONS: dict[str, Daemon] = {
             "event-pruner",
             pruner_pass,
             "deletes events past their retention (never one a destination still waits for)",
+        ),
+        Daemon(
+            "history-pruner",
+            history_pruner_pass,
+            "deletes transfer history older than transfer_history_days",
         ),
     )
 }

@@ -200,6 +200,12 @@ class Settings(BaseModel):
         gt=0,
         description="hours an event is kept at most, even if a destination has not had it yet",
     )
+    transfer_history_days: float | None = Field(
+        default=400.0,
+        gt=0,
+        description="days a finished transfer attempt is kept in the history (the dashboard "
+        "looks back a year at most); null keeps it for ever",
+    )
     event_send_timeout_seconds: float = Field(
         default=10.0, gt=0, description="seconds a broker has to connect or acknowledge a batch"
     )
