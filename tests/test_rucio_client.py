@@ -385,6 +385,32 @@ def test_rucio_rule_add_show_update_remove_history(
     assert "No replication rule found" in missing.stderr
 
 
+def test_rucio_rule_move_replaces_the_rule_once_the_new_one_is_ok(
+    rucio: Run, client: Client, scope: str, tmp_path: Path
+) -> None:
+    upload_dataset(rucio, scope, tmp_path, "mds")
+    added = rucio("rule", "add", f"{scope}:mds", "--copies", "1", "--rses", "ALPHA_DISK")
+    rule_id = added.stdout.strip().splitlines()[-1]
+    client.wait_for_rule(rule_id, "ok", timeout=10)
+
+    moved = rucio("rule", "move", rule_id, "--rses", "BETA_DISK")
+    child = moved.stdout.strip().splitlines()[-1]
+    assert child != rule_id
+    assert client.get_rule(child)["rse_expression"] == "BETA_DISK"
+    client.wait_for_rule(child, "ok", timeout=30)
+    wait_until(lambda: rule_id not in rucio("rule", "list", "--did", f"{scope}:mds").stdout)
+    replicas = list(client.list_replicas([f"{scope}:mds"]))
+    assert all("BETA_DISK" in replica["rses"] for replica in replicas)
+    assert len(replicas) == 2
+
+    again = rucio("rule", "move", child, "--rses", "BETA_DISK", check=False)
+    assert again.returncode != 0
+    assert "already" in again.stderr
+    missing = rucio("rule", "move", rule_id, "--rses", "BETA_DISK", check=False)
+    assert missing.returncode != 0
+    assert "No replication rule found" in missing.stderr or rule_id in missing.stderr
+
+
 def test_rucio_rule_remove_by_did_and_waiting_locks(
     rucio: Run,
     rucio_api: Any,

@@ -13,11 +13,16 @@ from sqlalchemy import update
 from lacus.core import dids, expiry, rses, transfers
 from lacus.core.clock import utcnow
 from lacus.db.tables import locks, replicas, requests, rules
-from lacus.errors import InsufficientAccountLimit, InsufficientTargetRSEs, UnsupportedOperation
+from lacus.errors import (
+    AccessDenied,
+    InsufficientAccountLimit,
+    InsufficientTargetRSEs,
+    UnsupportedOperation,
+)
 from lacus.naming import deterministic_path
 from lacus.service import lifecycle, quotas, subscriptions
 from lacus.service import rules as service_rules
-from lacus.service.lake import Lake
+from lacus.service.lake import Lake, Principal
 from lacus.types import RuleGrouping
 from tests.rule_helpers import (
     ROOT,
@@ -314,6 +319,73 @@ def test_lifecycle_moves_data_from_disk_to_tape_when_the_first_step_expires(lake
     assert rule(lake, str(child))["state"] == "ok"
     phases = [e["phase"] for e in event_types(lake, "qos.transition")]
     assert phases == ["started", "done"]
+
+
+def test_a_moved_rule_is_replaced_once_its_successor_is_ok(lake: Lake) -> None:
+    names = files(3)
+    make_dataset(lake, "data", "ds", names)
+    first = add_rule(lake, "data", "ds", "BETA_DISK", activity="Staging", comment="keep")
+    settle(lake)
+    assert rule(lake, first)["state"] == "ok"
+
+    child = service_rules.move_rule(lake, ROOT, first, "GAMMA_TAPE", {"priority": 4})
+    assert rule(lake, first)["child_rule_id"] == child
+    moved = rule(lake, child)
+    assert (moved["rse_expression"], moved["account"], moved["priority"]) == (
+        "GAMMA_TAPE",
+        "root",
+        4,
+    )
+    assert (moved["activity"], moved["comments"]) == ("Staging", "keep")
+    settle(lake, "rule-expirer")  # the successor has nothing yet: the rule stays
+    assert rule(lake, first)["state"] == "ok"
+
+    settle(lake)
+    assert count(lake, rules, rules.c.id == first) == 0
+    assert rule(lake, child)["state"] == "ok"
+    names_by_rse = Counter(rse_names(lake)[row.rse_id] for row in lock_rows(lake, child))
+    assert names_by_rse == {"GAMMA_TAPE": 3}
+    with lake.read() as conn:
+        left = list(conn.execute(replicas.select().where(replicas.c.rse_id == rse_id_of(lake))))
+    assert len(left) == 3
+    assert all(row.tombstone is not None for row in left)  # BETA's copies: free to go
+    actions = [e["action"] for e in service_rules.rule_history(lake, ROOT, first)]
+    assert actions[0] == "created"
+    assert actions[-2:] == ["moved", "replaced"]
+    assert [e["rule_id"] for e in event_types(lake, "rule.deleted")] == [first]
+    assert event_types(lake, "qos.transition") == []
+
+
+def rse_id_of(lake: Lake, name: str = "BETA_DISK") -> int:
+    with lake.read() as conn:
+        return rses.get_rse_id(conn, name)
+
+
+def test_a_move_is_refused_when_it_cannot_be_done_and_cancelled_by_deleting_the_successor(
+    lake: Lake,
+) -> None:
+    make_dataset(lake, "data", "ds", files(2))
+    first = add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake)
+    with pytest.raises(UnsupportedOperation, match="cannot override weight"):
+        service_rules.move_rule(lake, ROOT, first, "GAMMA_TAPE", {"weight": "x"})
+    with pytest.raises(AccessDenied, match="only its owner or an admin may move it"):
+        service_rules.move_rule(lake, Principal("jdoe"), first, "GAMMA_TAPE")
+    service_rules.update_rule(lake, ROOT, first, {"locked": True})
+    with pytest.raises(UnsupportedOperation, match="is locked"):
+        service_rules.move_rule(lake, ROOT, first, "GAMMA_TAPE")
+    service_rules.update_rule(lake, ROOT, first, {"locked": False})
+
+    child = service_rules.move_rule(lake, ROOT, first, "GAMMA_TAPE")
+    with pytest.raises(UnsupportedOperation, match=f"being replaced by rule {child}"):
+        service_rules.move_rule(lake, ROOT, first, "ALPHA_DISK")
+    service_rules.delete_rule(lake, ROOT, child)  # cancelled before it was OK
+    settle(lake)
+    assert rule(lake, first)["state"] == "ok"
+    assert rule(lake, first)["child_rule_id"] is None
+    assert Counter(rse_names(lake)[row.rse_id] for row in lock_rows(lake, first)) == {
+        "BETA_DISK": 2
+    }
 
 
 def test_subscription_adds_rules_to_matching_new_datasets(lake: Lake) -> None:

@@ -88,6 +88,21 @@ def test_rule_to_another_rse_shows_its_waiting_locks(
     client.wait_for_rule(rule_id, "ok", timeout=10)
 
 
+def test_rule_move_to_another_rse(cli: Any, client: Client, dataset: str) -> None:
+    rule_id = rule_id_of(cli("rule", "add", dataset, "--rses", "ALPHA_DISK"))
+    client.wait_for_rule(rule_id, "ok", timeout=10)
+    moved = ok_json(cli("rule", "move", rule_id, "--rses", "BETA_DISK", "--json"))
+    child = moved["rule_id"]
+    assert moved["replaces"] == rule_id
+    client.wait_for_rule(child, "ok", timeout=30)
+    wait_until(lambda: rule_id not in [r["id"] for r in client.list_rules(did=dataset)])
+    history = ok_json(cli("rule", "history", rule_id, "--json"))
+    assert [entry["action"] for entry in history][-2:] == ["moved", "replaced"]
+    assert_one_error_line(cli("rule", "move", child, "--rses", "BETA_DISK"), "already")
+    assert_one_error_line(cli("rule", "move", "0" * 32, "--rses", "BETA_DISK"), "does not exist")
+    assert_one_error_line(cli("rule", "move", child, "--rses", "site=NOWHERE"))
+
+
 def test_rule_errors_are_one_line(cli: Any, dataset: str) -> None:
     assert_one_error_line(cli("rule", "add", dataset), "--rses")
     assert_one_error_line(cli("rule", "add", dataset, "--rses", "A", "--qos", "B"), "exactly one")

@@ -205,6 +205,14 @@ class RuleUpdateBody(Body):
     options: dict[str, Any]
 
 
+class RuleMoveBody(Body):
+    """``POST /rules/{id}/move`` (Rucio's body; its ``rule_id`` repeats the path's)."""
+
+    rse_expression: str = Field(min_length=1, max_length=1000)
+    override: dict[str, Any] | None = None
+    rule_id: str | None = None
+
+
 class SubscriptionBody(Body):
     """``POST``/``PUT /subscriptions/{account}/{name}``: Rucio's options (checked by the route)."""
 

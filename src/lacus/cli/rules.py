@@ -228,6 +228,37 @@ def update(
     console().print(f"Updated rule {rule_id}: {_state(rule)}", markup=False)
 
 
+@app.command("move")
+def move(
+    rule_id: str,
+    rses: Annotated[str, typer.Option("--rses", help="RSE expression of the new rule.")],
+    activity: Annotated[str | None, typer.Option(help="Activity of the new rule.")] = None,
+    source_rses: Annotated[
+        str | None,
+        typer.Option(help="Where the new rule's copies come from (RSE expression, or 'none')."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Move a rule's copies: a new rule on --rses replaces it, and the rule is deleted once the
+    new one is OK (its data stays where it is until then)."""
+    override: dict[str, Any] = {}
+    if activity is not None:
+        override["activity"] = activity
+    if source_rses is not None:
+        override["source_replica_expression"] = (
+            None if source_rses.lower() == "none" else source_rses
+        )
+    with client() as lacus:
+        child_id = lacus.move_rule(rule_id, rses, **override)
+    if json:
+        emit_object({"rule_id": child_id, "replaces": rule_id})
+        return
+    console().print(
+        f"Rule {child_id} on {rses} replaces rule {rule_id} (deleted once {child_id} is OK)",
+        markup=False,
+    )
+
+
 @app.command("delete")
 def delete(
     rule_id: str,

@@ -444,6 +444,17 @@ class Client:
         )
         return result
 
+    def move_rule(self, rule_id: str, rse_expression: str, **override: Any) -> str:
+        """Replace a rule by one on ``rse_expression`` (options copied, changed by
+        ``override``: activity, source_replica_expression, comment, priority, copies,
+        lifetime, locked); the rule is deleted once the new one is OK. The new rule's id."""
+        result: str = self.session.json(
+            "POST",
+            f"/rules/{_p(rule_id)}/move",
+            json={"rse_expression": rse_expression, "override": override},
+        )
+        return result
+
     def delete_rule(self, rule_id: str, *, purge_replicas: bool | None = None) -> None:
         """Remove a rule (unlock it first); ``purge_replicas`` None: the rule's own setting."""
         self.session.request(

@@ -18,25 +18,32 @@ from lacus.types import DIDType, RuleState
 
 EXPIRED = "expired"
 TRANSITION = "transition"
+REPLACED = "replaced"
 WAITING = "waiting"
 
 
 def expired_rules(conn: Connection, *, limit: int) -> list[str]:
-    """Ids of unlocked rules past their lifetime that can move on now (claimed with
-    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: for the rest of the caller's transaction)."""
+    """Ids of unlocked rules that can move on now: past their lifetime (and not waiting for a
+    child), or replaced by a child that is ``OK`` (claimed with ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL: for the rest of the caller's transaction)."""
     child = aliased(rules_table)
+    child_ok = exists().where(
+        child.c.id == rules_table.c.child_rule_id, child.c.state == RuleState.OK.value
+    )
     query = (
         select(rules_table.c.id)
         .where(
-            rules_table.c.expires_at < utcnow(),
             rules_table.c.locked.is_(False),
             or_(
-                rules_table.c.child_rule_id.is_(None),
-                ~exists().where(child.c.id == rules_table.c.child_rule_id),
-                exists().where(
-                    child.c.id == rules_table.c.child_rule_id,
-                    child.c.state == RuleState.OK.value,
+                and_(
+                    rules_table.c.expires_at < utcnow(),
+                    or_(
+                        rules_table.c.child_rule_id.is_(None),
+                        ~exists().where(child.c.id == rules_table.c.child_rule_id),
+                        child_ok,
+                    ),
                 ),
+                and_(rules_table.c.policy.is_(None), child_ok),
             ),
         )
         .order_by(rules_table.c.expires_at)
@@ -47,10 +54,36 @@ def expired_rules(conn: Connection, *, limit: int) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
+def replaced(conn: Connection) -> bool:
+    """Is a moved rule's child ``OK`` (the moved rule is due for deletion)?"""
+    child = aliased(rules_table)
+    return bool(
+        conn.execute(
+            select(
+                exists().where(
+                    rules_table.c.policy.is_(None),
+                    rules_table.c.locked.is_(False),
+                    child.c.id == rules_table.c.child_rule_id,
+                    child.c.state == RuleState.OK.value,
+                )
+            )
+        ).scalar()
+    )
+
+
 def expire_rule(conn: Connection, rule_id: str) -> str:
     """Expire one rule: delete it, or start or finish its lifecycle transition."""
     row = conn.execute(select(rules_table).where(rules_table.c.id == rule_id)).first()
-    if row is None or row.locked or row.expires_at is None or row.expires_at >= utcnow():
+    if row is None or row.locked:
+        return WAITING
+    if row.policy is None and row.child_rule_id is not None:  # moved (``rules.move_rule``)
+        child = conn.execute(
+            select(rules_table.c.state).where(rules_table.c.id == row.child_rule_id)
+        ).first()
+        if child is not None and child.state == RuleState.OK:
+            rules.delete_rule(conn, rule_id, action=REPLACED)
+            return REPLACED
+    if row.expires_at is None or row.expires_at >= utcnow():
         return WAITING
     following = lifecycle.next_step(conn, row)
     if following is not None and row.child_rule_id is None:
@@ -91,7 +124,7 @@ def expire_rule(conn: Connection, rule_id: str) -> str:
         ).first()
         if child is not None and child.state != RuleState.OK:
             return WAITING
-        if child is not None:
+        if child is not None and row.policy is not None:
             events.emit(
                 conn,
                 "qos.transition",

@@ -30,7 +30,15 @@ from lacus.errors import (
     RuleNotFound,
     UnsupportedOperation,
 )
-from lacus.types import MAX_INT64, LockState, RuleSpec, RuleState, Viewer
+from lacus.types import (
+    MAX_INT64,
+    LockState,
+    RuleGrouping,
+    RuleNotification,
+    RuleSpec,
+    RuleState,
+    Viewer,
+)
 
 MAX_COPIES = 100
 MAX_LIFETIME = 100 * 365 * 86400
@@ -48,6 +56,16 @@ UPDATABLE = (
     "child_rule_id",
     "boost_rule",
 )
+MOVE_OVERRIDES = (
+    "activity",
+    "source_replica_expression",
+    "comment",
+    "priority",
+    "copies",
+    "lifetime",
+    "locked",
+)
+"""What a moved rule's successor may change besides its RSE expression (the rest is copied)."""
 """Options ``update_rule`` takes (Rucio's names)."""
 
 
@@ -249,6 +267,79 @@ def delete_rule(
     conn.execute(update(rules).where(rules.c.child_rule_id == rule_id).values(child_rule_id=None))
     conn.execute(delete(rules).where(rules.c.id == rule_id))
     return describe(row, counts)
+
+
+def move_rule(
+    conn: Connection, rule_id: str, rse_expression: str, override: dict[str, Any] | None = None
+) -> str:
+    """Replace a rule by one on ``rse_expression``: the new rule (same DID, account and options,
+    the remaining lifetime, changed by ``override``) becomes the rule's child; the rule expirer
+    deletes the rule once its child is ``OK`` (``expiry.replaced``), so the data stays where it
+    is until it is where it goes; deleting the child first cancels the move. Returns the new
+    rule's id."""
+    override = dict(override or {})
+    unknown = sorted(set(override) - set(MOVE_OVERRIDES))
+    if unknown:
+        raise UnsupportedOperation(
+            f"a moved rule cannot override {', '.join(unknown)}; options: "
+            f"{', '.join(MOVE_OVERRIDES)}"
+        )
+    row = _row(conn, rule_id, for_update=True)
+    if row.child_rule_id is not None and _exists(conn, row.child_rule_id):
+        raise UnsupportedOperation(
+            f"rule {rule_id} is being replaced by rule {row.child_rule_id} already"
+        )
+    if row.locked:
+        raise UnsupportedOperation(f"rule {rule_id} is locked: unlock it before moving it")
+    now = utcnow()
+    remaining = None
+    if row.expires_at is not None:
+        remaining = max(1, int((row.expires_at - now).total_seconds() + 0.999))
+    lifetime = override.get("lifetime", remaining)
+    activity = override.get("activity", row.activity)
+    comment = override.get("comment", row.comments)
+    source = override.get("source_replica_expression", row.source_replica_expression)
+    if activity is not None and (not isinstance(activity, str) or len(activity) > 50):
+        raise InvalidInput("a rule's activity is a string of at most 50 characters")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 255):
+        raise InvalidInput("a rule's comment is a string of at most 255 characters")
+    if source is not None and not isinstance(source, str):
+        raise InvalidInput("source_replica_expression is an RSE expression")
+    spec = RuleSpec(
+        scope=row.scope,
+        name=row.name,
+        rse_expression=rse_expression,
+        copies=_integer("copies", override.get("copies", row.copies)),
+        grouping=RuleGrouping(row.grouping),
+        lifetime=None if lifetime is None else _integer("lifetime", lifetime),
+        weight=row.weight,
+        locked=_boolean("locked", override.get("locked", False)),
+        purge_replicas=row.purge_replicas,
+        delete_source=row.delete_source,
+        source_replica_expression=source,
+        activity=activity,
+        priority=_integer("priority", override.get("priority", row.priority)),
+        notification=RuleNotification(row.notification),
+        comment=comment,
+        ignore_availability=row.ignore_availability,
+        ignore_account_limit=row.ignore_account_limit,
+        subscription_id=row.subscription_id,
+    )
+    child_id = add_rule(conn, spec, account=row.account)
+    conn.execute(
+        update(rules).where(rules.c.id == rule_id).values(child_rule_id=child_id, updated_at=now)
+    )
+    moved = _row(conn, rule_id)
+    counts = locks.lock_counts(conn, [rule_id])[rule_id]
+    history.record(
+        conn,
+        [history.Entry(moved, "moved", moved.state, counts, detail=f"child {child_id}")],
+    )
+    return child_id
+
+
+def _exists(conn: Connection, rule_id: str) -> bool:
+    return conn.execute(select(rules.c.id).where(rules.c.id == rule_id)).first() is not None
 
 
 def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Connection, Table, and_, exists, select
 
-from lacus.core import reaping
+from lacus.core import expiry, reaping
 from lacus.core.clock import utcnow
 from lacus.daemons.base import Daemon
 from lacus.daemons.conveyor import conveyor_pass
@@ -65,8 +65,8 @@ DAEMONS: dict[str, Daemon] = {
         Daemon(
             "rule-expirer",
             rule_expirer_pass,
-            "removes expired rules, runs lifecycle steps",
-            _expired(rules.c.expires_at),
+            "removes expired rules and moved ones, runs lifecycle steps",
+            lambda conn: _expired(rules.c.expires_at)(conn) or expiry.replaced(conn),
         ),
         Daemon(
             "did-expirer",

@@ -121,6 +121,21 @@ def update_rule(
     return updated
 
 
+def move_rule(
+    lake: Lake,
+    principal: Principal,
+    rule_id: str,
+    rse_expression: str,
+    override: dict[str, Any] | None = None,
+) -> str:
+    """A rule replaced by one on ``rse_expression`` (``core.rules.move_rule``); the new id."""
+    with lake.write() as conn:
+        _own(conn, principal, rule_id, "move")
+        child_id = rules.move_rule(conn, rule_id, rse_expression, override)
+    lake.wake(EVALUATOR)
+    return child_id
+
+
 def rule_history(lake: Lake, principal: Principal, rule_id: str) -> list[dict[str, Any]]:
     """Everything that happened to a rule (also after it is gone, for its owner and admins)."""
     with lake.read() as conn:
@@ -141,7 +156,7 @@ def did_rule_history(
         return [
             entry
             for entry in history.did_entries(conn, scope, name)
-            if entry["action"] in ("created", "deleted", "expired")
+            if entry["action"] in ("created", "deleted", "expired", "replaced")
         ]
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from lacus.errors import InvalidOption, UnsupportedOperation
-from lacus.models import MAX_LIFETIME, RuleBody, RuleDeleteBody, RuleUpdateBody
+from lacus.models import MAX_LIFETIME, RuleBody, RuleDeleteBody, RuleMoveBody, RuleUpdateBody
 from lacus.naming import validate_account, validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
@@ -356,6 +356,19 @@ def update_rule(
     options = _update_options(current, body.options)
     updated = rules.update_rule(lake, principal, rule_id, options)
     return json_response(rucio.rule(updated))
+
+
+@router.post("/rules/{rule_id}/move", status_code=201)
+def move_rule(rule_id: str, body: RuleMoveBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """Replace the rule by one on ``rse_expression`` (Rucio's ``rule move``): the new rule (its
+    id is the answer, a JSON string) copies the rule's options, changed by ``override``
+    (activity, source_replica_expression, comment, priority, copies, lifetime, locked); the
+    rule is deleted once the new one is OK. A rule moved already, or locked, is refused
+    (``UnsupportedOperation``)."""
+    if body.rule_id is not None and body.rule_id != rule_id:
+        raise InvalidOption(f"the body names rule {body.rule_id[:40]!r}, the path {rule_id!r}")
+    child_id = rules.move_rule(lake, principal, rule_id, body.rse_expression, body.override)
+    return json_response(child_id, status_code=201)
 
 
 @router.delete("/rules/{rule_id}")
