@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from lacus.core.clock import utcnow
 from lacus.core.events import Event
-from lacus.db.tables import event_cursors, events
+from lacus.db.tables import event_cursors, events, lake_identity
 
 ERROR_LENGTH = 1000
 """Characters of a failure's message kept on the cursor."""
@@ -67,9 +67,19 @@ def stomp_headers(event: Event) -> dict[str, str]:
     }
 
 
-def nats_headers(event: Event) -> dict[str, str]:
-    """Headers of an event's NATS message."""
-    return {"Lacus-Event-Id": str(event.id), "Lacus-Event-Type": event.type}
+def nats_headers(event: Event, origin: str) -> dict[str, str]:
+    """Headers of an event's NATS message. ``Nats-Msg-Id`` (the lake's identity and the event's
+    id) lets a JetStream stream drop a message sent again within its duplicate window."""
+    return {
+        "Nats-Msg-Id": f"{origin}-{event.id}",
+        "Lacus-Event-Id": str(event.id),
+        "Lacus-Event-Type": event.type,
+    }
+
+
+def origin(conn: Connection) -> str:
+    """The lake's identity (``lake_identity``, made with the catalog)."""
+    return str(conn.execute(select(lake_identity.c.id)).scalar_one())
 
 
 def retry_delay(failures: int, *, first: float = 0.5, cap: float = 60.0) -> float:

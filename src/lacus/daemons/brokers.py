@@ -7,6 +7,8 @@ cursor.
   durable). An ERROR frame or a lost connection fails the batch.
 * NATS JetStream (``nats-py``, asyncio: each publisher runs its own event loop in its caller's
   thread): every message is published in order, then each PubAck (the stream stored it) awaited.
+  Each carries ``Nats-Msg-Id`` (lake identity and event id): a batch sent again after a sender
+  died is dropped by the stream within its duplicate window.
 """
 
 from __future__ import annotations
@@ -43,10 +45,20 @@ class Publisher(Protocol):
     def close(self) -> None: ...
 
 
-def publisher_for(destination: EventDestinationSettings, *, timeout: float) -> Publisher:
+def publisher_for(
+    destination: EventDestinationSettings,
+    *,
+    timeout: float,
+    origin: str,
+    duplicate_window: float = 300.0,
+) -> Publisher:
+    """The publisher of ``destination``. ``origin``: the lake's identity (message ids);
+    ``duplicate_window``: seconds a JetStream stream Lacus creates remembers message ids."""
     if isinstance(destination, StompDestination):
         return StompPublisher(destination, timeout=timeout)
-    return JetStreamPublisher(destination, timeout=timeout)
+    return JetStreamPublisher(
+        destination, timeout=timeout, origin=origin, duplicate_window=duplicate_window
+    )
 
 
 # -- STOMP ---------------------------------------------------------------------------------------
@@ -187,9 +199,18 @@ class JetStreamPublisher:
     """Publishes events to a JetStream subject (creating the stream when it is named and
     missing)."""
 
-    def __init__(self, config: NatsDestination, *, timeout: float) -> None:
+    def __init__(
+        self,
+        config: NatsDestination,
+        *,
+        timeout: float,
+        origin: str,
+        duplicate_window: float = 300.0,
+    ) -> None:
         self.config = config
         self.timeout = timeout
+        self.origin = origin
+        self.duplicate_window = duplicate_window
         self._loop = asyncio.new_event_loop()
         self._client: NatsClient | None = None
         self._stream: JetStreamContext | None = None
@@ -214,7 +235,7 @@ class JetStreamPublisher:
             await stream.publish_async(
                 self.config.subject,
                 body(event),
-                headers=nats_headers(event),
+                headers=nats_headers(event, self.origin),
                 stream=self.config.stream,
             )
             for event in batch
@@ -257,6 +278,7 @@ class JetStreamPublisher:
                         name=self.config.stream,
                         subjects=[self.config.subject],
                         storage=StorageType.FILE,
+                        duplicate_window=self.duplicate_window,
                     )
                 )
         self._stream = stream

@@ -60,9 +60,16 @@ class DestinationSender:
         self.worker = worker
         settings = lake.settings
         self.lease_seconds = settings.claim_lease_seconds
-        self.publisher = publisher or publisher_for(
-            config, timeout=settings.event_send_timeout_seconds
-        )
+        if publisher is None:
+            with lake.read() as conn:
+                origin = delivery.origin(conn)
+            publisher = publisher_for(  # a resend comes at most a lease after the first send
+                config,
+                timeout=settings.event_send_timeout_seconds,
+                origin=origin,
+                duplicate_window=max(300.0, 2 * self.lease_seconds + 60),
+            )
+        self.publisher = publisher
         self.on_published = on_published
         self.condition = delivery.type_condition(config.event_types())
         self.position: int | None = None

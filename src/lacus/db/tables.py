@@ -452,7 +452,17 @@ to ``last_id`` was acknowledged by it; ``failures`` counts failed attempts since
 success. One sender at a time works on a destination: the one whose claim (``claimed_by``,
 ``lease_until``) holds."""
 
-ALL_TABLES = [
+lake_identity = Table(
+    "lake_identity",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    _ts("created_at"),
+)
+"""One row: the lake's identity, a random UUID made with its catalog (migration 0011). It names
+what the lake sends out, such as each event's message id on NATS JetStream (``Nats-Msg-Id``),
+so that two lakes' messages never pass for one another."""
+
+ALL_TABLES = [  # the catalog's content, children first (``lake_identity`` is not content)
     event_cursors,
     distances,
     transfers,
