@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ def child_raw(kind: str, target: str, count: int, batch: int) -> None:
     else:
         import nats
 
+        origin = uuid.uuid4().hex  # message ids as the sender's: the stream checks them too
+
         async def publish() -> float:
             client = await nats.connect(NATS_URL)
             js = client.jetstream()
@@ -121,7 +124,10 @@ def child_raw(kind: str, target: str, count: int, batch: int) -> None:
             for first in range(0, count, batch):
                 acks = [
                     await js.publish_async(
-                        f"{target}.events", body(event), headers=nats_headers(event), stream=target
+                        f"{target}.events",
+                        body(event),
+                        headers=nats_headers(event, origin),
+                        stream=target,
                     )
                     for event in events[first : first + batch]
                 ]
