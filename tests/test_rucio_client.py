@@ -411,6 +411,35 @@ def test_rucio_rule_move_replaces_the_rule_once_the_new_one_is_ok(
     assert "No replication rule found" in missing.stderr or rule_id in missing.stderr
 
 
+def test_rucio_rule_asking_approval_is_approved_or_denied_by_an_admin(
+    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+) -> None:
+    upload_dataset(rucio, scope, tmp_path, "ads")
+    added = rucio(
+        "rule", "add", f"{scope}:ads", "--copies", "1", "--rses", "BETA_DISK", "--ask-approval"
+    )  # fmt: skip
+    rule_id = added.stdout.strip().splitlines()[-1]
+    assert show_fields(rucio("rule", "show", rule_id).stdout)["State"] == "WAITING_APPROVAL"
+    listed = rucio("rule", "list", "--did", f"{scope}:ads").stdout
+    assert "WAITING_APPROVAL[0/0/0]" in listed
+    assert client.rule_locks(rule_id) == []
+
+    assert rucio_api.approve_replication_rule(rule_id) is True
+    client.wait_for_rule(rule_id, "ok", timeout=30)
+    assert len(client.rule_locks(rule_id)) == 2
+
+    second = rucio(
+        "rule", "add", f"{scope}:ads", "--copies", "1", "--rses", "GAMMA_TAPE", "--ask-approval"
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    assert rucio_api.deny_replication_rule(second, reason="no tape for this") is True
+    gone = rucio("rule", "show", second, check=False)
+    assert gone.returncode == 1
+    assert "No replication rule found" in gone.stderr
+    history = client.rule_history(second)
+    assert history[-1]["action"] == "denied"
+    assert "no tape for this" in history[-1]["detail"]
+
+
 def test_rucio_rule_remove_by_did_and_waiting_locks(
     rucio: Run,
     rucio_api: Any,

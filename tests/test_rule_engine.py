@@ -388,6 +388,39 @@ def test_a_move_is_refused_when_it_cannot_be_done_and_cancelled_by_deleting_the_
     }
 
 
+def test_a_rule_asking_approval_places_nothing_until_an_admin_approves_it(lake: Lake) -> None:
+    make_dataset(lake, "data", "ds", files(2))
+    waiting = add_rule(lake, "data", "ds", "BETA_DISK", ask_approval=True)
+    put_files(lake, "ALPHA_DISK", "data", ["late"])
+    with lake.write() as conn:  # a content change queues the dataset's rules
+        dids.attach(conn, "data", "ds", [("data", "late")])
+    settle(lake)
+    assert rule(lake, waiting)["state"] == "waiting_approval"
+    assert lock_rows(lake, waiting) == []
+    assert request_rows(lake) == []
+    with pytest.raises(AccessDenied, match="admins only"):
+        service_rules.update_rule(lake, Principal("root", admin=False), waiting, {"approve": True})
+    with pytest.raises(UnsupportedOperation, match="waits for approval"):
+        service_rules.update_rule(lake, ROOT, waiting, {"state": "replicating"})
+
+    service_rules.update_rule(lake, ROOT, waiting, {"approve": True})
+    assert rule(lake, waiting)["state"] == "replicating"  # not OK before anything is placed
+    settle(lake)
+    assert rule(lake, waiting)["state"] == "ok"
+    assert len(lock_rows(lake, waiting)) == 3
+    with pytest.raises(UnsupportedOperation, match="not waiting for approval"):
+        service_rules.update_rule(lake, ROOT, waiting, {"approve": True})
+    ok = [e for e in event_types(lake, "rule.ok") if e["rule_id"] == waiting]
+    assert len(ok) == 1
+
+    denied = add_rule(lake, "data", "ds", "GAMMA_TAPE", ask_approval=True)
+    service_rules.update_rule(lake, ROOT, denied, {"approve": False, "comment": "no tape"})
+    assert count(lake, rules, rules.c.id == denied) == 0
+    last = service_rules.rule_history(lake, ROOT, denied)[-1]
+    assert (last["action"], last["detail"]) == ("denied", "purge=False; reason: no tape")
+    assert [e["rule_id"] for e in event_types(lake, "rule.deleted")] == [denied]
+
+
 def test_subscription_adds_rules_to_matching_new_datasets(lake: Lake) -> None:
     subscriptions.add_subscription(
         lake,

@@ -103,6 +103,23 @@ def test_rule_move_to_another_rse(cli: Any, client: Client, dataset: str) -> Non
     assert_one_error_line(cli("rule", "move", child, "--rses", "site=NOWHERE"))
 
 
+def test_rule_asking_approval_then_approved_or_denied(
+    cli: Any, client: Client, dataset: str
+) -> None:
+    rule_id = rule_id_of(cli("rule", "add", dataset, "--rses", "BETA_DISK", "--ask-approval"))
+    listed = ok(cli("rule", "list", "--state", "waiting_approval")).stdout
+    assert rule_id in listed
+    assert "WAITING_APPROVAL[0/0/0]" in listed
+    assert_one_error_line(cli("rule", "update", rule_id, "--resume"), "waits for approval")
+    assert f"Approved rule {rule_id}" in ok(cli("rule", "approve", rule_id)).stdout
+    client.wait_for_rule(rule_id, "ok", timeout=30)
+    assert_one_error_line(cli("rule", "approve", rule_id), "not waiting for approval")
+    other = rule_id_of(cli("rule", "add", dataset, "--rses", "GAMMA_TAPE", "--ask-approval"))
+    ok(cli("rule", "deny", other, "--reason", "tape is full"))
+    assert other not in [r["id"] for r in client.list_rules(did=dataset)]
+    assert_one_error_line(cli("rule", "deny", other), "does not exist")
+
+
 def test_rule_errors_are_one_line(cli: Any, dataset: str) -> None:
     assert_one_error_line(cli("rule", "add", dataset), "--rses")
     assert_one_error_line(cli("rule", "add", dataset, "--rses", "A", "--qos", "B"), "exactly one")

@@ -193,6 +193,7 @@ class RuleBody(Body):
     ignore_account_limit: bool = False
     comment: str | None = Field(default=None, max_length=255)
     priority: int = Field(default=3, ge=0, le=5)
+    ask_approval: bool = False
 
 
 class RuleDeleteBody(Body):

@@ -144,6 +144,11 @@ class RuleState(StrEnum):
     OK = "ok"
     STUCK = "stuck"
     SUSPENDED = "suspended"
+    WAITING_APPROVAL = "waiting_approval"
+
+
+HELD_STATES = frozenset({RuleState.SUSPENDED, RuleState.WAITING_APPROVAL})
+"""Rules the evaluator leaves alone: suspended by their owner, or asking an admin's approval."""
 
 
 class LockState(StrEnum):
@@ -194,3 +199,5 @@ class RuleSpec:
     ignore_availability: bool = False
     ignore_account_limit: bool = False
     subscription_id: str | None = None
+    ask_approval: bool = False
+    """Wait (``waiting_approval``, nothing placed) until an admin approves the rule."""

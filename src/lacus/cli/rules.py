@@ -85,6 +85,9 @@ def add(
         str | None, typer.Option(help="Start this lifecycle policy instead (see 'policy list').")
     ] = None,
     account: Annotated[str | None, typer.Option(help="Owner (admins only).")] = None,
+    ask_approval: Annotated[
+        bool, typer.Option("--ask-approval", help="Wait until an admin approves the rule.")
+    ] = False,
 ) -> None:
     """Add a rule per DID and print the rule ids; the rule engine places the copies."""
     chosen = [option for option in (rses, qos, policy) if option is not None]
@@ -109,6 +112,7 @@ def add(
                 priority=priority,
                 comment=comment,
                 account=account,
+                ask_approval=ask_approval,
             )
     for rule_id in ids:
         console().print(rule_id)
@@ -118,7 +122,9 @@ def add(
 def list_(
     did: Annotated[str | None, typer.Option(help="Rules on this DID (scope:name).")] = None,
     account: Annotated[str | None, typer.Option(help="Rules of this account.")] = None,
-    state: Annotated[str | None, typer.Option(help="ok, replicating, stuck or suspended.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="ok, replicating, stuck, suspended or waiting_approval.")
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """List rules, with their lock counts (ok/replicating/stuck)."""
@@ -226,6 +232,25 @@ def update(
     with client() as lacus:
         rule = lacus.update_rule(rule_id, **options)
     console().print(f"Updated rule {rule_id}: {_state(rule)}", markup=False)
+
+
+@app.command("approve")
+def approve(rule_id: str) -> None:
+    """Approve a rule waiting for approval (admins): the rule engine places its copies."""
+    with client() as lacus:
+        lacus.approve_rule(rule_id)
+    console().print(f"Approved rule {rule_id}", markup=False)
+
+
+@app.command("deny")
+def deny(
+    rule_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the rule's history).")] = None,
+) -> None:
+    """Deny a rule waiting for approval (admins): it is deleted."""
+    with client() as lacus:
+        lacus.deny_rule(rule_id, reason)
+    console().print(f"Denied rule {rule_id}: deleted", markup=False)
 
 
 @app.command("move")

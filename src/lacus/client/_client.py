@@ -376,10 +376,12 @@ class Client:
         account: str | None = None,
         ignore_availability: bool = False,
         policy: str | None = None,
+        ask_approval: bool = False,
     ) -> list[str]:
         """Keep ``copies`` of each DID on RSEs of ``rse_expression`` (or start the lifecycle
         policy ``policy`` on each); return the new rules' ids. The rule engine places them
-        shortly after: see :meth:`wait_for_rule`."""
+        shortly after: see :meth:`wait_for_rule`. With ``ask_approval`` they wait
+        (``WAITING_APPROVAL``) until an admin approves them (:meth:`approve_rule`)."""
         names = [dids] if isinstance(dids, str) else list(dids)
         refs = [dict(zip(("scope", "name"), parse_did(did), strict=True)) for did in names]
         body: dict[str, Any] = {"dids": refs, "account": account}
@@ -400,6 +402,7 @@ class Client:
                 "priority": priority,
                 "comment": comment,
                 "ignore_availability": ignore_availability,
+                "ask_approval": ask_approval,
             }
         result: list[str] = self.session.json("POST", "/rules/", json=body)
         return result
@@ -443,6 +446,18 @@ class Client:
             "PUT", f"/rules/{_p(rule_id)}", json={"options": options}
         )
         return result
+
+    def approve_rule(self, rule_id: str) -> None:
+        """Approve a rule waiting for approval (admins): the rule engine places it."""
+        self.update_rule(rule_id, approve=True)
+
+    def deny_rule(self, rule_id: str, reason: str | None = None) -> None:
+        """Deny a rule waiting for approval (admins): it is deleted, ``reason`` in its
+        history."""
+        options: dict[str, Any] = {"approve": False}
+        if reason is not None:
+            options["comment"] = reason
+        self.update_rule(rule_id, **options)
 
     def move_rule(self, rule_id: str, rse_expression: str, **override: Any) -> str:
         """Replace a rule by one on ``rse_expression`` (options copied, changed by

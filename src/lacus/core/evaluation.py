@@ -47,7 +47,14 @@ from lacus.db.engine import insert_rows, is_sqlite
 from lacus.db.tables import contents, dids, replicas, requests, rses, rules
 from lacus.db.tables import locks as locks_table
 from lacus.errors import InsufficientAccountLimit, InsufficientTargetRSEs, InvalidInput
-from lacus.types import DIDType, LockState, ReplicaState, RequestState, RuleGrouping, RuleState
+from lacus.types import (
+    HELD_STATES,
+    DIDType,
+    LockState,
+    ReplicaState,
+    RequestState,
+    RuleGrouping,
+)
 
 FileKey = tuple[str, str]
 SMALL = 500
@@ -174,7 +181,7 @@ def evaluate_rule(
     if rule is None:
         return None
     outcome = Outcome(rule_id)
-    if rule.state == RuleState.SUSPENDED:
+    if rule.state in HELD_STATES:
         outcome.state = rule.state
         return outcome
     has_locks = bool(rule.has_locks)

@@ -32,7 +32,7 @@ from lacus.core.dids import names_by_scope
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
 from lacus.db.tables import locks, replicas, requests, rses, rules
-from lacus.types import LockState, ReplicaState, RuleState
+from lacus.types import HELD_STATES, LockState, ReplicaState, RuleState
 
 EPOCH = datetime(1970, 1, 1)
 """The tombstone of a replica to delete at once."""
@@ -97,7 +97,7 @@ def refresh_rules(
     states: dict[str, str] = {}
     changed: list[tuple[Any, RuleState, dict[str, int]]] = []
     for rule_id, row in rows.items():
-        if row.state == RuleState.SUSPENDED:
+        if row.state in HELD_STATES:
             states[rule_id] = row.state
             continue
         state = state_for(counts[rule_id], error=row.error)

@@ -55,6 +55,7 @@ UPDATABLE = (
     "purge_replicas",
     "child_rule_id",
     "boost_rule",
+    "approve",
 )
 MOVE_OVERRIDES = (
     "activity",
@@ -134,7 +135,9 @@ def add_rule(
             priority=spec.priority,
             notification=spec.notification.value,
             comments=spec.comment,
-            state=RuleState.REPLICATING.value,
+            state=(
+                RuleState.WAITING_APPROVAL if spec.ask_approval else RuleState.REPLICATING
+            ).value,
             error=None,
             ignore_availability=spec.ignore_availability,
             ignore_account_limit=spec.ignore_account_limit,
@@ -146,7 +149,8 @@ def add_rule(
             updated_at=now,
         )
     )
-    queue.enqueue_rules(conn, [rule_id])
+    if not spec.ask_approval:  # a rule waiting for approval is evaluated once approved
+        queue.enqueue_rules(conn, [rule_id])
     row = _row(conn, rule_id)
     history.record(conn, [history.Entry(row, "created", row.state, {})])
     events.emit(
@@ -247,15 +251,18 @@ def delete_rule(
     purge_replicas: bool | None = None,
     ignore_lock: bool = False,
     action: str = "deleted",
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """Remove a rule and its locks; replicas left unlocked get tombstones."""
+    """Remove a rule and its locks; replicas left unlocked get tombstones. ``reason`` goes into
+    the rule's history."""
     row = _row(conn, rule_id, for_update=True)
     if row.locked and not ignore_lock:
         raise UnsupportedOperation(f"rule {rule_id} is locked: unlock it before deleting it")
     purge = row.purge_replicas if purge_replicas is None else purge_replicas
     counts = locks.lock_counts(conn, [rule_id])[rule_id]
     locks.release_locks(conn, rule_id, purge=purge)
-    history.record(conn, [history.Entry(row, action, row.state, counts, detail=f"purge={purge}")])
+    detail = f"purge={purge}" if reason is None else f"purge={purge}; {reason}"
+    history.record(conn, [history.Entry(row, action, row.state, counts, detail=detail)])
     events.emit(
         conn,
         "rule.expired" if action == "expired" else "rule.deleted",
@@ -344,7 +351,9 @@ def _exists(conn: Connection, rule_id: str) -> bool:
 
 def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict[str, Any]:
     """Change a rule: lifetime, locked, comment, priority, copies, activity, state (suspend or
-    resume), source_replica_expression, purge_replicas, child_rule_id."""
+    resume), source_replica_expression, purge_replicas, child_rule_id; ``approve`` a rule
+    waiting for approval (true: it is evaluated; false: it is deleted, ``comment`` the reason —
+    the caller checks the principal may)."""
     unknown = sorted(set(options) - set(UPDATABLE))
     if unknown:
         raise InvalidInput(
@@ -354,6 +363,26 @@ def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict
     now = utcnow()
     values: dict[str, Any] = {}
     evaluate = False
+    waiting = row.state == RuleState.WAITING_APPROVAL
+    if "approve" in options:
+        approve = _boolean("approve", options["approve"])
+        if not waiting:
+            raise UnsupportedOperation(f"rule {rule_id} is not waiting for approval ({row.state})")
+        if not approve:
+            reason = options.get("comment")
+            return delete_rule(
+                conn,
+                rule_id,
+                ignore_lock=True,
+                action="denied",
+                reason=None if reason is None else f"reason: {str(reason)[:200]}",
+            )
+        values["state"] = RuleState.REPLICATING.value
+        evaluate = True
+    elif "state" in options and waiting:
+        raise UnsupportedOperation(
+            f"rule {rule_id} waits for approval: an admin approves or denies it"
+        )
     if "lifetime" in options:
         lifetime = options["lifetime"]
         if lifetime is None:
@@ -431,7 +460,10 @@ def update_rule(conn: Connection, rule_id: str, options: dict[str, Any]) -> dict
     if evaluate:
         queue.enqueue_rules(conn, [rule_id])
     changed = ", ".join(f"{key}={options[key]!r}" for key in sorted(options))
-    state_now = locks.refresh_rules(conn, [rule_id]).get(rule_id, row.state)
+    if waiting and "approve" in options:  # approved: no lock yet until the evaluator runs
+        state_now = RuleState.REPLICATING.value
+    else:
+        state_now = locks.refresh_rules(conn, [rule_id]).get(rule_id, row.state)
     row = _row(conn, rule_id)
     counts = locks.lock_counts(conn, [rule_id])[rule_id]
     history.record(conn, [history.Entry(row, "updated", state_now, counts, detail=changed)])

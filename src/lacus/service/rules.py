@@ -114,6 +114,8 @@ def delete_rule(
 def update_rule(
     lake: Lake, principal: Principal, rule_id: str, options: dict[str, Any]
 ) -> dict[str, Any]:
+    if "approve" in options:
+        principal.require_admin("approve or deny rules")
     with lake.write() as conn:
         _own(conn, principal, rule_id, "change")
         updated = rules.update_rule(conn, rule_id, options)
@@ -156,7 +158,7 @@ def did_rule_history(
         return [
             entry
             for entry in history.did_entries(conn, scope, name)
-            if entry["action"] in ("created", "deleted", "expired", "replaced")
+            if entry["action"] in ("created", "deleted", "expired", "replaced", "denied")
         ]
 
 

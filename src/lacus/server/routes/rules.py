@@ -59,6 +59,7 @@ def add_rules(body: RuleBody, lake: LakeDep, principal: PrincipalDep) -> Respons
             comment=body.comment,
             ignore_availability=body.ignore_availability,
             ignore_account_limit=body.ignore_account_limit,
+            ask_approval=body.ask_approval,
         )
         for scope, name in dids
     ]
@@ -72,8 +73,9 @@ _STATE_CODES = {
     "R": RuleState.REPLICATING,
     "S": RuleState.STUCK,
     "U": RuleState.SUSPENDED,
+    "W": RuleState.WAITING_APPROVAL,
 }
-_NEVER = {"W", "WAITING_APPROVAL", "I", "INJECT"}
+_NEVER = {"I", "INJECT"}
 """Rucio states no Lacus rule is ever in: filtering on them finds nothing."""
 _GROUPINGS = {"A": "all", "D": "dataset", "N": "none"}
 _DID_TYPES = {"F": "file", "D": "dataset", "C": "container"}
@@ -97,7 +99,8 @@ def rule_state(value: str) -> str | None:
         return RuleState(value.lower()).value
     except ValueError:
         raise InvalidOption(
-            f"invalid state {value[:30]!r}: use OK, REPLICATING, STUCK, SUSPENDED (or O, R, S, U)"
+            f"invalid state {value[:30]!r}: use OK, REPLICATING, STUCK, SUSPENDED, "
+            "WAITING_APPROVAL (or O, R, S, U, W)"
         ) from None
 
 
@@ -209,7 +212,8 @@ def list_rules(
     name: str | None = None,
     account: str | None = None,
     state: Annotated[
-        str | None, Query(description="OK, REPLICATING, STUCK, SUSPENDED or O, R, S, U")
+        str | None,
+        Query(description="OK, REPLICATING, STUCK, SUSPENDED, WAITING_APPROVAL or O, R, S, U, W"),
     ] = None,
     subscription_id: str | None = None,
     rse_expression: str | None = None,
@@ -269,7 +273,7 @@ def get_rule(rule_id: str, lake: LakeDep, principal: PrincipalDep) -> Response:
 
 UPDATABLE = (
     "lifetime", "locked", "comment", "priority", "copies", "activity", "state",
-    "source_replica_expression", "purge_replicas", "child_rule_id", "boost_rule",
+    "source_replica_expression", "purge_replicas", "child_rule_id", "boost_rule", "approve",
 )  # fmt: skip
 """The options Lacus changes (Rucio's names)."""
 _IGNORED_WHEN_NULL = ("eol_at", "meta")
@@ -294,8 +298,6 @@ def _update_options(current: dict[str, Any], options: dict[str, Any]) -> dict[st
                     "a rule's account cannot be changed: add a rule for the other account "
                     "and remove this one"
                 )
-        elif key == "approve":
-            raise UnsupportedOperation("Lacus rules need no approval")
         elif key == "cancel_requests":
             if not isinstance(value, bool):
                 raise InvalidOption(f"cancel_requests must be true or false, not {value!r}")
@@ -314,7 +316,7 @@ def _update_options(current: dict[str, Any], options: dict[str, Any]) -> dict[st
                     f"lifetime is a number of seconds (at most {MAX_LIFETIME}) or null"
                 )
             result[key] = value
-        elif key in ("locked", "purge_replicas", "boost_rule"):
+        elif key in ("locked", "purge_replicas", "boost_rule", "approve"):
             if not isinstance(value, bool):
                 raise InvalidOption(f"{key} must be true or false, not {value!r:.40}")
             result[key] = value
@@ -410,6 +412,8 @@ def examine_rule(rule_id: str, lake: LakeDep, principal: PrincipalDep) -> Respon
         summary = "This replication rule is OK"
     elif state == "SUSPENDED":
         summary = "This replication rule is SUSPENDED"
+    elif state == "WAITING_APPROVAL":
+        summary = "This replication rule is WAITING APPROVAL: an admin approves or denies it"
     else:
         summary = f"This replication rule is currently {state}"
     transfers = [
