@@ -163,6 +163,35 @@ def test_multi_hop_through_an_intermediate_rse(lake: Lake, tmp_path: Path) -> No
     assert {entry[1] for entry in history(lake)} == {"ALPHA_DISK"}
 
 
+def test_the_sweeper_removes_scratch_copies_of_requests_that_are_gone(
+    lake: Lake, tmp_path: Path
+) -> None:
+    add_posix_rse(lake, "HOP_DISK", tmp_path, available_for_multihop="true")
+    make_dataset(lake, "data", "ds", ["a"])
+    add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake, "evaluator")  # its request waits for the conveyor
+    (request,) = request_rows(lake)
+    hop_root = rse_prefix(lake, "HOP_DISK") / conveyor.HOP_DIR
+    path = deterministic_path("data", "a")
+    alive = hop_root / str(request.id) / path  # a worker copying right now
+    orphans = [hop_root / str(request.id + 1000) / path, hop_root / "999999" / "x" / "b"]
+    for scratch in (alive, *orphans):  # what killed workers left
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_bytes(b"scratch")
+    elsewhere = rse_prefix(lake, "ALPHA_DISK") / conveyor.HOP_DIR / "999999" / "c"
+    elsewhere.parent.mkdir(parents=True)  # not a multi-hop RSE: never looked at
+    elsewhere.write_bytes(b"not ours")
+
+    assert DAEMONS["hop-sweeper"].work(lake, "test") == 2
+    assert alive.read_bytes() == b"scratch"
+    assert not any(p.exists() for p in orphans)
+    assert elsewhere.exists()
+    assert DAEMONS["hop-sweeper"].work(lake, "test") == 0
+    with lake.read() as conn:  # the next look waits for hop_sweep_seconds
+        assert DAEMONS["hop-sweeper"].pending is not None
+        assert not DAEMONS["hop-sweeper"].pending(conn)
+
+
 def test_without_a_link_the_request_says_so(lake: Lake) -> None:
     make_dataset(lake, "data", "ds", ["a"])
     link(lake, "ALPHA_DISK", "GAMMA_TAPE", 1)  # ALPHA's only link; no RSE may hold a hop

@@ -18,7 +18,7 @@ def daemon(
         str,
         typer.Argument(
             help="evaluator, conveyor, repairer, rule-expirer, did-expirer, transmogrifier, "
-            "reaper, event-sender, event-pruner, history-pruner, or all."
+            "reaper, event-sender, event-pruner, history-pruner, hop-sweeper, or all."
         ),
     ],
     lake: Annotated[

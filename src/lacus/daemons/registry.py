@@ -18,6 +18,8 @@ from lacus.daemons.reaper import reaper_pass
 from lacus.daemons.repairer import repairer_pass
 from lacus.daemons.retention import history_pruner_pass, pruner_pass
 from lacus.daemons.sender import run_sender, sender_pass
+from lacus.daemons.sweeper import due as sweep_due
+from lacus.daemons.sweeper import sweeper_pass
 from lacus.daemons.transmogrifier import transmogrifier_pass
 from lacus.db.tables import dids, evaluations, locks, new_dids, rules
 from lacus.types import LockState, RuleState
@@ -96,6 +98,12 @@ DAEMONS: dict[str, Daemon] = {
             "event-pruner",
             pruner_pass,
             "deletes events past their retention (never one a destination still waits for)",
+        ),
+        Daemon(
+            "hop-sweeper",
+            sweeper_pass,
+            "deletes multi-hop scratch copies a killed worker left behind",
+            sweep_due,
         ),
         Daemon(
             "history-pruner",

@@ -183,6 +183,11 @@ class Settings(BaseModel):
         description="copies in flight per RSE (source or destination) unless its "
         "'max_active_transfers' attribute says",
     )
+    hop_sweep_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="seconds between two looks for multi-hop scratch copies left behind",
+    )
     transfer_third_party: bool = Field(
         default=True, description="let storages copy between themselves when both can"
     )
