@@ -440,6 +440,50 @@ def test_rucio_rule_asking_approval_is_approved_or_denied_by_an_admin(
     assert "no tape for this" in history[-1]["detail"]
 
 
+def test_rucio_bulk_dids_attachments_metadata_and_dataset_replicas(
+    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+) -> None:
+    upload_dataset(rucio, scope, tmp_path, "bds")
+    new = [
+        {"scope": scope, "name": "b1", "type": "DATASET", "meta": {"run": 7}},
+        {"scope": scope, "name": "bc", "type": "CONTAINER"},
+    ]
+    assert rucio_api.add_dids(new) is True
+    again = [{"scope": scope, "name": "b2", "type": "DATASET"}, new[0]]
+    with pytest.raises(Exception, match="DID test:b1 exists already") as refused:
+        rucio_api.add_dids(again)
+    assert type(refused.value).__name__ == "DataIdentifierAlreadyExists"
+    assert f"{scope}:b2" not in rucio("did", "list", f"{scope}:b*").stdout  # none of them
+
+    attachments = [
+        {"scope": scope, "name": "b1", "dids": [{"scope": scope, "name": "bds_0.dat"}]},
+        {
+            "scope": scope,
+            "name": "bc",
+            "dids": [{"scope": scope, "name": n} for n in ("b1", "bds")],
+        },
+    ]
+    assert rucio_api.attach_dids_to_dids(attachments) is True
+    assert [c["name"] for c in client.list_content(f"{scope}:b1")] == ["bds_0.dat"]
+    assert sorted(c["name"] for c in client.list_content(f"{scope}:bc")) == ["b1", "bds"]
+
+    wanted = [{"scope": scope, "name": n} for n in ("bc", "b1", "missing")]
+    found = {line["name"]: line for line in rucio_api.get_metadata_bulk(wanted, plugin="ALL")}
+    assert sorted(found) == ["b1", "bc"]
+    assert (found["b1"]["run"], found["b1"]["did_type"]) == (7, "DATASET")
+    assert (found["bc"]["length"], found["bc"]["bytes"]) == (2, 2000)  # two distinct files
+    assert rucio_api.delete_metadata(scope, "b1", "run") is True
+    assert "run" not in rucio_api.get_metadata(scope, "b1", plugin="JSON")
+
+    datasets = [{"scope": scope, "name": n} for n in ("bds", "b1")]
+    lines = list(rucio_api.list_dataset_replicas_bulk(datasets))
+    assert sorted((line["name"], line["rse"], line["available_length"]) for line in lines) == [
+        ("b1", "ALPHA_DISK", 1),
+        ("bds", "ALPHA_DISK", 2),
+    ]
+    assert "root" in rucio("account", "list").stdout.split()
+
+
 def test_rucio_rule_remove_by_did_and_waiting_locks(
     rucio: Run,
     rucio_api: Any,

@@ -121,6 +121,36 @@ class AttachBody(Body):
     ignore_duplicate: bool = False
 
 
+class NewCollectionBody(CollectionBody):
+    """One item of ``POST /dids`` (Rucio's ``add_dids``)."""
+
+    scope: Scope
+    name: Name
+
+
+class AttachmentBody(Body):
+    """One item of ``POST /dids/attachments``: the children of one collection."""
+
+    scope: Scope
+    name: Name
+    dids: list[DIDRef] = Field(max_length=100_000)
+
+
+class AttachmentsBody(Body):
+    """``POST /dids/attachments`` (Rucio's ``attach_dids_to_dids``)."""
+
+    attachments: list[AttachmentBody] = Field(min_length=1, max_length=1000)
+    ignore_duplicate: bool = False
+
+
+class DIDListBody(Body):
+    """A list of DIDs (``POST /dids/bulkmeta``, ``POST /replicas/datasets_bulk``)."""
+
+    dids: list[DIDRef] = Field(min_length=1, max_length=1000)
+    inherit: bool = False
+    plugin: str = Field(default="DID_COLUMN", max_length=20)
+
+
 class StatusBody(Body):
     open: bool
 

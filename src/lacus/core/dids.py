@@ -125,17 +125,30 @@ def find_did(
     return did_info(row) if row is not None else None
 
 
+def find_dids(
+    conn: Connection, keys: Iterable[DIDKey], *, viewer: Viewer | None = None
+) -> dict[DIDKey, DIDInfo]:
+    """Those of ``keys`` that exist and ``viewer`` may see, by key (index lookups by scope)."""
+    found: dict[DIDKey, DIDInfo] = {}
+    for scope, names in names_by_scope(keys):
+        for row in conn.execute(
+            select(dids).where(dids.c.scope == scope, dids.c.name.in_(names), visible(viewer))
+        ):
+            found[(row.scope, row.name)] = did_info(row)
+    return found
+
+
 def get_did(conn: Connection, scope: str, name: str, *, viewer: Viewer | None = None) -> DIDInfo:
     """The DID; a container's bytes and length count the distinct files below it."""
     info = find_did(conn, scope, name, viewer=viewer)
     if info is None:
         raise DIDNotFound(f"DID {scope}:{name} does not exist")
     if info["type"] == DIDType.CONTAINER:
-        info["length"], info["bytes"] = _container_totals(conn, scope, name, viewer)
+        info["length"], info["bytes"] = container_totals(conn, scope, name, viewer)
     return info
 
 
-def _container_totals(
+def container_totals(
     conn: Connection, scope: str, name: str, viewer: Viewer | None
 ) -> tuple[int, int]:
     tree = file_tree(scope, name)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, delete, insert, select, tuple_
 
-from lacus.core.dids import DIDKey, chunks, get_did_row_type
+from lacus.core.dids import DIDKey, chunks, get_did_row_type, names_by_scope
 from lacus.db.tables import did_meta
 from lacus.errors import InvalidInput
 from lacus.types import MetaValue, Viewer
@@ -98,6 +98,22 @@ def get_metadata(
         .order_by(did_meta.c.key)
     )
     return {row.key: orjson.loads(row.value_json) for row in rows}
+
+
+def get_metadata_many(
+    conn: Connection, keys: Sequence[DIDKey]
+) -> dict[DIDKey, dict[str, MetaValue]]:
+    """The free-form metadata of DIDs (checked to exist by the caller), by key."""
+    found: dict[DIDKey, dict[str, MetaValue]] = {}
+    for scope, names in names_by_scope(keys):
+        rows = conn.execute(
+            select(did_meta.c.name, did_meta.c.key, did_meta.c.value_json)
+            .where(did_meta.c.scope == scope, did_meta.c.name.in_(names))
+            .order_by(did_meta.c.name, did_meta.c.key)
+        )
+        for row in rows:
+            found.setdefault((scope, row.name), {})[row.key] = orjson.loads(row.value_json)
+    return found
 
 
 def delete_metadata(conn: Connection, scope: str, name: str, key: str) -> None:

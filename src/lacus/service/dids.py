@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -19,6 +20,19 @@ from lacus.service.scopes import require_writer
 from lacus.types import DIDInfo, DIDType, MetaValue, RuleSpec
 
 
+@dataclass(frozen=True, slots=True)
+class NewCollection:
+    """A dataset or container to create, with its metadata, content and rules (each with its
+    account, None for the principal's)."""
+
+    scope: str
+    name: str
+    did_type: DIDType
+    meta: Mapping[str, MetaValue] = field(default_factory=dict)
+    children: Sequence[DIDKey] = ()
+    rules: Sequence[tuple[RuleSpec, str | None]] = ()
+
+
 def add_collection(
     lake: Lake,
     principal: Principal,
@@ -30,20 +44,31 @@ def add_collection(
     children: Sequence[DIDKey] = (),
     rules: Sequence[tuple[RuleSpec, str | None]] = (),
 ) -> None:
-    """Create a collection with its metadata, content and rules (each with its account, None
-    for the principal's), all in one transaction: any refusal leaves nothing behind."""
-    validate_scope(scope)
-    validate_name(name)
+    """Create a collection with its metadata, content and rules, in one transaction: any
+    refusal leaves nothing behind."""
+    add_collections(
+        lake, principal, [NewCollection(scope, name, did_type, meta or {}, children, rules)]
+    )
+
+
+def add_collections(lake: Lake, principal: Principal, new: Sequence[NewCollection]) -> None:
+    """Create collections (``add_collection``), all in one transaction: one refused, none is
+    created."""
+    for item in new:
+        validate_scope(item.scope)
+        validate_name(item.name)
     with lake.write() as conn:
-        require_writer(conn, principal, scope)
-        dids.add_collection(conn, scope, name, did_type, account=principal.account)
-        if meta:
-            metadata.set_metadata(conn, scope, name, meta)
-        if children:
-            dids.attach(conn, scope, name, children, viewer=principal)
-            embargo.inherit_embargo(conn, (scope, name), list(children))
-        for spec, account in rules:
-            add_rules_in(conn, principal, [spec], account=account)
+        for item in new:
+            scope, name = item.scope, item.name
+            require_writer(conn, principal, scope)
+            dids.add_collection(conn, scope, name, item.did_type, account=principal.account)
+            if item.meta:
+                metadata.set_metadata(conn, scope, name, item.meta)
+            if item.children:
+                dids.attach(conn, scope, name, item.children, viewer=principal)
+                embargo.inherit_embargo(conn, (scope, name), list(item.children))
+            for spec, account in item.rules:
+                add_rules_in(conn, principal, [spec], account=account)
 
 
 def get_did(lake: Lake, principal: Principal, scope: str, name: str) -> DIDInfo:
@@ -138,12 +163,31 @@ def attach(
     *,
     ignore_duplicates: bool = False,
 ) -> int:
+    return attach_many(
+        lake, principal, [((scope, name), children)], ignore_duplicates=ignore_duplicates
+    )
+
+
+def attach_many(
+    lake: Lake,
+    principal: Principal,
+    attachments: Sequence[tuple[DIDKey, Sequence[DIDKey]]],
+    *,
+    ignore_duplicates: bool = False,
+) -> int:
+    """Attach children to collections, all in one transaction (one refused, none attached);
+    how many were attached. The children of one collection named twice are attached together."""
+    grouped: dict[DIDKey, list[DIDKey]] = {}
+    for parent, children in attachments:
+        grouped.setdefault(parent, []).extend(children)
     with lake.write() as conn:
-        require_writer(conn, principal, scope)
-        count = dids.attach(
-            conn, scope, name, children, ignore_duplicates=ignore_duplicates, viewer=principal
-        )
-        embargo.inherit_embargo(conn, (scope, name), list(children))
+        count = 0
+        for (scope, name), children in grouped.items():
+            require_writer(conn, principal, scope)
+            count += dids.attach(
+                conn, scope, name, children, ignore_duplicates=ignore_duplicates, viewer=principal
+            )
+            embargo.inherit_embargo(conn, (scope, name), list(children))
         return count
 
 
@@ -166,6 +210,24 @@ def set_open(lake: Lake, principal: Principal, scope: str, name: str, *, is_open
 def get_metadata(lake: Lake, principal: Principal, scope: str, name: str) -> dict[str, MetaValue]:
     with lake.read() as conn:
         return metadata.get_metadata(conn, scope, name, viewer=principal)
+
+
+def get_metadata_many(
+    lake: Lake, principal: Principal, keys: Sequence[DIDKey], *, columns: bool, free: bool
+) -> list[tuple[DIDInfo, dict[str, MetaValue]]]:
+    """Of ``keys``, the DIDs that exist and ``principal`` may see, in the order asked: their
+    columns (``columns``; a container's size and length summed over its files) and their
+    free-form metadata (``free``), read set-based."""
+    with lake.read() as conn:
+        found = dids.find_dids(conn, keys, viewer=principal)
+        if columns:
+            for info in found.values():
+                if info["type"] == DIDType.CONTAINER:
+                    info["length"], info["bytes"] = dids.container_totals(
+                        conn, info["scope"], info["name"], principal
+                    )
+        meta = metadata.get_metadata_many(conn, list(found)) if free else {}
+    return [(found[key], meta.get(key, {})) for key in dict.fromkeys(keys) if key in found]
 
 
 def set_metadata(

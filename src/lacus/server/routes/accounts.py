@@ -30,6 +30,7 @@ def _account_type(value: str) -> AccountType:
 
 
 @router.get("/", response_class=NDJSONResponse)
+@router.get("", response_class=NDJSONResponse, include_in_schema=False)  # rucio account list
 def list_accounts(lake: LakeDep, principal: PrincipalDep) -> Response:
     return stream(accounts.list_accounts(lake, principal))
 

@@ -7,8 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from lacus.errors import InvalidInput
-from lacus.models import AttachBody, CollectionBody, EmbargoBody, MetaBody, MetaBulkBody, StatusBody
+from lacus.errors import InvalidInput, UnsupportedOperation
+from lacus.models import (
+    AttachBody,
+    AttachmentsBody,
+    CollectionBody,
+    DIDListBody,
+    EmbargoBody,
+    MetaBody,
+    MetaBulkBody,
+    NewCollectionBody,
+    StatusBody,
+)
 from lacus.naming import validate_name, validate_scope
 from lacus.server import answers, rucio
 from lacus.server.deps import LakeDep, PrincipalDep
@@ -69,11 +79,11 @@ def _with_type(group: list[str], type_filter: list[str]) -> list[str]:
     return [*group, *type_filter]
 
 
-@router.post("/{scope}/{name}", status_code=201, response_class=PlainTextResponse)
-def add_collection(
-    scope: str, name: str, body: CollectionBody, lake: LakeDep, principal: PrincipalDep
-) -> Response:
-    """Create a dataset or container; Rucio's ``dids`` (attach) and ``rules`` come along."""
+MAX_BULK = 1000
+"""Collections one ``POST /dids`` creates at most (each costs a few statements)."""
+
+
+def _new_collection(scope: str, name: str, body: CollectionBody) -> dids.NewCollection:
     key = _did(scope, name)
     specs = [
         (
@@ -89,15 +99,74 @@ def add_collection(
         )
         for item in body.rules or []
     ]
-    dids.add_collection(
-        lake,
-        principal,
+    return dids.NewCollection(
         *key,
         DIDType(body.type.lower()),
         meta=body.meta or {},
         children=[_did(ref.scope, ref.name) for ref in body.dids or []],
         rules=specs,
     )
+
+
+@router.post("", status_code=201, response_class=PlainTextResponse)
+def add_collections(
+    body: list[NewCollectionBody], lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    """Create datasets and containers (Rucio's ``add_dids``), each with its ``meta``, ``dids``
+    and ``rules``, in one transaction: one refused, none is created."""
+    if not 0 < len(body) <= MAX_BULK:
+        raise InvalidInput(f"give 1 to {MAX_BULK} DIDs to create, not {len(body)}")
+    dids.add_collections(lake, principal, [_new_collection(i.scope, i.name, i) for i in body])
+    return created()
+
+
+@router.post("/attachments", status_code=201, response_class=PlainTextResponse)
+def attach_many(body: AttachmentsBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """Attach children to several collections (Rucio's ``attach_dids_to_dids``), in one
+    transaction: one refused, none is attached."""
+    attachments = [
+        (_did(item.scope, item.name), [_did(ref.scope, ref.name) for ref in item.dids])
+        for item in body.attachments
+    ]
+    dids.attach_many(lake, principal, attachments, ignore_duplicates=body.ignore_duplicate)
+    return created()
+
+
+@router.post("/bulkmeta", response_class=NDJSONResponse)
+def get_metadata_bulk(body: DIDListBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """The metadata of several DIDs, one line each (Rucio's ``get_metadata_bulk``; ``plugin``
+    as for one DID). A DID that does not exist, or that the caller may not see, has no line;
+    ``inherit`` (the parents' metadata) is not supported."""
+    choice = _plugin(body.plugin)
+    if body.inherit:
+        raise UnsupportedOperation("inherited metadata is not supported: give inherit=false")
+    keys = [_did(ref.scope, ref.name) for ref in body.dids]
+    found = dids.get_metadata_many(
+        lake, principal, keys, columns=choice != "JSON", free=choice != "DID_COLUMN"
+    )
+    lines = []
+    for info, meta in found:
+        line: dict[str, object] = {"scope": info["scope"], "name": info["name"]}
+        if choice != "JSON":
+            line.update(rucio.did(info))
+        line.update(meta)
+        lines.append(line)
+    return stream(lines)
+
+
+def _plugin(plugin: str) -> str:
+    choice = plugin.upper()
+    if choice not in ("DID_COLUMN", "JSON", "ALL"):
+        raise InvalidInput(f"invalid plugin {plugin[:30]!r}: use DID_COLUMN, JSON or ALL")
+    return choice
+
+
+@router.post("/{scope}/{name}", status_code=201, response_class=PlainTextResponse)
+def add_collection(
+    scope: str, name: str, body: CollectionBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    """Create a dataset or container; Rucio's ``dids`` (attach) and ``rules`` come along."""
+    dids.add_collections(lake, principal, [_new_collection(scope, name, body)])
     return created()
 
 
@@ -181,9 +250,7 @@ def get_metadata(
     """Rucio's plugins: ``DID_COLUMN`` (the DID's own columns, the default), ``JSON`` (free-form
     metadata) or ``ALL`` (both)."""
     key = _did(scope, name)
-    choice = plugin.upper()
-    if choice not in ("DID_COLUMN", "JSON", "ALL"):
-        raise InvalidInput(f"invalid plugin {plugin[:30]!r}: use DID_COLUMN, JSON or ALL")
+    choice = _plugin(plugin)
     result: dict[str, object] = {}
     if choice in ("DID_COLUMN", "ALL"):
         result.update(rucio.did(dids.get_did(lake, principal, *key)))
@@ -212,6 +279,19 @@ def set_metadata(
 def delete_metadata(
     scope: str, name: str, key: str, lake: LakeDep, principal: PrincipalDep
 ) -> Response:
+    dids.delete_metadata(lake, principal, *_did(scope, name), key)
+    return json_response({"deleted": key})
+
+
+@router.delete("/{scope}/{name}/meta")
+def delete_metadata_by_query(
+    scope: str,
+    name: str,
+    lake: LakeDep,
+    principal: PrincipalDep,
+    key: Annotated[str, Query(min_length=1, max_length=255)],
+) -> Response:
+    """Rucio's form (``rucio did metadata remove``): the key as ``?key=``."""
     dids.delete_metadata(lake, principal, *_did(scope, name), key)
     return json_response({"deleted": key})
 

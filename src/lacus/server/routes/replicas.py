@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from lacus.errors import InvalidInput
-from lacus.models import ReplicaListBody, ReplicasBody, ReplicaStatesBody
+from lacus.models import DIDListBody, ReplicaListBody, ReplicasBody, ReplicaStatesBody
 from lacus.naming import validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
@@ -91,6 +91,15 @@ def list_replicas(
     if as_metalink:
         return StreamingResponse(rucio.metalink(prefetched(lines)), media_type=METALINK)
     return stream(lines)
+
+
+@router.post("/datasets_bulk", response_class=NDJSONResponse)
+def dataset_replicas_bulk(body: DIDListBody, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """``dataset_replicas`` of several collections, one line per collection and RSE (Rucio's
+    ``list_dataset_replicas_bulk``)."""
+    keys = dict.fromkeys((validate_scope(r.scope), validate_name(r.name)) for r in body.dids)
+    lines = [line for key in keys for line in replicas.dataset_replicas(lake, principal, *key)]
+    return stream(lines)  # read before answering: a DID that does not exist is a 404
 
 
 @router.get("/{scope}/{name}/datasets", response_class=NDJSONResponse)
