@@ -484,6 +484,14 @@ def test_rucio_bulk_dids_attachments_metadata_and_dataset_replicas(
     assert "root" in rucio("account", "list").stdout.split()
 
 
+def test_rucio_account_attributes_say_who_is_admin(rucio_api: Any) -> None:
+    (attributes,) = list(rucio_api.list_account_attributes("root"))
+    assert attributes == [{"key": "admin", "value": True}]
+    with pytest.raises(Exception, match="Lacus keeps only 'admin'") as refused:
+        rucio_api.add_account_attribute("root", "country", "ch")
+    assert type(refused.value).__name__ == "UnsupportedOperation"
+
+
 def test_rucio_rule_remove_by_did_and_waiting_locks(
     rucio: Run,
     rucio_api: Any,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import Field
 
-from lacus.errors import InvalidInput
+from lacus.errors import InvalidInput, UnsupportedOperation
 from lacus.models import AccountBody, Body
 from lacus.naming import validate_account
 from lacus.server import answers
@@ -59,6 +59,25 @@ def add_account(
         password=body.password,
     )
     return created()
+
+
+@router.get("/{account}/attr/")
+def list_account_attributes(account: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """Rucio's account attributes: Lacus keeps one, ``admin``."""
+    info = accounts.get_account(lake, principal, validate_account(account))
+    return json_response([{"key": "admin", "value": info["admin"]}])
+
+
+@router.post("/{account}/attr/{key}", status_code=201)
+@router.delete("/{account}/attr/{key}")
+def change_account_attribute(account: str, key: str, principal: PrincipalDep) -> Response:
+    """Refused in one line: Lacus has no free account attributes, and ``admin`` is given when
+    the account is created."""
+    principal.require_admin("change account attributes")
+    raise UnsupportedOperation(
+        f"account attributes cannot be changed ({key[:40]!r} of {account[:25]!r}): Lacus keeps "
+        "only 'admin', given when the account is created"
+    )
 
 
 @router.get("/{account}/scopes/")
