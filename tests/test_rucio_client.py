@@ -482,6 +482,12 @@ def test_rucio_bulk_dids_attachments_metadata_and_dataset_replicas(
         ("bds", "ALPHA_DISK", 2),
     ]
     assert "root" in rucio("account", "list").stdout.split()
+    on_alpha = {line["name"]: line for line in rucio_api.list_datasets_per_rse("ALPHA_DISK")}
+    assert (on_alpha["bds"]["available_length"], on_alpha["bds"]["state"]) == (2, "AVAILABLE")
+    assert (on_alpha["b1"]["available_bytes"], on_alpha["b1"]["length"]) == (1000, 1)
+    assert list(rucio_api.list_datasets_per_rse("BETA_DISK")) == []
+    with pytest.raises(Exception, match="RSE NOPE does not exist"):
+        list(rucio_api.list_datasets_per_rse("NOPE"))
 
 
 def test_rucio_account_attributes_say_who_is_admin(rucio_api: Any) -> None:

@@ -14,13 +14,15 @@ from lacus.core.dids import DIDKey, files_query, get_did_row_type, names_by_scop
 from lacus.core.locks import replicas_arrived
 from lacus.core.rses import adjust_usage
 from lacus.core.scopes import require_scopes
+from lacus.core.visibility import visible
 from lacus.db.engine import insert_rows
-from lacus.db.tables import dids, replicas, rse_protocols, rses
+from lacus.db.tables import contents, dids, replicas, rse_protocols, rses
 from lacus.errors import (
     DIDAlreadyExists,
     InvalidInput,
     ReplicaAlreadyExists,
     ReplicaNotFound,
+    RSENotFound,
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
@@ -465,6 +467,68 @@ def _specs(conn: Connection, rse_id: int, keys: Sequence[DIDKey]) -> list[FileSp
                 spec["path"] = row.path
             specs.append(spec)
     return specs
+
+
+def datasets_on_rse(
+    conn: Connection, rse: str, *, viewer: Viewer | None = None
+) -> list[dict[str, Any]]:
+    """The datasets with files available on ``rse``: per dataset, how many of its files and
+    bytes are there (one aggregate over the RSE's replicas), in name order."""
+    rse_id = conn.execute(select(rses.c.id).where(rses.c.rse == rse)).scalar()
+    if rse_id is None:
+        raise RSENotFound(f"RSE {rse} does not exist")
+    rows = conn.execute(
+        select(
+            contents.c.scope,
+            contents.c.name,
+            dids.c.length,
+            dids.c.bytes,
+            dids.c.created_at,
+            dids.c.updated_at,
+            func.count().label("available_length"),
+            func.coalesce(func.sum(replicas.c.bytes), 0).label("available_bytes"),
+        )
+        .select_from(
+            replicas.join(
+                contents,
+                and_(
+                    contents.c.child_scope == replicas.c.scope,
+                    contents.c.child_name == replicas.c.name,
+                ),
+            ).join(dids, and_(dids.c.scope == contents.c.scope, dids.c.name == contents.c.name))
+        )
+        .where(
+            replicas.c.rse_id == rse_id,
+            replicas.c.state == ReplicaState.AVAILABLE.value,
+            dids.c.did_type == DIDType.DATASET.value,
+            visible(viewer),
+        )
+        .group_by(
+            contents.c.scope,
+            contents.c.name,
+            dids.c.length,
+            dids.c.bytes,
+            dids.c.created_at,
+            dids.c.updated_at,
+        )
+        .order_by(contents.c.scope, contents.c.name)
+    )
+    return [
+        {
+            "scope": row.scope,
+            "name": row.name,
+            "rse": rse,
+            "rse_id": str(rse_id),
+            "length": int(row.length or 0),
+            "bytes": int(row.bytes or 0),
+            "available_length": int(row.available_length),
+            "available_bytes": int(row.available_bytes),
+            "state": "AVAILABLE" if row.available_length == (row.length or 0) else "UNAVAILABLE",
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+        for row in rows
+    ]
 
 
 def collection_replicas(

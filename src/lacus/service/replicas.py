@@ -273,6 +273,12 @@ def backend_for_rse(info: RSEInfo) -> StorageBackend:
     raise ProtocolNotFound(f"no protocol of {info['rse']} is reachable from the server")
 
 
+def datasets_on_rse(lake: Lake, principal: Principal, rse: str) -> list[dict[str, Any]]:
+    """The datasets with files available on ``rse``, and how much of each is there."""
+    with lake.read() as conn:
+        return replicas.datasets_on_rse(conn, rse, viewer=principal)
+
+
 def dataset_replicas(
     lake: Lake, principal: Principal, scope: str, name: str
 ) -> list[dict[str, Any]]:

@@ -93,6 +93,13 @@ def list_replicas(
     return stream(lines)
 
 
+@router.get("/rse/{rse}", response_class=NDJSONResponse)
+def datasets_on_rse(rse: str, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """The datasets with files available on the RSE, one line each: how many of its files and
+    bytes are there (Rucio's ``list_datasets_per_rse``)."""
+    return stream(replicas.datasets_on_rse(lake, principal, rse))
+
+
 @router.post("/datasets_bulk", response_class=NDJSONResponse)
 def dataset_replicas_bulk(body: DIDListBody, lake: LakeDep, principal: PrincipalDep) -> Response:
     """``dataset_replicas`` of several collections, one line per collection and RSE (Rucio's
