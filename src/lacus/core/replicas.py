@@ -469,6 +469,31 @@ def _specs(conn: Connection, rse_id: int, keys: Sequence[DIDKey]) -> list[FileSp
     return specs
 
 
+def _available() -> tuple[Any, Any]:
+    """The aggregate columns of a collection's available replicas: files and bytes."""
+    return (
+        func.count().label("available_length"),
+        func.coalesce(func.sum(replicas.c.bytes), 0).label("available_bytes"),
+    )
+
+
+def _collection_line(
+    scope: str, name: str, rse: str, rse_id: int, length: int, size: int, row: Any
+) -> dict[str, Any]:
+    """One line of Rucio's dataset replicas: a collection on an RSE."""
+    return {
+        "scope": scope,
+        "name": name,
+        "rse": rse,
+        "rse_id": str(rse_id),
+        "length": length,
+        "bytes": size,
+        "available_length": int(row.available_length),
+        "available_bytes": int(row.available_bytes),
+        "state": "AVAILABLE" if row.available_length == length else "UNAVAILABLE",
+    }
+
+
 def datasets_on_rse(
     conn: Connection, rse: str, *, viewer: Viewer | None = None
 ) -> list[dict[str, Any]]:
@@ -485,8 +510,7 @@ def datasets_on_rse(
             dids.c.bytes,
             dids.c.created_at,
             dids.c.updated_at,
-            func.count().label("available_length"),
-            func.coalesce(func.sum(replicas.c.bytes), 0).label("available_bytes"),
+            *_available(),
         )
         .select_from(
             replicas.join(
@@ -515,15 +539,9 @@ def datasets_on_rse(
     )
     return [
         {
-            "scope": row.scope,
-            "name": row.name,
-            "rse": rse,
-            "rse_id": str(rse_id),
-            "length": int(row.length or 0),
-            "bytes": int(row.bytes or 0),
-            "available_length": int(row.available_length),
-            "available_bytes": int(row.available_bytes),
-            "state": "AVAILABLE" if row.available_length == (row.length or 0) else "UNAVAILABLE",
+            **_collection_line(
+                row.scope, row.name, rse, rse_id, int(row.length or 0), int(row.bytes or 0), row
+            ),
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         }
@@ -542,8 +560,7 @@ def collection_replicas(
         select(
             rses.c.rse,
             rses.c.id,
-            func.count().label("available_length"),
-            func.coalesce(func.sum(replicas.c.bytes), 0).label("available_bytes"),
+            *_available(),
         )
         .select_from(
             files.join(
@@ -556,16 +573,6 @@ def collection_replicas(
         .order_by(rses.c.rse)
     )
     return [
-        {
-            "scope": scope,
-            "name": name,
-            "rse": row.rse,
-            "rse_id": str(row.id),
-            "length": int(total[0]),
-            "bytes": int(total[1]),
-            "available_length": int(row.available_length),
-            "available_bytes": int(row.available_bytes),
-            "state": "AVAILABLE" if row.available_length == total[0] else "UNAVAILABLE",
-        }
+        _collection_line(scope, name, row.rse, row.id, int(total[0]), int(total[1]), row)
         for row in rows
     ]
