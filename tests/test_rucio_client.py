@@ -489,6 +489,22 @@ def test_rucio_bulk_dids_attachments_metadata_and_dataset_replicas(
     with pytest.raises(Exception, match="RSE NOPE does not exist"):
         list(rucio_api.list_datasets_per_rse("NOPE"))
 
+    tree = [
+        (line["level"], line["parent"]["name"], line["name"], line["type"])
+        for line in rucio_api.scope_list(scope, "bc", recursive=True)
+    ]
+    assert tree == [
+        (1, "bc", "b1", "DATASET"),
+        (1, "bc", "bds", "DATASET"),
+        (2, "b1", "bds_0.dat", "FILE"),
+        (2, "bds", "bds_0.dat", "FILE"),
+        (2, "bds", "bds_1.dat", "FILE"),
+    ]
+    assert [line["name"] for line in rucio_api.scope_list(scope, "bc")] == ["b1", "bds"]
+    listed = rucio("replica", "list", "dataset", f"{scope}:bc").stdout  # a container: its datasets
+    assert f"{scope}:b1" in listed
+    assert f"{scope}:bds" in listed
+
 
 def test_rucio_account_attributes_say_who_is_admin(rucio_api: Any) -> None:
     (attributes,) = list(rucio_api.list_account_attributes("root"))

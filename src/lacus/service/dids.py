@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -131,6 +132,13 @@ def require_visible_scope(conn: Connection, principal: Principal, scope: str) ->
 def list_content(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDInfo]:
     with lake.read() as conn:
         return dids.list_content(conn, scope, name, viewer=principal)
+
+
+def tree_below(
+    lake: Lake, principal: Principal, scope: str, name: str, *, recursive: bool
+) -> list[dict[str, Any]]:
+    with lake.read() as conn:
+        return dids.tree_below(conn, scope, name, recursive=recursive, viewer=principal)
 
 
 def list_parents(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDKey]:

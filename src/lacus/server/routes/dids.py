@@ -170,6 +170,21 @@ def add_collection(
     return created()
 
 
+@router.get("/{scope}/", response_class=NDJSONResponse)
+def scope_list(
+    scope: str,
+    lake: LakeDep,
+    principal: PrincipalDep,
+    name: Annotated[str, Query(min_length=1, max_length=250)],
+    recursive: bool = False,
+) -> Response:
+    """What is below a collection, one line per DID with its ``parent`` and ``level``
+    (Rucio's ``scope_list``, which ``rucio replica list dataset`` uses on a container); the
+    whole tree with ``recursive``. Without ``name`` use ``GET /dids/{scope}/dids/search``."""
+    found = dids.tree_below(lake, principal, *_did(scope, name), recursive=recursive)
+    return stream(found)
+
+
 @router.get("/{scope}/{name}", response_model=answers.DID)
 def get_did(
     scope: str,
