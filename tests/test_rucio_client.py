@@ -411,6 +411,26 @@ def test_rucio_rule_move_replaces_the_rule_once_the_new_one_is_ok(
     assert "No replication rule found" in missing.stderr or rule_id in missing.stderr
 
 
+def test_rucio_reduce_replication_rule_keeps_the_copies_that_are_there(
+    rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
+) -> None:
+    upload_dataset(rucio, scope, tmp_path, "rds")
+    added = rucio(
+        "rule", "add", f"{scope}:rds", "--copies", "2", "--rses", "ALPHA_DISK|BETA_DISK"
+    )  # fmt: skip
+    rule_id = added.stdout.strip().splitlines()[-1]
+    client.wait_for_rule(rule_id, "ok", timeout=30)
+
+    kept = rucio_api.reduce_replication_rule(rule_id, 1, exclude_expression="BETA_DISK")
+    reduced = client.get_rule(kept)
+    assert (reduced["copies"], reduced["state"]) == (1, "OK")
+    assert {lock["rse"] for lock in client.rule_locks(kept)} == {"ALPHA_DISK"}
+    assert rule_id not in rucio("rule", "list", "--did", f"{scope}:rds").stdout
+    with pytest.raises(Exception, match="keeps 1 copy: nothing to reduce") as refused:
+        rucio_api.reduce_replication_rule(kept, 1)
+    assert type(refused.value).__name__ == "RuleReplaceFailed"
+
+
 def test_rucio_rule_asking_approval_is_approved_or_denied_by_an_admin(
     rucio: Run, rucio_api: Any, client: Client, scope: str, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from lacus.errors import (
     AccessDenied,
     InsufficientAccountLimit,
     InsufficientTargetRSEs,
+    RuleReplaceFailed,
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path
@@ -419,6 +420,44 @@ def test_a_rule_asking_approval_places_nothing_until_an_admin_approves_it(lake: 
     last = service_rules.rule_history(lake, ROOT, denied)[-1]
     assert (last["action"], last["detail"]) == ("denied", "purge=False; reason: no tape")
     assert [e["rule_id"] for e in event_types(lake, "rule.deleted")] == [denied]
+
+
+def test_a_rule_is_reduced_at_once_on_the_copies_that_are_there_or_not_at_all(
+    lake: Lake,
+) -> None:
+    make_dataset(lake, "data", "ds", files(2))  # on ALPHA_DISK
+    both = "ALPHA_DISK|BETA_DISK|GAMMA_TAPE"
+    first = add_rule(lake, "data", "ds", both, copies=2, comment="keep two")
+    settle(lake)
+    placed = {rse_names(lake)[row.rse_id] for row in lock_rows(lake, first)}
+    assert len(placed) == 2
+    assert "ALPHA_DISK" in placed  # where the data was
+    (other,) = placed - {"ALPHA_DISK"}
+    (third,) = {"BETA_DISK", "GAMMA_TAPE"} - placed
+
+    with pytest.raises(RuleReplaceFailed, match="without new transfers"):  # left: {third}
+        service_rules.reduce_rule(lake, ROOT, first, 1, f"ALPHA_DISK|{other}")
+    assert third not in {rse_names(lake)[row.rse_id] for row in lock_rows(lake, first)}
+    assert rule(lake, first)["state"] == "ok"  # nothing changed
+    assert len(lock_rows(lake, first)) == 4
+    with pytest.raises(RuleReplaceFailed, match="reduce it to 1 to 1"):
+        service_rules.reduce_rule(lake, ROOT, first, 2)
+
+    kept = service_rules.reduce_rule(lake, ROOT, first, 1, "ALPHA_DISK")
+    assert count(lake, rules, rules.c.id == first) == 0
+    reduced = rule(lake, kept)
+    assert (reduced["state"], reduced["copies"], reduced["comments"]) == ("ok", 1, "keep two")
+    assert reduced["rse_expression"] == f"({both})\\(ALPHA_DISK)"
+    assert {rse_names(lake)[row.rse_id] for row in lock_rows(lake, kept)} == {other}
+    with lake.read() as conn:  # ALPHA's copies are no rule's any more: free to go
+        stones = conn.execute(
+            replicas.select().where(
+                replicas.c.rse_id == rse_id_of(lake, "ALPHA_DISK"),
+                replicas.c.tombstone.is_not(None),
+            )
+        ).all()
+    assert len(stones) == 2
+    assert request_rows(lake) == []
 
 
 def test_subscription_adds_rules_to_matching_new_datasets(lake: Lake) -> None:

@@ -237,6 +237,12 @@ class UnsupportedOperation(LacusError):
     rucio_class = "UnsupportedOperation"
 
 
+class RuleReplaceFailed(UnsupportedOperation):
+    """A rule could not be replaced (reduced) without new transfers or at all."""
+
+    rucio_class = "RuleReplaceFailed"
+
+
 class RuleStuck(LacusError):
     """A rule cannot be satisfied: a copy it needs failed for good, or it found no place
     (``Client.make_available`` raises it with the rule's error)."""

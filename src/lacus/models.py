@@ -244,6 +244,13 @@ class RuleMoveBody(Body):
     rule_id: str | None = None
 
 
+class RuleReduceBody(Body):
+    """``POST /rules/{id}/reduce`` (Rucio's body)."""
+
+    copies: int = Field(ge=1, le=100)
+    exclude_expression: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
 class SubscriptionBody(Body):
     """``POST``/``PUT /subscriptions/{account}/{name}``: Rucio's options (checked by the route)."""
 

@@ -253,6 +253,21 @@ def deny(
     console().print(f"Denied rule {rule_id}: deleted", markup=False)
 
 
+@app.command("reduce")
+def reduce(
+    rule_id: str,
+    copies: Annotated[int, typer.Option(help="Copies the new rule keeps.")],
+    exclude: Annotated[
+        str | None, typer.Option(help="RSE expression whose copies go first.")
+    ] = None,
+) -> None:
+    """Keep fewer copies: a rule with --copies replaces this one at once, on the copies that
+    are there (refused when it would need a transfer); the others lose their lock."""
+    with client() as lacus:
+        child_id = lacus.reduce_rule(rule_id, copies, exclude_expression=exclude)
+    console().print(f"Rule {child_id} ({copies} copies) replaces rule {rule_id}", markup=False)
+
+
 @app.command("move")
 def move(
     rule_id: str,

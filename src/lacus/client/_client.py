@@ -459,6 +459,19 @@ class Client:
             options["comment"] = reason
         self.update_rule(rule_id, **options)
 
+    def reduce_rule(
+        self, rule_id: str, copies: int, *, exclude_expression: str | None = None
+    ) -> str:
+        """Replace an OK rule by one with fewer ``copies`` (on its expression minus
+        ``exclude_expression``) at once, or not at all when that would need a transfer; the
+        new rule's id."""
+        result: str = self.session.json(
+            "POST",
+            f"/rules/{_p(rule_id)}/reduce",
+            json={"copies": copies, "exclude_expression": exclude_expression},
+        )
+        return result
+
     def move_rule(self, rule_id: str, rse_expression: str, **override: Any) -> str:
         """Replace a rule by one on ``rse_expression`` (options copied, changed by
         ``override``: activity, source_replica_expression, comment, priority, copies,

@@ -28,6 +28,7 @@ from lacus.errors import (
     InsufficientTargetRSEs,
     InvalidInput,
     RuleNotFound,
+    RuleReplaceFailed,
     UnsupportedOperation,
 )
 from lacus.types import (
@@ -343,6 +344,51 @@ def move_rule(
         [history.Entry(moved, "moved", moved.state, counts, detail=f"child {child_id}")],
     )
     return child_id
+
+
+def reduced_spec(
+    conn: Connection, rule_id: str, copies: int, exclude_expression: str | None
+) -> tuple[Any, RuleSpec]:
+    """The rule (locked) and what replaces it when reduced to ``copies`` on its expression
+    minus ``exclude_expression``: the same DID, account and options."""
+    row = _row(conn, rule_id, for_update=True)
+    copies = _integer("copies", copies)
+    if row.copies == 1:
+        raise RuleReplaceFailed(f"rule {rule_id} keeps 1 copy: nothing to reduce")
+    if not 1 <= copies < row.copies:
+        raise RuleReplaceFailed(
+            f"rule {rule_id} has {row.copies} copies: reduce it to 1 to {row.copies - 1}"
+        )
+    if row.state != RuleState.OK:
+        raise RuleReplaceFailed(f"rule {rule_id} is {row.state}: only an OK rule is reduced")
+    if row.locked:
+        raise RuleReplaceFailed(f"rule {rule_id} is locked: unlock it before reducing it")
+    if row.child_rule_id is not None and _exists(conn, row.child_rule_id):
+        raise RuleReplaceFailed(f"rule {rule_id} is being replaced by {row.child_rule_id}")
+    expression = row.rse_expression
+    if exclude_expression:
+        expression = f"({row.rse_expression})\\({exclude_expression})"
+    lifetime = None
+    if row.expires_at is not None:
+        lifetime = max(1, int((row.expires_at - utcnow()).total_seconds() + 0.999))
+    return row, RuleSpec(
+        scope=row.scope,
+        name=row.name,
+        rse_expression=expression,
+        copies=copies,
+        grouping=RuleGrouping(row.grouping),
+        lifetime=lifetime,
+        weight=row.weight,
+        purge_replicas=row.purge_replicas,
+        source_replica_expression=row.source_replica_expression,
+        activity=row.activity,
+        priority=row.priority,
+        notification=RuleNotification(row.notification),
+        comment=row.comments,
+        ignore_availability=row.ignore_availability,
+        ignore_account_limit=row.ignore_account_limit,
+        subscription_id=row.subscription_id,
+    )
 
 
 def _exists(conn: Connection, rule_id: str) -> bool:

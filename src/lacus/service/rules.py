@@ -11,9 +11,9 @@ from lacus.core import accounts, history, lifecycle, rules
 from lacus.core.dids import get_did
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
-from lacus.errors import AccessDenied, RuleNotFound
+from lacus.errors import AccessDenied, RuleNotFound, RuleReplaceFailed
 from lacus.service.lake import Lake, Principal
-from lacus.types import RuleSpec
+from lacus.types import RuleSpec, RuleState
 
 EVALUATOR = "evaluator"
 
@@ -138,6 +138,35 @@ def move_rule(
     return child_id
 
 
+def reduce_rule(
+    lake: Lake,
+    principal: Principal,
+    rule_id: str,
+    copies: int,
+    exclude_expression: str | None = None,
+) -> str:
+    """Replace an OK rule by one with fewer ``copies`` (on its expression minus
+    ``exclude_expression``), Rucio's ``reduce_replication_rule``: in one transaction the rule
+    goes, the new one is placed at once on replicas that are there — and if it would need a
+    transfer, nothing happens (RuleReplaceFailed). The copies no rule keeps any more get
+    tombstones. Returns the new rule's id."""
+    from lacus.core.evaluation import evaluate_rule  # evaluation imports this module's core
+
+    with lake.write() as conn:
+        _own(conn, principal, rule_id, "reduce")
+        row, spec = rules.reduced_spec(conn, rule_id, copies, exclude_expression)
+        rules.delete_rule(conn, rule_id, action="reduced")
+        child_id = rules.add_rule(conn, spec, account=row.account)
+        outcome = evaluate_rule(conn, child_id)
+        if outcome is None or outcome.state != RuleState.OK:
+            raise RuleReplaceFailed(
+                f"rule {rule_id} cannot be reduced to {copies} cop{'y' if copies == 1 else 'ies'}"
+                f" on {spec.rse_expression!r} without new transfers"
+            )
+    lake.wake("reaper")
+    return child_id
+
+
 def rule_history(lake: Lake, principal: Principal, rule_id: str) -> list[dict[str, Any]]:
     """Everything that happened to a rule (also after it is gone, for its owner and admins)."""
     with lake.read() as conn:
@@ -158,7 +187,7 @@ def did_rule_history(
         return [
             entry
             for entry in history.did_entries(conn, scope, name)
-            if entry["action"] in ("created", "deleted", "expired", "replaced", "denied")
+            if entry["action"] in ("created", "deleted", "expired", "replaced", "denied", "reduced")
         ]
 
 

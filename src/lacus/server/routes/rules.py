@@ -12,7 +12,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from lacus.errors import InvalidOption, UnsupportedOperation
-from lacus.models import MAX_LIFETIME, RuleBody, RuleDeleteBody, RuleMoveBody, RuleUpdateBody
+from lacus.models import (
+    MAX_LIFETIME,
+    RuleBody,
+    RuleDeleteBody,
+    RuleMoveBody,
+    RuleReduceBody,
+    RuleUpdateBody,
+)
 from lacus.naming import validate_account, validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
@@ -371,6 +378,17 @@ def move_rule(rule_id: str, body: RuleMoveBody, lake: LakeDep, principal: Princi
         raise InvalidOption(f"the body names rule {body.rule_id[:40]!r}, the path {rule_id!r}")
     child_id = rules.move_rule(lake, principal, rule_id, body.rse_expression, body.override)
     return json_response(child_id, status_code=201)
+
+
+@router.post("/rules/{rule_id}/reduce")
+def reduce_rule(
+    rule_id: str, body: RuleReduceBody, lake: LakeDep, principal: PrincipalDep
+) -> Response:
+    """Replace an OK rule by one with fewer ``copies`` on its expression minus
+    ``exclude_expression`` (Rucio's ``reduce_replication_rule``; the new id, a JSON string):
+    at once, on the replicas that are there, or not at all (``RuleReplaceFailed``, 409)."""
+    child_id = rules.reduce_rule(lake, principal, rule_id, body.copies, body.exclude_expression)
+    return json_response(child_id)
 
 
 @router.delete("/rules/{rule_id}")
