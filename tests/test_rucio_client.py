@@ -506,7 +506,7 @@ def test_rucio_bulk_dids_attachments_metadata_and_dataset_replicas(
     assert (on_alpha["bds"]["available_length"], on_alpha["bds"]["state"]) == (2, "AVAILABLE")
     assert (on_alpha["b1"]["available_bytes"], on_alpha["b1"]["length"]) == (1000, 1)
     assert list(rucio_api.list_datasets_per_rse("BETA_DISK")) == []
-    with pytest.raises(Exception, match="RSE NOPE does not exist"):
+    with pytest.raises(Exception, match="RSE 'NOPE' does not exist"):
         list(rucio_api.list_datasets_per_rse("NOPE"))
 
     tree = [

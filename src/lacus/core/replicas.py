@@ -12,7 +12,7 @@ from lacus.core import events
 from lacus.core.clock import utcnow
 from lacus.core.dids import DIDKey, files_query, get_did_row_type, names_by_scope
 from lacus.core.locks import replicas_arrived
-from lacus.core.rses import adjust_usage
+from lacus.core.rses import adjust_usage, get_rse_id
 from lacus.core.scopes import require_scopes
 from lacus.core.visibility import visible
 from lacus.db.engine import insert_rows
@@ -22,7 +22,6 @@ from lacus.errors import (
     InvalidInput,
     ReplicaAlreadyExists,
     ReplicaNotFound,
-    RSENotFound,
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
@@ -499,19 +498,17 @@ def datasets_on_rse(
 ) -> list[dict[str, Any]]:
     """The datasets with files available on ``rse``: per dataset, how many of its files and
     bytes are there (one aggregate over the RSE's replicas), in name order."""
-    rse_id = conn.execute(select(rses.c.id).where(rses.c.rse == rse)).scalar()
-    if rse_id is None:
-        raise RSENotFound(f"RSE {rse} does not exist")
+    rse_id = get_rse_id(conn, rse)
+    dataset = (
+        contents.c.scope,
+        contents.c.name,
+        dids.c.length,
+        dids.c.bytes,
+        dids.c.created_at,
+        dids.c.updated_at,
+    )
     rows = conn.execute(
-        select(
-            contents.c.scope,
-            contents.c.name,
-            dids.c.length,
-            dids.c.bytes,
-            dids.c.created_at,
-            dids.c.updated_at,
-            *_available(),
-        )
+        select(*dataset, *_available())
         .select_from(
             replicas.join(
                 contents,
@@ -527,14 +524,7 @@ def datasets_on_rse(
             dids.c.did_type == DIDType.DATASET.value,
             visible(viewer),
         )
-        .group_by(
-            contents.c.scope,
-            contents.c.name,
-            dids.c.length,
-            dids.c.bytes,
-            dids.c.created_at,
-            dids.c.updated_at,
-        )
+        .group_by(*dataset)
         .order_by(contents.c.scope, contents.c.name)
     )
     return [
