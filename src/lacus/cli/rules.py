@@ -279,8 +279,10 @@ def move(
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Move a rule's copies: a new rule on --rses replaces it, and the rule is deleted once the
-    new one is OK (its data stays where it is until then)."""
+    """Move a rule's copies to --rses: the rule goes once its replacement is OK.
+
+    The new rule copies the rule's options; the data stays where it is until the new rule is OK.
+    """
     override: dict[str, Any] = {}
     if activity is not None:
         override["activity"] = activity
