@@ -8,6 +8,7 @@ A rule's lock counts and state come from its locks.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -300,10 +301,6 @@ def move_rule(
     if row.locked:
         raise UnsupportedOperation(f"rule {rule_id} is locked: unlock it before moving it")
     now = utcnow()
-    remaining = None
-    if row.expires_at is not None:
-        remaining = max(1, int((row.expires_at - now).total_seconds() + 0.999))
-    lifetime = override.get("lifetime", remaining)
     activity = override.get("activity", row.activity)
     comment = override.get("comment", row.comments)
     source = override.get("source_replica_expression", row.source_replica_expression)
@@ -313,25 +310,17 @@ def move_rule(
         raise InvalidInput("a rule's comment is a string of at most 255 characters")
     if source is not None and not isinstance(source, str):
         raise InvalidInput("source_replica_expression is an RSE expression")
-    spec = RuleSpec(
-        scope=row.scope,
-        name=row.name,
-        rse_expression=rse_expression,
+    spec = _successor(row, rse_expression)
+    lifetime = override.get("lifetime", spec.lifetime)
+    spec = replace(
+        spec,
         copies=_integer("copies", override.get("copies", row.copies)),
-        grouping=RuleGrouping(row.grouping),
         lifetime=None if lifetime is None else _integer("lifetime", lifetime),
-        weight=row.weight,
         locked=_boolean("locked", override.get("locked", False)),
-        purge_replicas=row.purge_replicas,
-        delete_source=row.delete_source,
         source_replica_expression=source,
         activity=activity,
         priority=_integer("priority", override.get("priority", row.priority)),
-        notification=RuleNotification(row.notification),
         comment=comment,
-        ignore_availability=row.ignore_availability,
-        ignore_account_limit=row.ignore_account_limit,
-        subscription_id=row.subscription_id,
     )
     child_id = add_rule(conn, spec, account=row.account)
     conn.execute(
@@ -368,18 +357,25 @@ def reduced_spec(
     expression = row.rse_expression
     if exclude_expression:
         expression = f"({row.rse_expression})\\({exclude_expression})"
+    return row, replace(_successor(row, expression), copies=copies, delete_source=False)
+
+
+def _successor(row: Any, rse_expression: str) -> RuleSpec:
+    """A rule like ``row`` (same DID, options, the lifetime it has left) on ``rse_expression``,
+    unlocked: what replaces a rule that is moved or reduced."""
     lifetime = None
     if row.expires_at is not None:
         lifetime = max(1, int((row.expires_at - utcnow()).total_seconds() + 0.999))
-    return row, RuleSpec(
+    return RuleSpec(
         scope=row.scope,
         name=row.name,
-        rse_expression=expression,
-        copies=copies,
+        rse_expression=rse_expression,
+        copies=row.copies,
         grouping=RuleGrouping(row.grouping),
         lifetime=lifetime,
         weight=row.weight,
         purge_replicas=row.purge_replicas,
+        delete_source=row.delete_source,
         source_replica_expression=row.source_replica_expression,
         activity=row.activity,
         priority=row.priority,
