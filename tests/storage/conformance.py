@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import tracemalloc
 import zlib
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,10 +34,28 @@ from lacus.errors import (
     StorageFileNotFound,
     StoragePermissionDenied,
 )
-from lacus.storage import ReadsRanges, StorageBackend
+from lacus.storage import FileStat, ReadsRanges, ScansStorage, StorageBackend
 
 MiB = 1024 * 1024
 BAD_PATHS = ["/etc/passwd", "../outside", "a/../../outside", "a/..", "a/b\x00c", "", "a//b", "./a"]
+# names whose paths sort differently by directory than by string: "a-b" < "a.txt" < "a/b-c" <
+# "a/b/c" < "ab"; "é" (U+00E9) after "z"; U+FF46 before U+1F600 (UTF-16 would swap them)
+TRICKY_PATHS = [
+    "a-b",
+    "a/x",
+    "ab",
+    "a/b/c",
+    "a/b-c",
+    "a/b.d",
+    "a.txt",
+    "a b/c",
+    "Z",
+    "z",
+    "é",
+    "e/é/f",
+    "\uff46",  # fullwidth f
+    "😀/x",
+]
 
 
 def expected_checksums(data: bytes) -> Checksums:
@@ -113,9 +133,18 @@ def read_all(backend: StorageBackend, path: str) -> bytes:
 class StorageConformance:
     """What a user of any storage backend may rely on."""
 
+    # False where the server loses names that a URL must escape (a space, non-ASCII)
+    escaped_names_work = True
+
     @pytest.fixture
     def backend(self) -> StorageBackend:
         raise NotImplementedError("a StorageConformance subclass must provide a backend fixture")
+
+    @pytest.fixture
+    def storage_dir(self) -> Path | None:
+        """The directory behind ``backend`` on this machine, where a test leaves what a killed
+        writer would (its temporary file); None for a storage where writes leave no files."""
+        raise NotImplementedError("a StorageConformance subclass must provide storage_dir")
 
     def test_is_a_storage_backend_with_a_url(self, backend: StorageBackend) -> None:
         assert isinstance(backend, StorageBackend)
@@ -173,6 +202,73 @@ class StorageConformance:
         assert list(backend.list("nothing/here")) == []
         for path in paths:
             assert read_all(backend, path) == path.encode()
+
+    def test_scan_gives_sizes_and_mtimes(self, backend: StorageBackend) -> None:
+        assert isinstance(backend, ScansStorage)
+        files = {"top": b"x" * 1000, "virgo/ab/cd/one": b"1", "virgo/ab/cd/two": b"22"}
+        files["virgo/ab/ef/empty"] = b""
+        for path, data in files.items():
+            backend.put(path, io.BytesIO(data))
+        scanned = list(backend.scan())
+        assert all(isinstance(found, FileStat) for found in scanned)
+        assert [(found.path, found.bytes) for found in scanned] == sorted(
+            (path, len(data)) for path, data in files.items()
+        )
+        now = time.time()
+        for found in scanned:
+            assert now - 60 < found.mtime < now + 60, found
+            assert backend.stat(found.path) == found
+
+    def test_scan_order_is_that_of_the_path_strings(self, backend: StorageBackend) -> None:
+        assert isinstance(backend, ScansStorage)
+        paths = sorted(p for p in TRICKY_PATHS if self.escaped_names_work or p == quote(p))
+        for path in paths:
+            backend.put(path, io.BytesIO(path.encode()))
+        scanned = list(backend.scan())
+        assert [found.path for found in scanned] == paths
+        assert [found.bytes for found in scanned] == [len(path.encode()) for path in paths]
+        assert sorted(backend.list()) == paths
+        assert [found.path for found in backend.scan("a")] == [p for p in paths if p[:2] == "a/"]
+
+    def test_scan_under_a_prefix(self, backend: StorageBackend) -> None:
+        assert isinstance(backend, ScansStorage)
+        paths = ["top", "virgo/ab/cd/one", "virgo/ab/cd/two", "virgo/ab/ef/three", "virgo/abc/x"]
+        for path in paths:
+            backend.put(path, io.BytesIO(path.encode()))
+        assert [found.path for found in backend.scan("virgo/ab")] == paths[1:4]
+        assert [found.path for found in backend.scan("virgo/ab/")] == paths[1:4]
+        assert [found.path for found in backend.scan("virgo/ab/cd/one")] == paths[1:2]
+        assert list(backend.scan("nothing/here")) == []
+        assert list(backend.scan("virgo/a")) == []  # a directory, not the start of a name
+        assert list(backend.scan("top/below")) == []
+
+    def test_scan_shows_the_temporary_files_of_killed_writers(
+        self, backend: StorageBackend, storage_dir: Path | None
+    ) -> None:
+        """What ``list`` hides, ``scan`` shows: the auditor must see it as dark data."""
+        assert isinstance(backend, ScansStorage)
+        final = ["virgo/ab/f", "virgo/ab/g", "virgo/b"]
+        for path in final:
+            backend.put(path, io.BytesIO(b"final"))
+        left = {"virgo/ab/.f.lacus-part-0123456789ab": b"left by a killed writer"}
+        left["virgo/.b.lacus-part-42"] = b"and another"
+        if storage_dir is None:  # S3: an unfinished multipart upload is no object, never listed
+            left = {}
+        for path, data in left.items():
+            assert storage_dir is not None
+            (storage_dir / path).write_bytes(data)
+        scanned = [(found.path, found.bytes) for found in backend.scan()]
+        everything = {path: 5 for path in final} | {path: len(data) for path, data in left.items()}
+        assert scanned == sorted(everything.items())
+        assert sorted(backend.list()) == final
+
+    @pytest.mark.parametrize(
+        "prefix", ["/etc", "..", "a/../..", "a/b\x00c", "a//b", "./a", ".f.lacus-part-01"]
+    )
+    def test_unsafe_scan_prefixes_are_rejected(self, backend: StorageBackend, prefix: str) -> None:
+        assert isinstance(backend, ScansStorage)
+        with pytest.raises(InvalidName):
+            backend.scan(prefix)
 
     def test_put_refuses_to_overwrite_unless_asked(self, backend: StorageBackend) -> None:
         backend.put("f", io.BytesIO(b"first"))
@@ -412,6 +508,7 @@ class NetworkStorageConformance(StorageConformance):
     def test_server_down_before_an_operation(
         self, backend: StorageBackend, server: StoppableServer
     ) -> None:
+        assert isinstance(backend, ScansStorage)
         backend.put("virgo/file", io.BytesIO(b"data"))
         server.stop()
         try:
@@ -421,6 +518,7 @@ class NetworkStorageConformance(StorageConformance):
                 lambda: read_all(backend, "virgo/file"),
                 lambda: backend.checksum("virgo/file"),
                 lambda: list(backend.list()),
+                lambda: list(backend.scan()),
                 lambda: backend.delete("virgo/file"),
             ):
                 with pytest.raises(StorageError) as raised:

@@ -42,6 +42,10 @@ class TestPosix(StorageConformance):
     def backend(self, tmp_path: Path) -> StorageBackend:
         return PosixBackend(tmp_path / "rse")
 
+    @pytest.fixture
+    def storage_dir(self, tmp_path: Path) -> Path:
+        return tmp_path / "rse"
+
     def test_failed_put_leaves_no_file_and_no_directory_it_made(self, tmp_path: Path) -> None:
         backend = PosixBackend(tmp_path / "rse")
         backend.put("virgo/kept", io.BytesIO(b"kept"))

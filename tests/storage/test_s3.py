@@ -45,6 +45,12 @@ class TestS3(NetworkStorageConformance):
         return seaweedfs_server.backend(part_size=MIN_PART_SIZE)
 
     @pytest.fixture
+    def storage_dir(self) -> None:
+        """None: a put is one PutObject or a multipart upload, and an upload its writer never
+        finished is no object, never listed; S3 has no temporary files to leave behind."""
+        return None
+
+    @pytest.fixture
     def server(self, seaweedfs_server: SeaweedFS) -> SeaweedFS:
         return seaweedfs_server
 

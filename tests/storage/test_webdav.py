@@ -56,9 +56,17 @@ class TestWebDAVApache(NetworkStorageConformance):
         return apache_server
 
     @pytest.fixture
-    def backend(self, apache_server: ApacheServer) -> Iterator[StorageBackend]:
-        with apache_server.backend(fresh_prefix()) as backend:
+    def rse_prefix(self) -> str:  # not ``prefix``: a conformance test's parameter
+        return fresh_prefix()
+
+    @pytest.fixture
+    def backend(self, apache_server: ApacheServer, rse_prefix: str) -> Iterator[StorageBackend]:
+        with apache_server.backend(rse_prefix) as backend:
             yield backend
+
+    @pytest.fixture
+    def storage_dir(self, apache_server: ApacheServer, rse_prefix: str) -> Path:
+        return apache_server.root_dir / rse_prefix
 
     @pytest.fixture
     def denied_backend(self, apache_server: ApacheServer) -> Iterator[StorageBackend]:
@@ -268,14 +276,26 @@ def xrootd_backend(server: XRootDServer, prefix: str, **options: Any) -> WebDAVB
 class TestWebDAVOnXRootD(NetworkStorageConformance):
     """XrdHttp answers Want-Digest itself and pulls files from other servers (HTTP-TPC)."""
 
+    # XrdHttp 5.5 decodes the path of a MKCOL, GET or PROPFIND but not that of a PUT or of a
+    # MOVE's Destination: a put of "é" (or "a+b") stores "%C3%A9", then found by no other request
+    escaped_names_work = False
+
     @pytest.fixture
     def server(self, xrootd_server: XRootDServer) -> XRootDServer:
         return xrootd_server
 
     @pytest.fixture
-    def backend(self, xrootd_server: XRootDServer) -> Iterator[StorageBackend]:
-        with xrootd_backend(xrootd_server, fresh_prefix(), tpc=True) as backend:
+    def rse_prefix(self) -> str:  # not ``prefix``: a conformance test's parameter
+        return fresh_prefix()
+
+    @pytest.fixture
+    def backend(self, xrootd_server: XRootDServer, rse_prefix: str) -> Iterator[StorageBackend]:
+        with xrootd_backend(xrootd_server, rse_prefix, tpc=True) as backend:
             yield backend
+
+    @pytest.fixture
+    def storage_dir(self, xrootd_server: XRootDServer, rse_prefix: str) -> Path:
+        return xrootd_server.export_dir / rse_prefix
 
     @pytest.fixture
     def denied_backend(self, xrootd_server: XRootDServer) -> Iterator[StorageBackend]:

@@ -75,8 +75,16 @@ class TestXRootD(NetworkStorageConformance):
         return xrootd_server
 
     @pytest.fixture
-    def backend(self, xrootd_server: XRootDServer) -> StorageBackend:
-        return make_backend(xrootd_server.root_url(fresh_prefix()), timeout=10)
+    def rse_prefix(self) -> str:  # not ``prefix``: a conformance test's parameter
+        return fresh_prefix()
+
+    @pytest.fixture
+    def backend(self, xrootd_server: XRootDServer, rse_prefix: str) -> StorageBackend:
+        return make_backend(xrootd_server.root_url(rse_prefix), timeout=10)
+
+    @pytest.fixture
+    def storage_dir(self, xrootd_server: XRootDServer, rse_prefix: str) -> Path:
+        return xrootd_server.export_dir / rse_prefix
 
     @pytest.fixture
     def denied_backend(self, xrootd_server: XRootDServer) -> StorageBackend:

@@ -7,10 +7,10 @@ import importlib
 import re
 import secrets
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from lacus.checksums import CHUNK_SIZE, Checksums, adler32, format_adler32
 from lacus.errors import InvalidName, ProtocolNotFound
@@ -20,6 +20,7 @@ __all__ = [
     "FileStat",
     "ReadsRanges",
     "RemovesTemporaries",
+    "ScansStorage",
     "StorageBackend",
     "StreamHasher",
     "ThirdPartyCopy",
@@ -32,10 +33,12 @@ __all__ = [
     "known_schemes",
     "open_backend",
     "part_name",
+    "walk_sorted",
 ]
 
 _INLINE_BELOW = 256 * 1024  # smaller chunks are hashed faster than handed to a thread
 _PART_RE = re.compile(r"\..+\.lacus-part-[0-9a-f]+")
+_Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,29 @@ class RemovesTemporaries(Protocol):
         ...
 
 
+@runtime_checkable
+class ScansStorage(Protocol):
+    """A backend that lists every file with its size and modification time, in the order of
+    the paths: what the integrity auditor merges with the catalog's sorted replicas."""
+
+    def scan(self, prefix: str = "") -> Iterator[FileStat]:
+        """Every file under the directory ``prefix`` (all files when empty), its path relative
+        to the RSE prefix as ``list`` gives it; nothing if ``prefix`` does not exist, only the
+        file itself if it names a file (as ``list``).
+
+        Unlike ``list``, the hidden temporary files of unfinished puts (``is_part_name``) are
+        included: left by a killed writer, they are dark data the auditor must see.
+
+        The paths come in strictly increasing order of ``str`` (code points: ``"a-b" < "a/x"
+        < "ab"``), sorted by the backend, never left to the server's order. The scan streams:
+        it holds one directory's listing for each level being walked (``walk_sorted``), never
+        the whole tree. ``prefix`` is checked by ``check_path(prefix, allow_empty=True)``
+        when ``scan`` is called: InvalidName for an unsafe one. Failures raise StorageError
+        (or a subclass) while iterating; a directory removed during the walk is skipped.
+        """
+        ...
+
+
 def check_path(path: str, *, allow_empty: bool = False) -> str:
     """Return ``path`` if it is a safe relative path, else raise InvalidName saying why."""
     if not isinstance(path, str):
@@ -183,7 +209,50 @@ def part_name(name: str) -> str:
 
 def is_part_name(name: str) -> bool:
     """Whether ``name`` (one path component) is a temporary file made by ``part_name``."""
-    return _PART_RE.fullmatch(name) is not None
+    return ".lacus-part-" in name and _PART_RE.fullmatch(name) is not None
+
+
+def walk_sorted(
+    prefix: str,
+    children: Callable[[str], Iterable[tuple[str, _Item | None]]],
+    *,
+    parts: bool = False,
+) -> Iterator[tuple[str, _Item]]:
+    """``(path, item)`` for every file below the directory ``prefix``, depth first, in
+    strictly increasing order of the path strings (what ``ScansStorage.scan`` promises).
+
+    ``children(directory)`` lists one directory (a path relative to the RSE prefix, ``prefix``
+    first): ``(name, item)`` for a file, ``(name, None)`` for a directory, nothing for a
+    directory that is missing or gone. Names that cannot be a path component ('', '.', '..',
+    with '/' or NUL) are skipped, and so are temporary files (``is_part_name``, files or
+    directories) unless ``parts``.
+
+    Each listing is sorted by name, a directory's name followed by '/': every path below
+    directory ``a`` starts with ``a/``, so ``a-b`` < ``a/x`` < ``ab`` come out as ``str``
+    orders them. Memory holds one listing for each level of the directory being walked.
+    """
+
+    def listing(directory: str) -> Iterator[tuple[str, _Item | None]]:
+        entries = [
+            (f"{directory}/{name}" if directory else name, item)
+            for name, item in children(directory)
+            if name not in ("", ".", "..")
+            and "/" not in name
+            and "\x00" not in name
+            and (parts or not is_part_name(name))
+        ]
+        entries.sort(key=lambda entry: entry[0] if entry[1] is not None else entry[0] + "/")
+        return iter(entries)
+
+    stack = [listing(prefix)]
+    while stack:
+        for path, item in stack[-1]:
+            if item is None:
+                stack.append(listing(path))
+                break
+            yield path, item
+        else:
+            stack.pop()
 
 
 def is_part_of(part: str, name: str) -> bool:

@@ -32,9 +32,9 @@ from lacus.storage._base import (
     adler32,
     check_path,
     check_range,
-    is_part_name,
     is_part_of,
     part_name,
+    walk_sorted,
 )
 
 __all__ = ["PosixBackend"]
@@ -290,7 +290,14 @@ class PosixBackend:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         prefix = check_path(prefix, allow_empty=True)
-        return self._walk(self._full(prefix) if prefix else self._root, prefix)
+        top = self._full(prefix) if prefix else self._root
+        return (path for path, _ in self._walk(top, prefix, parts=False))
+
+    def scan(self, prefix: str = "") -> Iterator[FileStat]:
+        """``ScansStorage``: ``os.scandir`` directory by directory, each file's size and mtime
+        from a stat of its entry (following a symbolic link, as ``stat`` does)."""
+        prefix = check_path(prefix, allow_empty=True)
+        return self._scan(self._full(prefix) if prefix else self._root, prefix)
 
     def checksum(self, path: str, algorithm: str = "adler32") -> str:
         if algorithm not in ("adler32", "md5"):
@@ -467,22 +474,41 @@ class PosixBackend:
                 return
             directory = os.path.dirname(directory)
 
-    def _walk(self, top: str, prefix: str) -> Iterator[str]:
+    def _scan(self, top: str, prefix: str) -> Iterator[FileStat]:
+        for path, found in self._walk(top, prefix, parts=True):
+            try:
+                info = os.stat(found)
+            except FileNotFoundError:
+                continue  # deleted since its directory was listed (or a dangling link)
+            except OSError as exc:
+                raise self._error(exc, path, "listing") from exc
+            yield FileStat(path=path, bytes=info.st_size, mtime=info.st_mtime)
+
+    def _walk(
+        self, top: str, prefix: str, *, parts: bool
+    ) -> Iterator[tuple[str, str | os.DirEntry[str]]]:
+        """``(path, entry)`` of the files below ``top`` (``prefix``) in the order of ``scan``;
+        ``prefix`` itself (its full path as entry) if it is a file. The directories reached by
+        a symbolic link are not walked (as ``os.walk``), the files it names are listed."""
         if os.path.isfile(top):
-            yield prefix
+            yield prefix, top
             return
 
-        def fail(exc: OSError) -> None:
-            if exc.errno != errno.ENOENT:
-                raise self._error(exc, prefix, "listing") from exc
+        def children(directory: str) -> list[tuple[str, os.DirEntry[str] | None]]:
+            full = os.path.join(top, directory[len(prefix) :].lstrip("/"))
+            try:
+                with os.scandir(full) as entries:
+                    return [
+                        (entry.name, None if is_dir else entry)
+                        for entry in entries
+                        if not ((is_dir := entry.is_dir()) and entry.is_symlink())
+                    ]
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # missing, or removed meanwhile
+                    return []
+                raise self._error(exc, directory, "listing") from exc
 
-        skip = len(self._root) + 1
-        for directory, subdirectories, names in os.walk(top, onerror=fail):
-            subdirectories.sort()
-            base = directory[skip:]
-            for name in sorted(names):
-                if not is_part_name(name):
-                    yield f"{base}/{name}" if base else name
+        yield from walk_sorted(prefix, children, parts=parts)
 
 
 def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:

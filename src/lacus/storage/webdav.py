@@ -63,9 +63,9 @@ from lacus.storage._base import (
     adler32,
     check_path,
     check_range,
-    is_part_name,
     is_part_of,
     part_name,
+    walk_sorted,
 )
 from lacus.storage._wire import WireTransport
 
@@ -97,6 +97,9 @@ class _Entry:
     is_dir: bool
     size: int
     mtime: float
+
+
+_Children = list[tuple[str, _Entry | None]]  # a collection's names, the entry of each file
 
 
 class WebDAVBackend:
@@ -270,7 +273,12 @@ class WebDAVBackend:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         prefix = check_path(prefix, allow_empty=True)
-        return self._walk(prefix)
+        return (found.path for found in self._walk(prefix, parts=False))
+
+    def scan(self, prefix: str = "") -> Iterator[FileStat]:
+        """``ScansStorage``: a PROPFIND (Depth 1) of each collection, sizes and mtimes from
+        ``getcontentlength`` and ``getlastmodified`` (whole seconds)."""
+        return self._walk(check_path(prefix, allow_empty=True), parts=True)
 
     def checksum(self, path: str, algorithm: str = "adler32") -> str:
         if algorithm not in ("adler32", "md5"):
@@ -685,41 +693,39 @@ class WebDAVBackend:
             return head.status_code in (404, 410)
         return False
 
-    def _walk(self, prefix: str) -> Iterator[str]:
-        pending = [prefix]
-        while pending:
-            directory = pending.pop()
-            files, subdirectories = self._children(directory)
-            if files is None:  # ``prefix`` is a file
-                yield directory
-                continue
-            for name in sorted(files):
-                yield f"{directory}/{name}" if directory else name
-            pending.extend(
-                f"{directory}/{name}" if directory else name
-                for name in sorted(subdirectories, reverse=True)
-            )
+    def _walk(self, prefix: str, *, parts: bool) -> Iterator[FileStat]:
+        """The files below ``prefix`` in the order of ``scan``; ``prefix`` if it is a file."""
+        top = self._children(prefix)
+        if isinstance(top, _Entry):
+            yield FileStat(path=prefix, bytes=top.size, mtime=top.mtime)
+            return
 
-    def _children(self, directory: str) -> tuple[_Names | None, _Names]:
-        """The file and collection names in ``directory``; (None, []) when it is a file."""
+        def children(directory: str) -> _Children:
+            found = top if directory == prefix else self._children(directory)
+            return found if isinstance(found, list) else []  # became a file meanwhile
+
+        for path, entry in walk_sorted(prefix, children, parts=parts):
+            yield FileStat(path=path, bytes=entry.size, mtime=entry.mtime)
+
+    def _children(self, directory: str) -> _Children | _Entry:
+        """The names in the collection ``directory``, with the entry of each file (None for a
+        collection); [] if there is none; the entry of ``directory`` if it is a file."""
         response = self._send("PROPFIND", directory, "listing", headers={"Depth": "1"}, stream=True)
-        files: _Names = []
-        subdirectories: _Names = []
+        found: _Children = []
         with _finishing(response):
             if self._missing(response, directory):
-                return files, subdirectories
+                return found
             self._check(response, directory, "listing", ok=(207,))
             own = self._server_path(directory)
             for index, entry in enumerate(self._entries(response, directory)):
                 if entry.path == own or (index == 0 and not entry.path.startswith(own + "/")):
                     if not entry.is_dir:
-                        return None, []
+                        return entry
                     continue
                 parent, _, name = entry.path.rpartition("/")
-                if parent != own or name in ("", ".", "..") or is_part_name(name):
-                    continue
-                (subdirectories if entry.is_dir else files).append(name)
-        return files, subdirectories
+                if parent == own:
+                    found.append((name, None if entry.is_dir else entry))
+        return found
 
     def _entries(self, response: httpx.Response, path: str) -> Iterator[_Entry]:
         parser = _Multistatus()

@@ -47,9 +47,9 @@ from lacus.storage._base import (
     adler32,
     check_path,
     check_range,
-    is_part_name,
     is_part_of,
     part_name,
+    walk_sorted,
 )
 
 __all__ = ["XRootDBackend"]
@@ -265,7 +265,17 @@ class XRootDBackend:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         prefix = check_path(prefix, allow_empty=True)
-        return self._walk(prefix)
+        return (path for path, _ in self._walk(prefix, parts=False))
+
+    def scan(self, prefix: str = "") -> Iterator[FileStat]:
+        """``ScansStorage``: a ``dirlist`` with ``STAT`` of each directory, sizes and mtimes
+        (whole seconds) from the server's stat of each entry."""
+        prefix = check_path(prefix, allow_empty=True)
+        return (
+            FileStat(path=path, bytes=int(info.size), mtime=float(info.modtime))
+            for path, info in self._walk(prefix, parts=True)
+            if info is not None  # the server could not stat it: gone since it was listed
+        )
 
     def checksum(self, path: str, algorithm: str = "adler32") -> str:
         if algorithm not in ("adler32", "md5"):
@@ -507,7 +517,9 @@ class XRootDBackend:
         finally:
             handle.close(timeout=self._timeout)
 
-    def _walk(self, prefix: str) -> Iterator[str]:
+    def _walk(self, prefix: str, *, parts: bool) -> Iterator[tuple[str, Any]]:
+        """``(path, statinfo)`` of the files below ``prefix`` in the order of ``scan``
+        (``prefix`` itself if it is a file); statinfo is None if the server could not stat it."""
         full = self._full(prefix)
         status, info = self._fs.stat(full, timeout=self._timeout)
         if not status.ok:
@@ -516,29 +528,26 @@ class XRootDBackend:
                 return
             raise error
         if not int(info.flags) & _IS_DIR_FLAG:
-            yield prefix
+            yield prefix, info
             return
-        pending = [prefix]  # directories still to list, in reverse order: depth first, sorted
         dirlist_stat = _flags().DirListFlags.STAT
-        while pending:
-            relative = pending.pop()
+
+        def children(directory: str) -> Iterator[tuple[str, Any]]:
             status, listing = self._fs.dirlist(
-                self._full(relative), dirlist_stat, timeout=self._timeout
+                self._full(directory), dirlist_stat, timeout=self._timeout
             )
             if not status.ok:
-                error = self._error(status, relative, "listing")
+                error = self._error(status, directory, "listing")
                 if isinstance(error, StorageFileNotFound):
-                    continue  # removed while we were listing
+                    return  # removed while we were listing
                 raise error
-            directories = []
-            for entry in sorted(listing, key=lambda entry: str(entry.name)):
-                name = str(entry.name)
-                child = f"{relative}/{name}" if relative else name
-                if entry.statinfo is not None and int(entry.statinfo.flags) & _IS_DIR_FLAG:
-                    directories.append(child)
-                elif not is_part_name(name):
-                    yield child
-            pending.extend(reversed(directories))
+            for entry in listing:
+                info = entry.statinfo
+                is_dir = info is not None and int(info.flags) & _IS_DIR_FLAG
+                yield str(entry.name), None if is_dir else entry
+
+        for path, entry in walk_sorted(prefix, children, parts=parts):
+            yield path, entry.statinfo
 
     def _server_checksum(self, full: str, path: str, algorithm: str) -> str:
         query = full if algorithm == "adler32" else f"{full}?cks.type={algorithm}"
