@@ -28,6 +28,7 @@ from lacus.db.tables import ALL_TABLES
 from lacus.server import create_app
 from lacus.service import Lake, Settings
 from lacus.service.lake import seed_catalog
+from tests.rule_helpers import INTEGRITY_CHECKS
 
 pytest_plugins = ["tests.servers.apache", "tests.servers.xrootd", "tests.servers.seaweedfs"]
 
@@ -83,7 +84,11 @@ def database_url(
 
 @pytest.fixture(scope="session")
 def session_lake(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
-    settings = Settings(lake_dir=tmp_path_factory.mktemp("lake"), database_url=database_url)
+    settings = Settings(
+        lake_dir=tmp_path_factory.mktemp("lake"),
+        database_url=database_url,
+        embedded_daemons_skipped=list(INTEGRITY_CHECKS),  # tests run them where they want them
+    )
     lake = Lake(settings)
     upgrade(lake.engine)
     yield lake

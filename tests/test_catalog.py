@@ -33,8 +33,10 @@ from lacus.errors import (
     ScopeNotFound,
     UnsupportedOperation,
 )
+from lacus.naming import deterministic_path
 from lacus.service import Lake, Principal, accounts, dids, replicas, rses, scopes
-from lacus.types import DIDType, FileSpec, MetaValue, ProtocolInfo, RSEType
+from lacus.types import DIDType, FileSpec, MetaValue, ProtocolInfo, ReplicaState, RSEType
+from tests.rule_helpers import rse_prefix
 
 ROOT = Principal("root", admin=True)
 JDOE = Principal("jdoe")
@@ -175,7 +177,11 @@ def test_an_account_writes_only_into_its_own_scopes_but_reads_everything(cat: La
     found = list(replicas.list_replicas(cat, JDOE, [(SCOPE, "ds")]))
     assert [(r["name"], sorted(r["rses"])) for r in found] == [("root_file", ["ALPHA_DISK"])]
 
-    # In its own scope the account writes freely, also files into its own dataset.
+    # In its own scope the account writes freely, also files into its own dataset (the bytes
+    # first: only admins register replicas the server does not find on the storage).
+    stored = rse_prefix(cat, "BETA_DISK") / deterministic_path("user.jdoe", "mine")
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(content_of("mine"))
     replicas.add_replicas(
         cat, JDOE, "BETA_DISK", [spec("user.jdoe", "mine")], dataset=("user.jdoe", "my_ds")
     )
@@ -468,8 +474,13 @@ def test_closed_dataset_refuses_new_files(cat: Lake) -> None:
         dids.set_open(cat, ROOT, SCOPE, "late", is_open=False)
 
     with_jdoe(cat)
-    replicas.add_replicas(
-        cat, JDOE, "ALPHA_DISK", [spec("user.jdoe", "x")], dataset=("user.jdoe", "d")
+    replicas.add_replicas(  # announced before its bytes: only admins register bytes unseen
+        cat,
+        JDOE,
+        "ALPHA_DISK",
+        [spec("user.jdoe", "x")],
+        dataset=("user.jdoe", "d"),
+        state=ReplicaState.COPYING,
     )
     dids.set_open(cat, JDOE, "user.jdoe", "d", is_open=False)
     with pytest.raises(AccessDenied, match="reopen datasets"):

@@ -89,10 +89,12 @@ def test_a_bad_source_is_retried_then_stuck_and_never_registered(
             select(transfers.c.error).where(transfers.c.state == "failed").order_by(transfers.c.id)
         ).scalar()
     assert failing["state"] == "stuck"
-    # The first attempt found the damage and declared the only source bad; then none was left.
+    # The first attempt found the damage and reported the only source (bad when missing,
+    # suspicious when its bytes differ: the necromancer reads it back); then none was left.
     assert message in str(first)
     assert "no source" in failing["last_error"]
-    assert replicas_on(lake, "ALPHA_DISK")["bad"][0] == "bad"
+    reported = "bad" if damage == "missing" else "suspicious"
+    assert replicas_on(lake, "ALPHA_DISK")["bad"][0] == reported
     # The repairer takes over: the transfer is requeued (after its pause), the lock waits again.
     settle(lake, "repairer")
     assert rule(lake, rule_id)["locks_replicating_cnt"] == 1

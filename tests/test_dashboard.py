@@ -1,12 +1,14 @@
 """The web dashboard, in a real browser (Debian's Chromium driven by Playwright) against the real
 test server on both catalogs: log in, read the overview, browse a dataset (content, replicas),
 open a stuck rule (locks, why stuck), read the colour-coded transfer matrix, watch an upload's
-events arrive live. Screenshots go to test-artifacts/dashboard/. Plain HTTP tests check the
-HTML routes' edges: login and its cookie, redirections, pagination, embargo, bad input (a 4xx
-page, never a 500)."""
+events arrive live, see a lost file and an aborted audit flagged. Screenshots go to
+test-artifacts/dashboard/. Plain HTTP tests check the HTML routes' edges: login and its cookie,
+redirections, pagination, embargo, bad input (a 4xx page, never a 500), what the integrity page
+shows admins and others."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -22,8 +24,10 @@ from lacus.client import Client
 from lacus.naming import deterministic_path
 from lacus.server.dashboard.charts import EDGES, latency_summary, rate_class
 from lacus.service import Lake
+from lacus.service.integrity import declare
+from lacus.types import ReplicaState
 from tests.conftest import ROOT_PASSWORD, RunningServer, require_component, wait_until
-from tests.rule_helpers import rse_prefix, settle
+from tests.rule_helpers import ROOT, add_rule, make_dataset, put_files, rse_prefix, settle
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
@@ -108,6 +112,38 @@ def stuck_rule(client: Client, lake: Lake, tmp_path: Path, monkeypatch: pytest.M
     settle(lake, "evaluator", "conveyor")
     assert client.get_rule(rule_id)["state"].lower() == "stuck"
     return rule_id
+
+
+@pytest.fixture
+def damaged(lake: Lake, server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damage made on the storage behind the lake's back and found by the real integrity daemons
+    (run here, the server's paused): virgo:only, whose one copy on ALPHA_DISK is corrupt, is
+    lost; BETA_DISK holds a dark file (stray/hidden-name.dat), quarantined, a replica reported
+    suspicious and one declared unavailable; both files of GAMMA_TAPE are gone, so its audit
+    is aborted (too much to believe) and takes no action."""
+    lake.pause_daemons()
+    monkeypatch.setattr(lake.settings, "audit_grace_seconds", 0)
+    monkeypatch.setattr(lake.settings, "audit_max_fraction", 0.5)
+    make_dataset(lake, "virgo", "ds", ["only"], rse="ALPHA_DISK", size=500)
+    add_rule(lake, "virgo", "ds", "ALPHA_DISK")
+    put_files(lake, "BETA_DISK", "virgo", ["b0", "b1", "b2", "b3"])
+    put_files(lake, "GAMMA_TAPE", "virgo", ["g0", "g1"])
+    settle(lake)
+    only = rse_prefix(lake, "ALPHA_DISK") / deterministic_path("virgo", "only")
+    data = bytearray(only.read_bytes())
+    data[250] ^= 0xFF
+    only.write_bytes(bytes(data))
+    settle(lake, "scrubber")
+    settle(lake, "necromancer", "repairer", "reaper")
+    for name in ("g0", "g1"):
+        os.unlink(rse_prefix(lake, "GAMMA_TAPE") / deterministic_path("virgo", name))
+    stray = rse_prefix(lake, "BETA_DISK") / "stray" / "hidden-name.dat"
+    stray.parent.mkdir()
+    stray.write_bytes(b"dark")
+    time.sleep(0.05)
+    settle(lake, "auditor")
+    for state, name in ((ReplicaState.SUSPICIOUS, "b0"), (ReplicaState.UNAVAILABLE, "b1")):
+        declare(lake, ROOT, state, replicas_given=[("virgo", name, "BETA_DISK")], reason="test")
 
 
 # -- in the browser ------------------------------------------------------------------------------
@@ -256,6 +292,32 @@ def test_an_upload_shows_up_live_on_the_events_and_dataset_pages(
     shot(page, lake, "ingest")
 
 
+def test_a_lost_file_and_an_aborted_audit_are_flagged_on_the_overview_and_integrity_pages(
+    page: Any, lake: Lake, damaged: None
+) -> None:
+    page.goto("/dashboard/integrity")
+    log_in(page)
+    page.wait_for_url(re.compile(r"/dashboard/integrity$"))
+    lost = page.locator("#lost-alert")
+    assert lost.is_visible()
+    assert lost.inner_text().startswith("1 file lost: no good copy left.")
+    background = "getComputedStyle(document.querySelector('#lost-alert')).backgroundColor"
+    assert page.evaluate(background) == "rgb(253, 236, 234)"  # red, not a plain paragraph
+    aborted = page.locator("#integrity-alerts p[data-rse=GAMMA_TAPE]").inner_text()
+    assert "Audit of GAMMA_TAPE aborted" in aborted
+    assert "2 lost of 2 catalog replicas" in aborted  # the detail, for an admin
+    assert "stray/hidden-name.dat" in page.locator("#quarantine").inner_text()
+    shot(page, lake, "integrity")
+    page.click("nav >> text=Overview")
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    assert "1 file lost" in page.locator("#lost-alert").inner_text()
+    assert "GAMMA_TAPE aborted" in page.locator("#integrity-alerts").inner_text()
+    shot(page, lake, "overview-alerts")
+    page.click("#lost-alert >> text=Which files")
+    page.wait_for_url(re.compile(r"/dashboard/events\?type=replica.lost"))
+    assert "virgo:only" in page.locator("#event-log").inner_text()
+
+
 # -- over plain HTTP -----------------------------------------------------------------------------
 
 
@@ -398,6 +460,66 @@ def test_embargoed_data_stays_hidden(server: RunningServer, client: Client) -> N
         assert "alice" in http.get("/dashboard").text
     with logged_in(server) as http:
         assert "secret:hidden.dat" in http.get("/dashboard/events").text
+
+
+def table(html: str, table_id: str) -> dict[str, list[str]]:
+    """A table of a page: the text of each row's first cell → the text of its other cells."""
+    found = re.search(rf'<table[^>]* id="{table_id}".*?</table>', html, re.S)
+    assert found is not None, table_id
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", found.group(0), re.S):
+        cells = [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_integrity_page_counts_for_everyone_and_details_for_admins(
+    server: RunningServer, client: Client, damaged: None
+) -> None:
+    client.add_account("alice", password=PASSWORD)
+    lost = "<strong>1 file lost: no good copy left.</strong>"
+    aborted = 'data-rse="GAMMA_TAPE"><strong>Audit of GAMMA_TAPE aborted</strong>'
+    for account, password in (("root", ROOT_PASSWORD), ("alice", PASSWORD)):
+        admin = account == "root"
+        with logged_in(server, account, password) as http:
+            page = http.get("/dashboard/integrity")
+            assert page.status_code == 200, page.text
+            html = page.text
+            overview = http.get("/dashboard").text
+        assert lost in html
+        assert lost in overview
+        assert aborted in html
+        assert aborted in overview
+        assert table(html, "doubted") == {
+            "RSE": ["suspicious", "bad", "unavailable", "lost", "dark files quarantined"],
+            "ALPHA_DISK": ["0", "0", "0", "1", "0"],
+            "BETA_DISK": ["1", "0", "1", "0", "1"],
+            "GAMMA_TAPE": ["0", "0", "0", "0", "0"],
+        }
+        audited = table(html, "audits")
+        # state, started, finished, replicas compared, files listed, dark, lost (, detail)
+        assert {rse: [row[0], *row[3:7]] for rse, row in audited.items() if rse != "RSE"} == {
+            "ALPHA_DISK": ["finished", "1", "1", "0", "0"],
+            "BETA_DISK": ["finished", "4", "5", "1", "0"],
+            "GAMMA_TAPE": ["aborted", "2", "0", "0", "2"],
+        }
+        scrubbed = table(html, "scrubs")
+        # state, started, finished, replicas verified, bad, bytes verified (, detail)
+        assert {rse: [row[0], *row[3:6]] for rse, row in scrubbed.items() if rse != "RSE"} == {
+            "ALPHA_DISK": ["finished", "1", "1", "0 B"],
+            "BETA_DISK": ["finished", "4", "0", "400 B"],
+            "GAMMA_TAPE": ["finished", "2", "0", "200 B"],
+        }
+        assert ("detail" in audited["RSE"]) is admin
+        # What an audit says and what lies dark may name hidden data: admins only.
+        assert ("2 lost of 2 catalog replicas" in html) is admin
+        assert ("stray/hidden-name.dat" in html) is admin
+        assert "2 lost of 2 catalog replicas" not in overview
+        if not admin:
+            assert "1 dark file quarantined; their paths are shown to admins only" in html
 
 
 def test_the_ingest_page_shows_creation_to_announcement_latencies(

@@ -3,14 +3,22 @@ download; its owner and admins see it; a release date in the past ends the embar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lacus.client import Client
+from lacus.core import embargo, expiry
 from lacus.errors import DIDNotFound, LacusError, RuleNotFound, ScopeNotFound
+from lacus.service import Lake, Principal, replicas, scopes
+from lacus.service import accounts as service_accounts
+from lacus.service import dids as service_dids
+from lacus.types import DIDType, FileSpec
 from tests.conftest import RunningServer
 
 PASSWORD = "password-of-the-tests"
@@ -189,3 +197,357 @@ def test_only_the_owner_may_embargo(accounts: dict[str, Client]) -> None:
     with pytest.raises(LacusError):
         accounts["bob"].set_embargo("alice:pub")
     assert accounts["bob"].get_did("alice:pub")["name"] == "pub"
+
+
+# -- every path up: lifting one embargo never shows what another still hides ----------------------
+
+
+def _bob_finds(bob: Client, tmp_path: Path) -> dict[str, set[str]]:
+    """The names bob finds through each listing path (nothing where a DID is hidden from him)."""
+
+    def names(probe: Callable[[], object]) -> set[str]:
+        try:
+            return _names(probe())
+        except (DIDNotFound, ScopeNotFound):
+            return set()
+
+    search = {"type": "file", "filters": "[{}]"}
+    target = tmp_path / f"download-{len(list(tmp_path.glob('download-*')))}"
+    return {
+        "Rucio search": set(bob.session.ndjson("GET", "/dids/alice/dids/search", params=search)),
+        "Lacus search": names(lambda: bob.list_dids("alice:*")),
+        "content of pub": names(lambda: bob.list_content("alice:pub")),
+        "files of box": names(lambda: bob.list_files("alice:box")),
+        "replicas of pub": names(lambda: bob.list_replicas(["alice:pub"])),
+        "replicas of box": names(lambda: bob.list_replicas(["alice:box"])),
+        "the file": names(lambda: [bob.get_did("alice:secret.dat")]),
+        "wildcard download": {
+            Path(found["path"]).name for found in bob.download(["alice:*"], target)
+        },
+    }
+
+
+def test_lifting_one_embargo_keeps_what_another_hides(
+    accounts: dict[str, Client], tmp_path: Path
+) -> None:
+    """The reproduction of issue 16: secret.dat sits in ds (embargoed, "A") and in pub ("B");
+    set B, lift B: A still hides it, in every listing; lift A: it shows everywhere."""
+    alice, bob = accounts["alice"], accounts["bob"]
+    alice.attach("alice:pub", ["alice:secret.dat"])
+    alice.set_embargo("alice:pub")
+    assert all(
+        not found & {"secret.dat", "open.dat"} for found in _bob_finds(bob, tmp_path).values()
+    )
+
+    alice.set_embargo("alice:pub", embargoed=False)
+
+    found = _bob_finds(bob, tmp_path)
+    assert {path: "secret.dat" in names for path, names in found.items()} == dict.fromkeys(
+        found, False
+    ), found
+    assert found["content of pub"] == {"open.dat"}  # B itself is public again
+    assert _names(alice.list_content("alice:pub")) == {"open.dat", "secret.dat"}
+
+    alice.set_embargo("alice:ds", embargoed=False)
+
+    found = _bob_finds(bob, tmp_path)
+    assert {path: "secret.dat" in names for path, names in found.items()} == dict.fromkeys(
+        found, True
+    ), found
+
+
+def test_collections_attached_later_to_an_embargoed_container_are_hidden(
+    accounts: dict[str, Client], tmp_path: Path
+) -> None:
+    """Not only files: a dataset and a container attached later, and all below them."""
+    alice, bob = accounts["alice"], accounts["bob"]
+    (tmp_path / "late.dat").write_bytes(b"late bytes")
+    alice.upload([tmp_path / "late.dat"], rse="ALPHA_DISK", scope="alice", dataset="late")
+    alice.add_container("alice:inner")
+    alice.attach("alice:inner", ["alice:late"])
+    alice.set_embargo("alice:box")
+    alice.attach("alice:box", ["alice:inner"])
+    for did in ("alice:inner", "alice:late", "alice:late.dat"):
+        with pytest.raises(DIDNotFound):
+            bob.get_did(did)
+    assert alice.get_did("alice:late.dat")["bytes"] == 10
+    alice.detach("alice:box", ["alice:inner"])
+    assert bob.get_did("alice:late.dat")["bytes"] == 10
+
+
+# -- the same through the service layer -----------------------------------------------------------
+
+ROOT = Principal("root", admin=True)
+BOB = Principal("bob")
+ALICE = Principal("alice")
+
+
+@pytest.fixture
+def cat(lake: Lake) -> Lake:
+    """alice owns the scopes ``alice`` and ``north``; bob owns nothing there."""
+    for account in ("alice", "bob"):
+        service_accounts.add_account(lake, ROOT, account)
+    for scope in ("alice", "north"):
+        scopes.add_scope(lake, ROOT, scope, account="alice")
+    return lake
+
+
+def _key(did: str) -> tuple[str, str]:
+    scope, name = did.split(":")
+    return scope, name
+
+
+def _files(lake: Lake, *dids: str, dataset: str | None = None) -> None:
+    files: list[FileSpec] = []
+    for did in dids:
+        scope, name = _key(did)
+        data = did.encode()
+        adler32 = f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+        files.append({"scope": scope, "name": name, "bytes": len(data), "adler32": adler32})
+    into = None if dataset is None else _key(dataset)
+    replicas.add_replicas(lake, ALICE, "ALPHA_DISK", files, dataset=into)
+
+
+def _collection(lake: Lake, did: str, did_type: DIDType, children: Sequence[str] = ()) -> None:
+    keys = [_key(child) for child in children]
+    service_dids.add_collection(lake, ALICE, *_key(did), did_type, children=keys)
+
+
+def _attach(lake: Lake, parent: str, *children: str) -> None:
+    service_dids.attach(lake, ALICE, *_key(parent), [_key(child) for child in children])
+
+
+def _detach(lake: Lake, parent: str, *children: str) -> None:
+    service_dids.detach(lake, ALICE, *_key(parent), [_key(child) for child in children])
+
+
+def _embargo(lake: Lake, did: str, *, embargoed: bool = True, until: datetime | None = None) -> int:
+    """Embargo (or lift) a DID or, without a colon, a scope, as alice; how many DIDs changed."""
+    if ":" not in did:
+        scopes.set_embargo(lake, ALICE, did, embargoed=embargoed, release_at=_naive(until))
+        return 0
+    return service_dids.set_embargo(
+        lake, ALICE, *_key(did), embargoed=embargoed, release_at=_naive(until)
+    )
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    """The catalog's time: naive UTC."""
+    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _seen(lake: Lake, *dids: str, who: Principal = BOB) -> set[str]:
+    """Of ``dids``, those ``who`` may get."""
+    found = set()
+    for did in dids:
+        try:
+            service_dids.get_did(lake, who, *_key(did))
+        except DIDNotFound:
+            continue
+        found.add(did)
+    return found
+
+
+def _bob_lists(lake: Lake, collection: str) -> dict[str, set[str]]:
+    """The names bob finds in ``alice`` and below ``collection`` through each service read."""
+    scope, name = _key(collection)
+
+    def names(probe: Callable[[], Iterable[Any]]) -> set[str]:
+        try:
+            return {item["name"] for item in probe()}
+        except DIDNotFound:
+            return set()
+
+    return {
+        "search": names(lambda: service_dids.search_dids(lake, BOB, "alice")),
+        "content": names(lambda: service_dids.list_content(lake, BOB, scope, name)),
+        "files": names(lambda: service_dids.list_files(lake, BOB, scope, name)),
+        "replicas": names(lambda: replicas.list_replicas(lake, BOB, [(scope, name)])),
+    }
+
+
+def test_service_lifting_one_parent_keeps_what_another_hides(cat: Lake) -> None:
+    _files(cat, "alice:f", "alice:g", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:f"])
+    _embargo(cat, "alice:a")
+    _embargo(cat, "alice:b")
+    _embargo(cat, "alice:b", embargoed=False)
+    assert _seen(cat, "alice:a", "alice:b", "alice:f", "alice:g") == {"alice:b"}
+    assert {path: "f" in found for path, found in _bob_lists(cat, "alice:b").items()} == {
+        "search": False,
+        "content": False,
+        "files": False,
+        "replicas": False,
+    }
+    assert _seen(cat, "alice:f", who=ALICE) == {"alice:f"}  # its owner sees it
+    assert _seen(cat, "alice:f", who=ROOT) == {"alice:f"}  # and admins
+
+    _embargo(cat, "alice:a", embargoed=False)
+
+    assert _seen(cat, "alice:a", "alice:b", "alice:f", "alice:g") == {
+        "alice:a",
+        "alice:b",
+        "alice:f",
+        "alice:g",
+    }
+    assert all("f" in found for found in _bob_lists(cat, "alice:b").values())
+
+
+def test_lifting_the_same_embargo_twice_or_the_other_first(cat: Lake) -> None:
+    _files(cat, "alice:f", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:f"])
+    _embargo(cat, "alice:a")
+    _embargo(cat, "alice:b")
+    _embargo(cat, "alice:a", embargoed=False)
+    _embargo(cat, "alice:a", embargoed=False)
+    assert _seen(cat, "alice:f") == set()  # b still hides it
+    _embargo(cat, "alice:b", embargoed=False)
+    assert _seen(cat, "alice:f") == {"alice:f"}
+
+
+def test_detaching_from_the_only_embargoed_parent_shows_the_file(cat: Lake) -> None:
+    _files(cat, "alice:f", "alice:g", dataset="alice:a")
+    _collection(cat, "alice:public", DIDType.DATASET, ["alice:f"])
+    _embargo(cat, "alice:a")
+    assert _seen(cat, "alice:f", "alice:g") == set()
+    _detach(cat, "alice:a", "alice:f", "alice:g")
+    assert _seen(cat, "alice:f", "alice:g") == {"alice:f", "alice:g"}
+    assert _seen(cat, "alice:a") == set()
+
+
+def test_detaching_from_one_of_two_embargoed_parents_keeps_it_hidden(cat: Lake) -> None:
+    _files(cat, "alice:f", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:f"])
+    _embargo(cat, "alice:a")
+    _embargo(cat, "alice:b")
+    _detach(cat, "alice:a", "alice:f")
+    assert _seen(cat, "alice:f") == set()
+    _detach(cat, "alice:b", "alice:f")
+    assert _seen(cat, "alice:f") == {"alice:f"}
+
+
+def test_an_embargo_reaches_down_every_level_and_back_up_when_detached(cat: Lake) -> None:
+    """Container → container → dataset → file, embargoed at the top; collections attached
+    later (not only files) inherit it; a collection detached leaves it behind."""
+    _files(cat, "alice:f", dataset="alice:d1")
+    _files(cat, "alice:g", dataset="alice:d2")
+    _collection(cat, "alice:top", DIDType.CONTAINER, ["alice:d1"])
+    _embargo(cat, "alice:top")
+    assert _seen(cat, "alice:top", "alice:d1", "alice:f") == set()
+
+    _collection(cat, "alice:mid", DIDType.CONTAINER, ["alice:d2"])
+    _attach(cat, "alice:top", "alice:mid")
+    assert _seen(cat, "alice:mid", "alice:d2", "alice:g") == set()
+    _files(cat, "alice:h", dataset="alice:d2")  # registered into a dataset two levels down
+    assert _seen(cat, "alice:h") == set()
+
+    _detach(cat, "alice:top", "alice:mid")
+    assert _seen(cat, "alice:mid", "alice:d2", "alice:g", "alice:h") == {
+        "alice:mid",
+        "alice:d2",
+        "alice:g",
+        "alice:h",
+    }
+    _embargo(cat, "alice:top", embargoed=False)
+    assert _seen(cat, "alice:top", "alice:d1", "alice:f") == {"alice:top", "alice:d1", "alice:f"}
+
+
+def test_an_embargoed_file_keeps_its_own_embargo_when_its_parent_is_lifted(cat: Lake) -> None:
+    _files(cat, "alice:f", "alice:g", dataset="alice:a")
+    _embargo(cat, "alice:f")
+    _embargo(cat, "alice:a")
+    _embargo(cat, "alice:a", embargoed=False)
+    assert _seen(cat, "alice:a", "alice:f", "alice:g") == {"alice:a", "alice:g"}
+
+
+def test_a_did_under_two_embargoes_shows_when_the_last_is_released(cat: Lake) -> None:
+    _files(cat, "alice:f", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:f"])
+    now = datetime.now(UTC)
+    _embargo(cat, "alice:a", until=now - timedelta(hours=1))
+    _embargo(cat, "alice:b", until=now + timedelta(hours=1))
+    assert _seen(cat, "alice:a", "alice:b", "alice:f") == {"alice:a"}
+    _embargo(cat, "alice:b", until=now - timedelta(minutes=1))
+    assert _seen(cat, "alice:a", "alice:b", "alice:f") == {"alice:a", "alice:b", "alice:f"}
+    _embargo(cat, "alice:a")  # for ever
+    assert _seen(cat, "alice:f") == set()
+    _embargo(cat, "alice:b", until=now + timedelta(hours=2))
+    _embargo(cat, "alice:a", until=now + timedelta(hours=1))
+    assert _seen(cat, "alice:f") == set()
+    _embargo(cat, "alice:b", embargoed=False)
+    assert _seen(cat, "alice:f") == set()  # a's date is still to come
+
+
+def test_release_dates_pass_without_any_write(cat: Lake) -> None:
+    """The time is read when a listing runs: the file shows once the later date has passed."""
+    _files(cat, "alice:f", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:f"])
+    start = datetime.now(UTC)
+    _embargo(cat, "alice:a", until=start + timedelta(seconds=1))
+    _embargo(cat, "alice:b", until=start + timedelta(seconds=2))
+    assert _seen(cat, "alice:a", "alice:b", "alice:f") == set()
+    _sleep_until(start + timedelta(seconds=1.2))
+    assert _seen(cat, "alice:a", "alice:b", "alice:f") == {"alice:a"}
+    _sleep_until(start + timedelta(seconds=2.2))
+    assert _seen(cat, "alice:a", "alice:b", "alice:f") == {"alice:a", "alice:b", "alice:f"}
+    assert "f" in {item["name"] for item in service_dids.search_dids(cat, BOB, "alice")}
+
+
+def _sleep_until(moment: datetime) -> None:
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+def test_an_embargoed_scope_hides_what_its_dids_hold_from_other_scopes(cat: Lake) -> None:
+    service_accounts.add_account(cat, ROOT, "carol")
+    scopes.add_scope(cat, ROOT, "carol", account="carol")
+    _files(cat, "alice:f", "alice:g")
+    _collection(cat, "north:d", DIDType.DATASET, ["alice:f"])
+    _embargo(cat, "north")
+    assert _seen(cat, "north:d", "alice:f", "alice:g") == {"alice:g"}
+    _attach(cat, "north:d", "alice:g")  # attached later
+    assert _seen(cat, "alice:g") == set()
+    assert _seen(cat, "alice:f", "alice:g", who=ALICE) == {"alice:f", "alice:g"}
+    _detach(cat, "north:d", "alice:g")
+    assert _seen(cat, "alice:g") == {"alice:g"}
+
+    _embargo(cat, "north", embargoed=False)
+    assert _seen(cat, "north:d", "alice:f") == {"north:d", "alice:f"}
+    _embargo(cat, "north", until=datetime.now(UTC) - timedelta(seconds=1))
+    assert _seen(cat, "north:d", "alice:f") == {"north:d", "alice:f"}  # released already
+
+
+def test_a_scope_owner_sees_its_dids_whatever_hides_them(cat: Lake) -> None:
+    """carol owns scope ``carol``; alice's embargoed dataset holds carol's file: carol (and
+    whoever owns the DID) still sees it, bob does not."""
+    service_accounts.add_account(cat, ROOT, "carol")
+    scopes.add_scope(cat, ROOT, "carol", account="carol")
+    replicas.add_replicas(
+        cat,
+        ROOT,
+        "ALPHA_DISK",
+        [{"scope": "carol", "name": "c", "bytes": 1, "adler32": "00020002"}],
+    )
+    _collection(cat, "alice:d", DIDType.DATASET, ["carol:c"])
+    _embargo(cat, "alice:d")
+    assert _seen(cat, "carol:c") == set()
+    assert _seen(cat, "carol:c", who=Principal("carol")) == {"carol:c"}
+
+
+def test_an_expired_embargoed_dataset_leaves_its_files_visible(cat: Lake) -> None:
+    _files(cat, "alice:f", dataset="alice:a")
+    _embargo(cat, "alice:a")
+    with cat.write() as conn:
+        expiry.set_lifetime(conn, "alice", "a", -1)
+        assert expiry.expire_did(conn, "alice", "a")
+    assert _seen(cat, "alice:f") == {"alice:f"}
+
+
+def test_embargo_answers_how_many_dids_changed(cat: Lake) -> None:
+    _files(cat, "alice:f", "alice:g", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:f"])
+    assert _embargo(cat, "alice:a") == 3
+    assert _embargo(cat, "alice:a") == 0  # nothing new
+    assert _embargo(cat, "alice:b") == 1  # f was hidden already, for ever
+    assert _embargo(cat, "alice:a", embargoed=False) == 2  # a and g; b still hides f
+    with pytest.raises(DIDNotFound), cat.write() as conn:
+        embargo.set_did_embargo(conn, "alice", "nothing", embargoed=True, release_at=None)

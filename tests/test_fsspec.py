@@ -319,12 +319,6 @@ def test_reads_come_from_the_preferred_replica_and_are_verified(
         assert stream.read() == noise
 
     alpha = LacusFileSystem(client=client, rse="ALPHA_DISK", cache_dir=tmp_path / "c2")
-    # Whole reads are checked before they are returned: the intact replica answers.
-    assert alpha.cat_file("lofar/noise.bin") == noise
-    with alpha.open("lofar/noise.bin") as stream:
-        assert stream.read() == noise
-    alpha.get("lofar/noise.bin", str(tmp_path / "copy.bin"))
-    assert (tmp_path / "copy.bin").read_bytes() == noise
     # Read in parts from the start, the corrupt replica is found out by the read that ends it.
     with alpha.open("lofar/noise.bin", block_size=MiB) as stream:
         received = bytearray(stream.read(MiB))
@@ -332,6 +326,16 @@ def test_reads_come_from_the_preferred_replica_and_are_verified(
         with pytest.raises(ChecksumMismatch, match="corrupt"):
             read_on(stream, received)
         assert len(received) < len(noise)  # the corrupt byte was never returned
+    # ... and reported suspicious: no reader is sent to it any more (the lake reads it back).
+    first = next(h for h in client.replica_history("lofar:noise.bin") if h["rse"] == "ALPHA_DISK")
+    assert first["state"] == "suspicious"
+    assert "adler32" in first["reason"]
+    # Whole reads are checked before they are returned: the intact replica answers.
+    assert alpha.cat_file("lofar/noise.bin") == noise
+    with alpha.open("lofar/noise.bin") as stream:
+        assert stream.read() == noise
+    alpha.get("lofar/noise.bin", str(tmp_path / "copy.bin"))
+    assert (tmp_path / "copy.bin").read_bytes() == noise
 
 
 def test_local_copy_is_verified_and_reused(

@@ -21,9 +21,13 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from pydantic import ValidationError
 
+from lacus.client import Client
+from lacus.errors import InvalidInput
 from lacus.server import create_app
-from lacus.service import Lake
+from lacus.service import Lake, Principal, Settings, dids, scopes
+from lacus.types import DIDType
 from tests.conftest import ROOT_PASSWORD, RunningServer
 
 JSON = {"Content-Type": "application/json"}
@@ -32,10 +36,10 @@ DEEP = 100_000  # nesting depth of the deepest JSON document sent
 TRACEBACK_MARKERS = ("Traceback", 'File "', "sqlalchemy", "psycopg", "sqlite3")
 
 
-def login(url: str) -> str:
+def login(url: str, account: str = "root", password: str = ROOT_PASSWORD) -> str:
     response = httpx.get(
         f"{url}/auth/userpass",
-        headers={"X-Rucio-Username": "root", "X-Rucio-Password": ROOT_PASSWORD},
+        headers={"X-Rucio-Username": account, "X-Rucio-Password": password},
     )
     assert response.status_code == 200
     return response.headers["X-Rucio-Auth-Token"]
@@ -681,6 +685,152 @@ def test_floods_beyond_the_per_request_limits_are_refused(http: httpx.Client) ->
     response = http.post("/replicas", json={"rse": "ALPHA_DISK", "files": files})
     assert "files" in assert_refused(response, 400)
     assert snapshot(http) == before
+
+
+# -- metadata limits (issue 16) -----------------------------------------------------------------
+
+
+def meta_of(http: httpx.Client, did: str = "virgo/ds") -> dict[str, Any]:
+    response = http.get(f"/dids/{did}/meta", params={"plugin": "JSON"})
+    assert response.status_code == 200, response.headers.get("ExceptionMessage")
+    return dict(response.json())
+
+
+def test_a_million_metadata_keys_from_a_non_admin_are_refused(
+    http: httpx.Client, server: RunningServer, client: Client
+) -> None:
+    """The reproduction: 1,000,000 keys on one DID in one ~53 MB request were stored (201 after
+    59 s). Now: refused before anything is written."""
+    client.add_account("mallory", password="mallory-password")
+    client.add_scope("user.mallory", account="mallory")
+    token = login(server.url, "mallory", "mallory-password")
+    with httpx.Client(
+        base_url=server.url, headers={"X-Rucio-Auth-Token": token}, timeout=120
+    ) as mallory:
+        created = mallory.post("/dids/user.mallory/ds", json={"type": "dataset"})
+        assert created.status_code == 201, created.headers.get("ExceptionMessage")
+        body = orjson.dumps({"meta": {f"key{i:07d}": "v" * 30 for i in range(1_000_000)}})
+        assert len(body) > 45_000_000
+        response = mallory.post("/dids/user.mallory/ds/meta", content=body, headers=JSON)
+        message = assert_refused(response, 400)
+        assert "1000000 metadata keys in one request: at most 100000" in message
+        assert meta_of(mallory, "user.mallory/ds") == {}
+        # Under the per-request limit, the per-DID one holds.
+        body = orjson.dumps({"meta": {f"key{i}": i for i in range(1000)}})
+        response = mallory.post("/dids/user.mallory/ds/meta", content=body, headers=JSON)
+        assert "at most 256 per DID" in assert_refused(response, 400)
+        assert meta_of(mallory, "user.mallory/ds") == {}
+
+
+def keys(count: int, start: int = 0) -> dict[str, int]:
+    return {f"k{i}": i for i in range(start, start + count)}
+
+
+def test_metadata_beyond_the_limits_is_refused_on_every_path(http: httpx.Client) -> None:
+    """Keys per DID (256, those already there counted), key length (100), value size (4096
+    bytes), keys per request (100,000): on every path that writes metadata, a 400 saying which
+    limit, and nothing written (``virgo:ds`` has one key, ``run``)."""
+    before = snapshot(http)
+    long_key = "k" * 101
+    big_value = "é" * 2049  # 4098 bytes in UTF-8
+    files = [file_body(f"new{i}") for i in range(1001)]
+    cases: list[tuple[str, str, Any, str]] = [
+        ("POST", "/dids/virgo/ds/meta", {"meta": keys(257)}, "257 metadata keys: at most 256"),
+        ("POST", "/dids/virgo/ds/meta", {"meta": keys(256)}, "257 metadata keys: at most 256"),
+        ("POST", "/dids/virgo/ds/meta", {"meta": {long_key: 1}}, "1-100 characters"),
+        ("POST", f"/dids/virgo/ds/meta/{long_key}", {"value": 1}, "1-100 characters"),
+        ("POST", "/dids/virgo/ds/meta", {"meta": {"v": big_value}}, "at most 4096 bytes"),
+        ("POST", "/dids/virgo/ds/meta/v", {"value": big_value}, "at most 4096 bytes"),
+        (
+            "POST",
+            "/dids/virgo/ds/meta",
+            {"meta": keys(100_001)},
+            "100001 metadata keys in one request: at most 100000",
+        ),
+        ("POST", "/dids/virgo/new", {"type": "dataset", "meta": keys(257)}, "at most 256"),
+        (
+            "POST",
+            "/dids",
+            [
+                {"scope": "virgo", "name": "a", "type": "dataset", "meta": keys(200)},
+                {"scope": "virgo", "name": "b", "type": "dataset", "meta": {"v": big_value}},
+            ],
+            "at most 4096 bytes",
+        ),
+        (
+            "POST",
+            "/dids",
+            [
+                {"scope": "virgo", "name": f"c{i}", "type": "dataset", "meta": keys(250)}
+                for i in range(401)
+            ],
+            "100250 metadata keys in one request: at most 100000",
+        ),
+        (
+            "POST",
+            "/replicas",
+            {"rse": "ALPHA_DISK", "files": [file_body("new") | {"meta": keys(257)}]},
+            "at most 256 per DID",
+        ),
+        (
+            "POST",
+            "/replicas",
+            {"rse": "ALPHA_DISK", "files": [spec | {"meta": keys(100)} for spec in files]},
+            "100100 metadata keys in one request: at most 100000",
+        ),
+    ]
+    for method, path, body, expected in cases:
+        response = http.request(method, path, json=body)
+        assert expected in assert_refused(response, 400), (path, expected)
+    assert snapshot(http) == before
+
+
+def test_metadata_up_to_the_limits_is_kept(http: httpx.Client) -> None:
+    response = http.post("/dids/virgo/ds/meta", json={"meta": keys(255)})
+    assert response.status_code == 201, response.headers.get("ExceptionMessage")
+    # Setting keys a DID has already replaces them: they are not counted twice.
+    response = http.post("/dids/virgo/ds/meta", json={"meta": keys(255) | {"run": 8}})
+    assert response.status_code == 201, response.headers.get("ExceptionMessage")
+    assert len(meta_of(http)) == 256
+    assert_refused(http.post("/dids/virgo/ds/meta/one_more", json={"value": 1}), 400)
+    assert http.delete("/dids/virgo/ds/meta/k0").status_code == 200
+    longest = {"k" * 100: "é" * 2048}  # 100 characters, 4096 bytes
+    response = http.post("/dids/virgo/ds/meta", json={"meta": longest})
+    assert response.status_code == 201, response.headers.get("ExceptionMessage")
+    assert meta_of(http)["k" * 100] == "é" * 2048
+    response = http.post(
+        "/dids", json=[{"scope": "virgo", "name": "full", "type": "dataset", "meta": keys(256)}]
+    )
+    assert response.status_code == 201, response.headers.get("ExceptionMessage")
+    assert len(meta_of(http, "virgo/full")) == 256
+
+
+def test_metadata_limits_follow_the_settings(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Principal("root", admin=True)
+    scopes.add_scope(lake, root, "virgo", account="root")
+    dids.add_collection(lake, root, "virgo", "ds", DIDType.DATASET, meta={"a": 1, "b": 2})
+    limits = {
+        "metadata_max_keys_per_did": 3,
+        "metadata_max_key_length": 5,
+        "metadata_max_value_bytes": 8,
+        "metadata_max_keys_per_request": 4,
+    }
+    monkeypatch.setattr(lake, "settings", lake.settings.model_copy(update=limits))
+    dids.set_metadata(lake, root, "virgo", "ds", {"c": "12345678"})
+    for items, expected in [
+        ({"d": 1}, "4 metadata keys: at most 3 per DID"),
+        ({"abcdef": 1}, "1-5 characters"),
+        ({"c": "123456789"}, "at most 8 bytes"),
+        ({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}, "5 metadata keys in one request: at most 4"),
+    ]:
+        with pytest.raises(InvalidInput, match=expected):
+            dids.set_metadata(lake, root, "virgo", "ds", items)
+    assert dids.get_metadata(lake, root, "virgo", "ds") == {"a": 1, "b": 2, "c": "12345678"}
+
+
+def test_a_key_longer_than_the_catalog_column_cannot_be_configured(lake: Lake) -> None:
+    with pytest.raises(ValidationError, match="metadata_max_key_length"):
+        Settings.model_validate(lake.settings.model_dump() | {"metadata_max_key_length": 101})
 
 
 # -- bodies over the size limit, on a real server ------------------------------------------------

@@ -1,10 +1,13 @@
-"""``GET /metrics``: Prometheus text a scraper parses, with what a user did in it; the Grafana
-dashboard uses only metrics that exist."""
+"""``GET /metrics``: Prometheus text a scraper parses, with what a user did in it and what the
+integrity daemons found; every metric is documented; the Grafana dashboard uses only metrics that
+exist."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -12,9 +15,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lacus.client import Client
+from lacus.naming import deterministic_path
+from lacus.service import Lake
+from lacus.service.integrity import declare
+from lacus.types import ReplicaState
 from tests.conftest import RunningServer
+from tests.rule_helpers import ROOT, add_rule, make_dataset, put_files, rse_prefix, settle
 
-DASHBOARD = Path(__file__).parent.parent / "docs" / "grafana" / "lacus.json"
+DOCS = Path(__file__).parent.parent / "docs"
+DASHBOARD = DOCS / "grafana" / "lacus.json"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -31,6 +40,11 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[set[str], S
             names.add(sample.name)
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return names, samples
+
+
+def family(name: str) -> str:
+    """The metric a sample belongs to (a counter's ``_total``, a histogram's ``_bucket``...)."""
+    return re.sub(r"_(total|created|bucket|count|sum)$", "", name)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -73,6 +87,73 @@ def test_metrics_show_requests_rules_transfers_and_storage(
     assert "process_resident_memory_bytes" in names
     if server.lake.engine.dialect.name == "sqlite":  # exact counts (PostgreSQL: estimates)
         assert value(samples, "lacus_catalog_rows", table="replicas") == 2
+
+
+def test_metrics_show_replicas_in_doubt_dark_and_lost_files_and_audits(
+    server: RunningServer, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """virgo:only, corrupt on ALPHA_DISK (its one copy), is found bad by the scrubber and lost;
+    BETA_DISK's audit finds a dark file; GAMMA_TAPE's, both its files gone, is aborted."""
+    lake.pause_daemons()  # the integrity daemons run here, one after the other
+    monkeypatch.setattr(lake.settings, "audit_grace_seconds", 0)
+    monkeypatch.setattr(lake.settings, "audit_max_fraction", 0.5)
+    make_dataset(lake, "virgo", "ds", ["only"], rse="ALPHA_DISK", size=500)
+    add_rule(lake, "virgo", "ds", "ALPHA_DISK")
+    put_files(lake, "BETA_DISK", "virgo", ["b0", "b1", "b2"])
+    put_files(lake, "GAMMA_TAPE", "virgo", ["g0", "g1"])
+    settle(lake)
+    started = time.time()
+    only = rse_prefix(lake, "ALPHA_DISK") / deterministic_path("virgo", "only")
+    only.write_bytes(b"X" + only.read_bytes()[1:])
+    settle(lake, "scrubber")
+    settle(lake, "necromancer", "repairer")
+    for name in ("g0", "g1"):
+        os.unlink(rse_prefix(lake, "GAMMA_TAPE") / deterministic_path("virgo", name))
+    (rse_prefix(lake, "BETA_DISK") / "stray.dat").write_bytes(b"dark")
+    time.sleep(0.05)
+    settle(lake, "auditor")
+    declare(lake, ROOT, ReplicaState.SUSPICIOUS, replicas_given=[("virgo", "b0", "BETA_DISK")],
+            reason="download failed")  # fmt: skip
+
+    _, samples = scrape(server.url)
+
+    assert value(samples, "lacus_files_lost") == 1
+    doubted = {
+        (rse, state): value(samples, "lacus_replicas_doubted", rse=rse, state=state)
+        for rse in ("ALPHA_DISK", "BETA_DISK", "GAMMA_TAPE")
+        for state in ("suspicious", "bad", "unavailable", "lost")
+        if ("lacus_replicas_doubted", frozenset({("rse", rse), ("state", state)})) in samples
+    }
+    assert len(doubted) == 12  # every RSE and state, zeros too: an alert sees a 0, not nothing
+    assert {key for key, count in doubted.items() if count} == {
+        ("ALPHA_DISK", "lost"),
+        ("BETA_DISK", "suspicious"),
+    }
+    assert value(samples, "lacus_dark_files", rse="BETA_DISK") == 1
+    assert ("lacus_dark_files", frozenset({("rse", "GAMMA_TAPE")})) in samples
+    found = "lacus_audit_last_found"
+    assert value(samples, found, rse="ALPHA_DISK", kind="scrub", what="bad") == 1
+    assert value(samples, found, rse="BETA_DISK", kind="audit", what="dark") == 1
+    assert value(samples, found, rse="GAMMA_TAPE", kind="audit", what="lost") == 2
+    assert value(samples, "lacus_audit_aborted", rse="GAMMA_TAPE") == 1
+    assert ("lacus_audit_aborted", frozenset({("rse", "BETA_DISK")})) in samples
+    assert value(samples, "lacus_audit_aborted", rse="BETA_DISK") == 0
+    finished = "lacus_audit_last_finished_timestamp_seconds"
+    for rse, kind in (("BETA_DISK", "audit"), ("ALPHA_DISK", "scrub"), ("GAMMA_TAPE", "scrub")):
+        assert started - 1 <= value(samples, finished, rse=rse, kind=kind) <= time.time() + 1
+    # An aborted audit is not a finished one: its RSE was never audited to the end.
+    assert (finished, frozenset({("rse", "GAMMA_TAPE"), ("kind", "audit")})) not in samples
+
+
+def test_every_metric_is_documented(client: Client, server: RunningServer) -> None:
+    """docs/metrics.md names every metric Lacus serves, and no metric it does not serve."""
+    names, _ = scrape(server.url)
+    text = (DOCS / "metrics.md").read_text()
+    families = {family(name) for name in names if name.startswith("lacus_")}
+    undocumented = sorted(name for name in families if f"`{name}" not in text)
+    assert not undocumented, undocumented
+    documented = {family(name) for name in re.findall(r"`(lacus_[a-z_]+)", text)}
+    assert documented <= families, sorted(documented - families)
 
 
 def test_metrics_can_require_a_token(

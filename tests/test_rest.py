@@ -21,10 +21,12 @@ import pytest
 
 from lacus._version import __version__
 from lacus.client import Client
-from lacus.errors import AccessDenied, DIDNotFound, Unauthenticated
+from lacus.errors import AccessDenied, DIDNotFound, ReplicaNotFound, Unauthenticated
+from lacus.naming import deterministic_path
 from lacus.server import create_app
 from lacus.service import Lake
 from tests.conftest import ROOT_PASSWORD, RunningServer
+from tests.rule_helpers import rse_prefix
 
 NDJSON = "application/x-json-stream"
 
@@ -593,6 +595,12 @@ def test_a_non_admin_reads_everything_but_writes_only_its_own_scopes(
 
         # Its own scopes are its to write.
         jdoe.add_scope("jdoe_extra")
+        ghost = {**file_body("user.jdoe", "ghost"), "bytes": 2**63 - 1, "adler32": "00000001"}
+        with pytest.raises(ReplicaNotFound, match="is not on BETA_DISK"):
+            jdoe.add_replicas("BETA_DISK", [ghost])  # no bytes behind it: no ghost replicas
+        stored = rse_prefix(server.lake, "BETA_DISK") / deterministic_path("user.jdoe", "mine")
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(b"mine:0\n")  # what an upload writes before it registers
         jdoe.add_replicas("BETA_DISK", [file_body("user.jdoe", "mine")], dataset="user.jdoe:ds")
         assert jdoe.get_did("user.jdoe:ds")["account"] == "jdoe"
 

@@ -108,7 +108,8 @@ def test_a_bad_source_is_declared_and_the_next_one_used(
     else:
         broken.write_bytes(bytes(len(data["a"])))
     rule_id = add_rule(lake, "data", "ds", "BETA_DISK")
-    settle(lake, "evaluator", "conveyor")
+    # missing: declared bad at once; corrupt: reported suspicious, read back, then bad
+    settle(lake, "evaluator", "conveyor", "necromancer")
     assert rule_state(lake, rule_id) == "ok"
     target = rse_prefix(lake, "BETA_DISK") / deterministic_path("data", "a")
     assert target.read_bytes() == data["a"]
@@ -134,7 +135,7 @@ def test_a_bad_replica_a_rule_keeps_is_brought_back(lake: Lake) -> None:
     link(lake, "BETA_DISK", "GAMMA_TAPE", 5)
     link(lake, "BETA_DISK", "ALPHA_DISK", 5)
     (rse_prefix(lake, "ALPHA_DISK") / deterministic_path("data", "a")).unlink()
-    settle(lake, "conveyor")
+    settle(lake, "conveyor", "necromancer")  # the necromancer asks for the copy back
     assert rule_state(lake, keep_gamma) == "ok"
     assert rule_state(lake, keep_alpha) == "ok"  # repaired: copied back from BETA
     assert (rse_prefix(lake, "ALPHA_DISK") / deterministic_path("data", "a")).read_bytes() == (

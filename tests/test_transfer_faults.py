@@ -581,7 +581,8 @@ def test_a_source_lost_on_its_server_is_declared_bad_and_another_used(
         (source.disk / path).write_bytes(data[:MiB] + bytes([data[MiB] ^ 0x10]) + data[MiB + 1 :])
 
     rule_id = add_rule(lake, "data", "ds", destination)
-    settle(lake, "evaluator", "conveyor")
+    # missing: declared bad at once; corrupt: reported suspicious, read back, then bad
+    settle(lake, "evaluator", "conveyor", "necromancer")
 
     assert rule(lake, rule_id)["state"] == "ok"
     assert replica_states(lake, "file") == {

@@ -31,7 +31,8 @@ once, in the client.
     ├── StorageError (502)
     │   ├── StorageFull (507)
     │   ├── StoragePermissionDenied (403)
-    │   └── StorageUnavailable (503)
+    │   ├── StorageUnavailable (503)
+    │   └── ListingOutOfOrder
     ├── ServerUnavailable (503)
     └── ServerError (500)
 """
@@ -288,6 +289,11 @@ class StorageError(LacusError):
 
     http_status = 502
     rucio_class = "ServiceUnavailable"
+
+
+class ListingOutOfOrder(StorageError):
+    """A storage listing or catalog snapshot was not sorted: an audit comparing it would
+    report false differences, so it stops instead."""
 
 
 class StorageFull(StorageError):

@@ -286,3 +286,83 @@ class PolicyBody(Body):
 class EmbargoBody(Body):
     embargoed: bool = True
     release_at: datetime | None = None
+
+
+# -- integrity: declaring replicas in doubt, quarantine ------------------------------------------
+MAX_DECLARED = 10_000
+"""Replicas one declaration names at most (Rucio's clients send 1,000 or 10,000 per request)."""
+PFN = Annotated[str, Field(min_length=1, max_length=4096)]
+Reason = Annotated[str, Field(max_length=10_000)]
+"""Why (kept to its first 255 characters, as Rucio does)."""
+
+
+class ReplicaRef(Body):
+    """A replica: a file on an RSE, named by ``rse`` or (Rucio) ``rse_id``."""
+
+    scope: Scope
+    name: Name
+    rse: str | None = Field(default=None, min_length=1, max_length=100)
+    rse_id: str | int | None = None
+
+
+class BadReplicasBody(Body):
+    """``POST /replicas/bad`` (Rucio's ``declare_bad_file_replicas``): PFNs, or replicas as
+    dicts; ``pfns`` is the older clients' name; ``force`` changes nothing in Lacus."""
+
+    replicas: list[PFN | ReplicaRef] = Field(default_factory=list, max_length=MAX_DECLARED)
+    pfns: list[PFN] = Field(default_factory=list, max_length=MAX_DECLARED)
+    reason: Reason | None = None
+    force: bool = False
+
+
+class SuspiciousBody(Body):
+    """``POST /replicas/suspicious`` (Rucio's ``declare_suspicious_file_replicas``): PFNs;
+    Lacus also takes ``replicas`` as dicts (scope, name, rse)."""
+
+    pfns: list[PFN] = Field(default_factory=list, max_length=MAX_DECLARED)
+    replicas: list[ReplicaRef] = Field(default_factory=list, max_length=MAX_DECLARED)
+    reason: Reason | None = None
+
+
+class BadPFNsBody(Body):
+    """``POST /replicas/bad/pfns`` (Rucio's ``add_bad_pfns``): ``state`` BAD, SUSPICIOUS or
+    TEMPORARY_UNAVAILABLE (until ``expires_at``)."""
+
+    pfns: list[PFN] = Field(max_length=MAX_DECLARED)
+    reason: Reason | None = None
+    state: str = Field(default="BAD", max_length=30)
+    expires_at: datetime | None = None
+
+
+class BadDIDsBody(Body):
+    """``POST /replicas/bad/dids`` (Rucio's ``declare_bad_did_replicas``): files on ``rse``."""
+
+    dids: list[DIDRef] = Field(max_length=MAX_DECLARED)
+    rse: str = Field(min_length=1, max_length=100)
+    reason: Reason | None = None
+
+
+class QuarantinedPath(Body):
+    path: str = Field(min_length=1, max_length=1024)
+    scope: str | None = Field(default=None, max_length=25)
+    name: str | None = Field(default=None, max_length=250)
+
+
+class QuarantineBody(Body):
+    """``POST /replicas/quarantine`` (Rucio's ``quarantine_replicas``): files on the RSE
+    (``rse``, or its ``rse_id``) that the catalog does not know, by path below its prefix."""
+
+    replicas: list[QuarantinedPath] = Field(default_factory=list, max_length=MAX_DECLARED)
+    rse: str | None = Field(default=None, min_length=1, max_length=100)
+    rse_id: str | int | None = None
+
+
+class DeclarationBody(Body):
+    """``POST /integrity/declarations``: replicas (scope, name, rse) or PFNs declared
+    ``state``; an unavailable replica comes back by itself at ``expires_at``."""
+
+    state: str = Field(pattern="^(suspicious|bad|unavailable)$")
+    replicas: list[ReplicaRef] = Field(default_factory=list, max_length=MAX_DECLARED)
+    pfns: list[PFN] = Field(default_factory=list, max_length=MAX_DECLARED)
+    reason: Reason | None = None
+    expires_at: datetime | None = None

@@ -31,6 +31,8 @@ class ReplicaState(StrEnum):
     COPYING = "copying"
     UNAVAILABLE = "unavailable"
     BAD = "bad"
+    SUSPICIOUS = "suspicious"
+    LOST = "lost"
     BEING_DELETED = "being_deleted"
 
 

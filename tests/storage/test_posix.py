@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import subprocess
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,14 @@ from .conformance import MiB, PatternSource, StorageConformance
 def files_under(root: Path) -> list[str]:
     """Every file below ``root``, hidden ones included."""
     return sorted(str(path.relative_to(root)) for path in root.rglob("*") if not path.is_dir())
+
+
+def modes_under(root: Path) -> dict[str, int]:
+    """The permission bits of ``root`` (as ".") and of everything below it."""
+    found = {".": stat.S_IMODE(root.stat().st_mode)}
+    for path in root.rglob("*"):
+        found[str(path.relative_to(root))] = stat.S_IMODE(path.stat().st_mode)
+    return found
 
 
 class TestPosix(StorageConformance):
@@ -110,6 +119,70 @@ class TestPosix(StorageConformance):
             open_backend("xyz", prefix=str(tmp_path))
         with pytest.raises(InvalidInput, match="colour"):
             open_backend("file", prefix=str(tmp_path), colour="blue")
+
+    @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+    def test_files_are_not_world_readable_whatever_the_umask(
+        self, tmp_path: Path, umask: int
+    ) -> None:
+        source = PosixBackend(tmp_path / "source", fsync=False)
+        sums = source.put("virgo/f", io.BytesIO(b"data"))
+        backend = PosixBackend(tmp_path / "rse")
+        previous = os.umask(umask)
+        try:
+            backend.put("virgo/ab/cd/put", io.BytesIO(b"data"))
+            backend.put_verified("virgo/ab/ef/verified", io.BytesIO(b"data"))
+            backend.copy_from("virgo/gh/ij/copied", source, "virgo/f", expected=sums)
+            backend.put("virgo/ab/cd/put", io.BytesIO(b"again"), overwrite=True)
+        finally:
+            os.umask(previous)
+        assert modes_under(tmp_path / "rse") == {
+            ".": 0o750,
+            "virgo": 0o750,
+            "virgo/ab": 0o750,
+            "virgo/ab/cd": 0o750,
+            "virgo/ab/cd/put": 0o640,
+            "virgo/ab/ef": 0o750,
+            "virgo/ab/ef/verified": 0o640,
+            "virgo/gh": 0o750,
+            "virgo/gh/ij": 0o750,
+            "virgo/gh/ij/copied": 0o640,
+        }
+
+    def test_the_modes_are_options_of_the_protocol(self, tmp_path: Path) -> None:
+        for file_mode, dir_mode, expected in [
+            ("0600", "0700", (0o600, 0o700)),
+            ("0o644", "755", (0o644, 0o755)),
+            (0o660, 0o770, (0o660, 0o770)),
+        ]:
+            root = tmp_path / f"rse{file_mode}"
+            backend = open_backend(
+                "file", prefix=str(root), fsync=False, file_mode=file_mode, dir_mode=dir_mode
+            )
+            backend.put("virgo/ab/file", io.BytesIO(b"x"))
+            assert modes_under(root) == {
+                ".": expected[1],
+                "virgo": expected[1],
+                "virgo/ab": expected[1],
+                "virgo/ab/file": expected[0],
+            }
+
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("file_mode", "0999"),
+            ("file_mode", "rw-r-----"),
+            ("file_mode", "01640"),
+            ("file_mode", 0o1640),
+            ("file_mode", "0440"),  # the storage could not write its own file
+            ("file_mode", True),
+            ("file_mode", ""),
+            ("dir_mode", "0640"),  # nor enter its own directory
+            ("dir_mode", -1),
+        ],
+    )
+    def test_bad_modes_are_refused(self, tmp_path: Path, option: str, value: object) -> None:
+        with pytest.raises(InvalidInput, match=f"option {option} must be octal permission bits"):
+            open_backend("file", prefix=str(tmp_path), **{option: value})
 
     @given(a=st.binary(max_size=5000), b=st.binary(max_size=70000))
     def test_adler32_combine_equals_zlib(self, a: bytes, b: bytes) -> None:

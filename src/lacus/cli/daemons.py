@@ -17,8 +17,7 @@ def daemon(
     name: Annotated[
         str,
         typer.Argument(
-            help="evaluator, conveyor, repairer, rule-expirer, did-expirer, transmogrifier, "
-            "reaper, event-sender, event-pruner, history-pruner, hop-sweeper, or all."
+            help="A daemon's name (docs/rules.md lists them, and so does a wrong name), or all."
         ),
     ],
     lake: Annotated[

@@ -72,13 +72,14 @@ def replicas(
     did: str,
     rse: Annotated[str | None, typer.Option(help="Only replicas on this RSE.")] = None,
     all_states: Annotated[
-        bool, typer.Option("--all-states", help="Not only available ones.")
+        bool, typer.Option("--all-states", help="Not only available ones (always with --json).")
     ] = False,
     json: JsonOption = False,
 ) -> None:
-    """List the replicas of the files of a DID."""
+    """List the replicas of the files of a DID: with --all-states (and in JSON) also those
+    not available (suspicious, bad, unavailable, lost...) with the reason."""
     with client() as lacus:
-        found = lacus.list_replicas([did], rse=rse, all_states=all_states)
+        found = lacus.list_replicas([did], rse=rse, all_states=all_states or json)
         if json:
             emit_json(found)
             return
@@ -89,23 +90,23 @@ def replicas(
                 "adler32": item["adler32"],
                 "rse": rse_name,
                 "state": location["state"],
+                "reason": location.get("reason"),
                 "pfn": location["pfn"],
             }
             for item in found
             for rse_name, location in sorted(item["rses"].items())
         )
-        table(
-            rows,
-            [
-                ("did", "DID"),
-                ("bytes", "size"),
-                ("adler32", "adler32"),
-                ("rse", "RSE"),
-                ("state", "state"),
-                ("pfn", "PFN"),
-            ],
-            formatters={"bytes": human_bytes},
-        )
+        columns = [
+            ("did", "DID"),
+            ("bytes", "size"),
+            ("adler32", "adler32"),
+            ("rse", "RSE"),
+            ("state", "state"),
+            ("pfn", "PFN"),
+        ]
+        if all_states:
+            columns.insert(5, ("reason", "reason"))
+        table(rows, columns, formatters={"bytes": human_bytes})
 
 
 @dataset_app.command("add")

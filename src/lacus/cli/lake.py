@@ -59,9 +59,8 @@ def serve(
     ] = True,
 ) -> None:
     """Serve a lake over HTTP (Rucio's REST dialect), with its daemons unless told not to."""
-    import uvicorn
-
     from lacus.server import create_app
+    from lacus.server.connections import serve as serve_guarded
     from lacus.service import load_settings
 
     directory = lake or Path(os.environ.get("LACUS_LAKE", "lacus-data"))
@@ -69,15 +68,7 @@ def serve(
     app = create_app(settings, daemons=daemons)
     console().print(f"Lacus serving {settings.lake_dir} on http://{host}:{port}")
     console().print(f"  dashboard: http://{host}:{port}/dashboard")
-    # Open event streams never end by themselves: give them a few seconds on shutdown.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=3,
-    )
+    serve_guarded(settings, app, host=host, port=port)
 
 
 def login(

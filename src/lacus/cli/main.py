@@ -11,6 +11,7 @@ from lacus.cli import (
     data,
     dids,
     event_destinations,
+    integrity,
     lake,
     policies,
     quotas,
@@ -59,6 +60,9 @@ app.add_typer(policies.app, name="policy")
 app.add_typer(transfers.app, name="transfers")
 app.add_typer(stream.app, name="stream")
 app.add_typer(event_destinations.app, name="events")
+app.add_typer(integrity.declare_app, name="declare")
+app.add_typer(integrity.audit_app, name="audit")
+app.add_typer(integrity.quarantine_app, name="quarantine")
 
 
 def main(argv: list[str] | None = None) -> int:

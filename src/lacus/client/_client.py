@@ -356,6 +356,70 @@ class Client:
             ]
             self.session.request("POST", "/traces/", json=traces)
 
+    # -- integrity -------------------------------------------------------------------------------
+    def declare_replicas(
+        self,
+        state: str,
+        dids: Sequence[str],
+        *,
+        rse: str,
+        reason: str,
+        until: datetime | None = None,
+    ) -> list[str]:
+        """Declare the replicas on ``rse`` of files (of every file of a dataset or container
+        there) ``state``: "suspicious" (anyone who sees the file; the server reads it back),
+        "bad" (the scope's owner or an admin; copied again from a good copy) or "unavailable"
+        (until ``until``, forever when None). Returns the files declared; a replica refused
+        raises its error (ReplicaNotFound, AccessDenied...) after the others were declared."""
+        from lacus.client.integrity import declare
+
+        return declare(self, state, dids, rse=rse, reason=reason, until=until)
+
+    def report_suspicious(
+        self, replicas: Sequence[tuple[str, str, str]], *, reason: str
+    ) -> dict[str, list[str]]:
+        """Report replicas ``(scope, name, rse)`` suspicious (Rucio's ``POST
+        /replicas/suspicious``); returns those not declared, per RSE, with why."""
+        body = {
+            "replicas": [{"scope": s, "name": n, "rse": r} for s, n, r in replicas],
+            "reason": reason,
+        }
+        result: dict[str, list[str]] = self.session.json("POST", "/replicas/suspicious", json=body)
+        return result
+
+    def list_suspicious(self, *, rse_expression: str | None = None) -> list[dict[str, Any]]:
+        """Replicas suspicious now: scope, name, rse, ``cnt`` (reports), reason, created_at."""
+        params = {"rse_expression": rse_expression} if rse_expression else None
+        result: list[dict[str, Any]] = self.session.json(
+            "GET", "/replicas/suspicious", params=params
+        )
+        return result
+
+    def replica_history(self, did: str) -> list[dict[str, Any]]:
+        """What was declared of the file's replicas, oldest first: rse, state, reason,
+        account, created_at."""
+        scope, name = parse_did(did)
+        return list(self.session.ndjson("GET", f"/integrity/history/{_p(scope)}/{_p(name)}"))
+
+    def audit_report(self, rse: str | None = None) -> list[dict[str, Any]]:
+        """Per RSE (or ``rse``): its last ``audit`` and ``scrub`` (state, times, counts) and
+        the replicas in doubt ``now`` (suspicious, bad, unavailable, lost, quarantined)."""
+        params = {"rse": rse} if rse else None
+        result: list[dict[str, Any]] = self.session.json("GET", "/integrity/audits", params=params)
+        return result
+
+    def list_quarantine(self, rse: str | None = None) -> list[dict[str, Any]]:
+        """Admins: the dark files in quarantine (of ``rse``): rse, path, bytes, reason,
+        found_at, seen_at."""
+        params = {"rse": rse} if rse else None
+        return list(self.session.ndjson("GET", "/integrity/quarantine", params=params))
+
+    def quarantine(self, rse: str, paths: Sequence[str]) -> None:
+        """Admins: record files on ``rse`` the catalog does not know (paths below its prefix)
+        as dark; the dark reaper deletes them once old enough and still unknown."""
+        body = {"rse": rse, "replicas": [{"path": path} for path in paths]}
+        self.session.request("POST", "/replicas/quarantine", json=body)
+
     # -- rules -----------------------------------------------------------------------------------
     def add_rule(
         self,

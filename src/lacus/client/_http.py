@@ -41,6 +41,17 @@ class Session:
             assert self._token is not None
             return self._token
 
+    def token_seconds_left(self) -> float | None:
+        """How many seconds the token can still be used (``GET /auth/validate``: the server
+        knows the expiry of its own tokens and of a JWT), or None when that does not matter:
+        with a password the session logs in again whenever its token runs out."""
+        if self.config.password:
+            return None
+        response = self._send("GET", "/auth/validate", headers={"X-Rucio-Auth-Token": self.token})
+        raise_for_error(response)
+        left = orjson.loads(response.content).get("seconds_left")
+        return float(left) if isinstance(left, int | float) else None
+
     def forget_token(self) -> None:
         """The server refused the token: log in again on the next request."""
         with self._lock:

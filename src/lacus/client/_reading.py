@@ -8,7 +8,8 @@ sums the bytes as they are read from the start of the file, and the read that re
 raises ChecksumMismatch when they do not match — so a whole-file read never returns bytes that
 fail the check, and a file read from start to end fails at its last read if it was corrupt.
 A storage that cannot serve parts (``UnsupportedOperation``, or no ``ReadsRanges``) is read
-through a verified copy in the local cache directory.
+through a verified copy in the local cache directory. A replica whose bytes do not match is
+reported suspicious to the server (``suspect``, best effort).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lacus.checksums import ChecksumAccumulator, Checksums, adler32, format_adler32
 from lacus.client._closest import local_prefix, order_replicas
 from lacus.client._storage import backend_for
+from lacus.client.integrity import Suspects
 from lacus.errors import (
     ChecksumMismatch,
     DIDNotFound,
@@ -111,6 +113,7 @@ class ReplicaReader:
         self.cache_dir = cache_dir
         self._lock = threading.Lock()
         self._opened: list[StorageBackend] = []
+        self.suspects = Suspects(client, reader="lacus:// read")
         self._forget()
 
     def close(self) -> None:
@@ -196,9 +199,17 @@ class ReplicaReader:
         for rse, location in file.candidates:
             try:
                 return self._read_checked(file, rse, location["path"])
+            except ChecksumMismatch as exc:
+                errors.append(exc)
+                self.suspect(file, rse, exc, where=f"{self.backend(rse).url}/{location['path']}")
             except LacusError as exc:
                 errors.append(exc)
         raise _failure(file, errors)
+
+    def suspect(self, file: Located, rse: str, problem: LacusError, *, where: str = "") -> None:
+        """Report the file's replica on ``rse`` suspicious: its bytes do not match (best
+        effort, once per reader)."""
+        self.suspects.report(file.scope, file.name, rse, problem.message, where=where)
 
     def _read_checked(self, file: Located, rse: str, path: str) -> bytes:
         backend = self.backend(rse)
@@ -220,7 +231,12 @@ class ReplicaReader:
         errors: list[LacusError] = []
         for rse, location in file.candidates:
             try:
-                read_verified(self.backend(rse), location["path"], dest, expected=file.expected)
+                backend = self.backend(rse)
+                read_verified(backend, location["path"], dest, expected=file.expected)
+            except ChecksumMismatch as exc:
+                errors.append(exc)
+                self.suspect(file, rse, exc, where=f"{backend.url}/{location['path']}")
+                continue
             except LacusError as exc:
                 errors.append(exc)
                 continue

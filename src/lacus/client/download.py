@@ -2,7 +2,8 @@
 
 Files land in ``DIR/scope/name``; with ``structure=True`` the DID's structure is kept as
 directories (``DIR/scope/container/dataset/name``). A file already present with the right
-checksum is skipped. A corrupted or unreachable replica is never kept: the next replica is tried.
+checksum is skipped. A corrupted or unreachable replica is never kept: the next replica is tried,
+and a corrupted one is reported suspicious to the server (best effort, ``integrity.Suspects``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from lacus.checksums import Checksums, checksum_file
 from lacus.client._storage import backend_for
-from lacus.errors import DIDNotFound, InvalidInput, LacusError, ReplicaNotFound
+from lacus.client.integrity import Suspects
+from lacus.errors import ChecksumMismatch, DIDNotFound, InvalidInput, LacusError, ReplicaNotFound
 from lacus.naming import parse_did
 from lacus.storage import StorageBackend, read_verified
 
@@ -50,6 +52,7 @@ class Downloader:
         self.workers = max(1, workers)
         self.progress = progress
         self._backends: dict[str, StorageBackend | LacusError] = {}
+        self.suspects = Suspects(client, reader="lacus download")
 
     def download(
         self, dids: list[str], directory: Path, *, structure: bool
@@ -156,9 +159,13 @@ class Downloader:
         errors: list[LacusError] = []
         for rse_name, location in _ordered(replica["rses"], self.rse):
             try:
-                read_verified(
-                    self._backend(rse_name), location["path"], target.dest, expected=expected
-                )
+                backend = self._backend(rse_name)
+                read_verified(backend, location["path"], target.dest, expected=expected)
+            except ChecksumMismatch as exc:  # the copy is corrupt: the server should know
+                errors.append(exc)
+                where = f"{backend.url}/{location['path']}"
+                self.suspects.report(target.scope, target.name, rse_name, exc.message, where=where)
+                continue
             except LacusError as exc:
                 errors.append(exc)
                 continue

@@ -427,6 +427,9 @@ class LacusReadFile(AbstractBufferedFile):  # type: ignore[misc]
                 self._source = None
                 continue
             except ChecksumMismatch as exc:
+                if source.rse is not None:  # a replica's bytes are wrong, not the local copy's
+                    where = self._check.where if exc.message.startswith("lacus://") else ""
+                    self.fs.reader.suspect(self.file, source.rse, exc, where=where)
                 if start != 0 or end != self.size:  # earlier parts were returned already
                     raise
                 self._errors.append(exc.message)

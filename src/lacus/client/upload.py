@@ -6,11 +6,23 @@ Nested collections are named by their path joined with ``.`` (``obs1.raw``), so 
 within one upload. Every file is written, verified on the storage (size and adler32 read back),
 and only then registered: a failure at any step deletes the bytes this upload wrote and leaves no
 catalog entry for them.
+
+A client with a token and no password cannot get a new token when it runs out, and the files are
+registered at the end: an upload that outlasts its token would lose all its work at the very end.
+So such a client first asks the server how long its token has left, and races the upload
+against it (``_TokenBudget``): with ``upload_rate`` set it refuses before writing a byte when
+the upload cannot finish in time; otherwise it measures the speed in the first seconds and stops
+as soon as the rest cannot finish in time (the refusal comes early, not at the end). When it
+stops, the files already written and verified are registered (with their datasets) while the
+token still works, and the error names them. With a password the session logs in again when
+the token runs out, and none of this applies.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
@@ -27,6 +39,7 @@ from lacus.errors import (
     LacusError,
     LocalFileError,
     RSEReadOnly,
+    Unauthenticated,
 )
 from lacus.naming import deterministic_path, validate_name, validate_scope
 from lacus.storage import StorageBackend, write_verified
@@ -37,6 +50,14 @@ if TYPE_CHECKING:
 
 REGISTER_BATCH = 5000
 DIDKey = tuple[str, str]
+MiB = 1024 * 1024
+
+TOKEN_MARGIN_SECONDS = 30.0
+"""Seconds of token life kept for the end of an upload: verifying and registering."""
+RATE_SAFETY = 1.25
+"""Time estimates assume the upload goes this much slower than measured (or configured)."""
+MEASURE_SECONDS = 1.0
+"""The speed of an upload is judged once it has run this long."""
 
 
 @dataclass(slots=True)
@@ -127,21 +148,96 @@ def _check_path(path: str) -> str:
     return path
 
 
-class _ProgressReader:
-    """A file object that reports how many bytes were read."""
+class _TokenTooShort(Unauthenticated):
+    """The token runs out before the upload can finish (``finished``: the files written)."""
 
-    def __init__(self, raw: BinaryIO, progress: Callable[[int], None]) -> None:
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.finished: list[FileItem] = []
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``4 min``, ``2 h 5 min``."""
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+
+
+class _TokenBudget:
+    """An upload racing its token's expiry: told every byte read, it raises ``_TokenTooShort``
+    (in the worker that reads, and then in every other) once the rest cannot finish in time."""
+
+    def __init__(self, seconds_left: float, total: int, rate: float | None) -> None:
+        self.started = time.monotonic()
+        self.expires = self.started + seconds_left
+        self.total = total
+        self.done = 0
+        self.tripped: str | None = None
+        self._lock = threading.Lock()
+        if seconds_left <= TOKEN_MARGIN_SECONDS:
+            self._trip(f"the token expires in {_duration(seconds_left)}: too soon to upload")
+        if rate is not None:  # MiB/s, configured: judged before the first byte
+            self._judge(rate * MiB, configured=True)
+
+    def spend(self, count: int) -> None:
+        with self._lock:
+            if self.tripped is None:
+                self.done += count
+                elapsed = time.monotonic() - self.started
+                if elapsed >= MEASURE_SECONDS and self.done:
+                    self._judge(self.done / elapsed, configured=False)
+            if self.tripped is not None:
+                raise _TokenTooShort(self.tripped)
+
+    def _judge(self, rate: float, *, configured: bool) -> None:
+        now = time.monotonic()
+        rest = (self.total - self.done) / rate * RATE_SAFETY
+        if now + rest + TOKEN_MARGIN_SECONDS <= self.expires:
+            return
+        speed = f"{rate / MiB:.3g} MiB/s {'configured' if configured else 'measured'}"
+        self._trip(
+            f"the token expires in {_duration(self.expires - now)}; this upload needs about "
+            f"{_duration(now - self.started + rest + TOKEN_MARGIN_SECONDS)} "
+            f"({self.total / MiB:.1f} MiB at {speed})"
+        )
+
+    def _trip(self, why: str) -> None:
+        self.tripped = (
+            f"{why}: log in with a password (LACUS_ACCOUNT and LACUS_PASSWORD, or "
+            "'lacus login') or get a longer token"
+        )
+
+
+class _ProgressReader:
+    """A file object that reports how many bytes were read (to ``progress`` and ``budget``)."""
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        progress: Callable[[int], None] | None,
+        budget: _TokenBudget | None = None,
+    ) -> None:
         self._raw = raw
         self._progress = progress
+        self._budget = budget
+
+    def _count(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress(count)
+        if self._budget is not None:
+            self._budget.spend(count)
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        self._progress(len(data))
+        self._count(len(data))
         return data
 
     def readinto(self, buffer: Any) -> int:
         count = self._raw.readinto(buffer)  # type: ignore[attr-defined]
-        self._progress(count or 0)
+        self._count(count or 0)
         return int(count or 0)
 
     def readable(self) -> bool:
@@ -165,6 +261,7 @@ class Uploader:
         self.md5 = md5
         self.workers = max(1, workers)
         self.progress = progress
+        self.budget: _TokenBudget | None = None
 
     def upload(
         self,
@@ -209,7 +306,17 @@ class Uploader:
                 if rse["deterministic"]
                 else path or f"{self.scope}/{item.name}"
             )
-        written = self._write_all(backend, plan.files)
+        seconds_left = self.client.session.token_seconds_left()
+        if seconds_left is not None:
+            total = sum(item.size for item in plan.files)
+            self.budget = _TokenBudget(seconds_left, total, self.client.config.upload_rate)
+            if self.budget.tripped is not None:
+                raise Unauthenticated(self.budget.tripped)
+        try:
+            written = self._write_all(backend, plan.files)
+        except _TokenTooShort as exc:
+            self._keep(backend, plan, exc.finished, meta)
+            raise Unauthenticated(_kept(exc.message, exc.finished, plan)) from None
         try:
             self._register(plan, meta)
         except BaseException:
@@ -230,13 +337,38 @@ class Uploader:
             for item in plan.files
         ]
 
+    def _keep(
+        self,
+        backend: StorageBackend,
+        plan: Plan,
+        finished: list[FileItem],
+        meta: Mapping[str, MetaValue] | None,
+    ) -> None:
+        """Register the files written before the upload stopped, in their datasets (not linked
+        into containers: the rest of the tree is missing); removed if that fails too."""
+        if not finished:
+            return
+        kept = {item.dataset for item in finished}
+        part = Plan(files=finished, datasets=[name for name in plan.datasets if name in kept])
+        try:
+            self._register(part, meta)
+        except BaseException:
+            self._remove(backend, [item for item in finished if not item.registered])
+            raise
+
     def _write_one(self, backend: StorageBackend, item: FileItem) -> FileItem:
+        if self.budget is not None and self.budget.tripped is not None:
+            raise _TokenTooShort(self.budget.tripped)
         try:
             source: BinaryIO = open(item.local, "rb", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise LocalFileError(f"cannot read {item.local}: {exc.strerror}") from None
         with source:
-            reader: Any = _ProgressReader(source, self.progress) if self.progress else source
+            reader: Any = (
+                _ProgressReader(source, self.progress, self.budget)
+                if self.progress or self.budget
+                else source
+            )
             item.checksums = write_verified(backend, item.path, reader, md5=self.md5)
         if item.checksums.bytes != item.size:
             backend.delete(item.path)
@@ -249,6 +381,9 @@ class Uploader:
             try:
                 for item in items:
                     done.append(self._write_one(backend, item))
+            except _TokenTooShort as exc:
+                exc.finished = done  # kept: the caller registers them
+                raise
             except BaseException:
                 self._remove(backend, done)
                 raise
@@ -268,9 +403,13 @@ class Uploader:
                     for f in futures
                     if f.done() and not f.cancelled() and f.exception() is None
                 ]
-                self._remove(backend, ok)
                 error = failed[0].exception()
                 assert error is not None
+                if all(isinstance(f.exception(), _TokenTooShort) for f in failed):
+                    assert isinstance(error, _TokenTooShort)
+                    error.finished = ok  # kept: the caller registers them
+                    raise error
+                self._remove(backend, ok)
                 raise error
         return [future.result() for future in futures]
 
@@ -341,3 +480,18 @@ class Uploader:
                 self.client.attach(
                     did, [f"{self.scope}:{child}" for child in children], ignore_duplicates=True
                 )
+
+
+def _kept(message: str, finished: list[FileItem], plan: Plan) -> str:
+    """``message``, and which files of ``plan`` were kept (written and registered)."""
+    if not finished:
+        return f"{message}; nothing was uploaded"
+    done = {id(item) for item in finished}
+    rest = [item for item in plan.files if id(item) not in done]
+    names = ", ".join(item.name for item in finished[:5]) + (", ..." if len(finished) > 5 else "")
+    return (
+        f"{message}; kept the {len(finished)} file{'s' if len(finished) != 1 else ''} "
+        f"finished ({names}); {len(rest)} not uploaded, starting with {rest[0].local}"
+        if rest
+        else f"{message}; every file was written and kept"
+    )

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from lacus.core import events, queue
+from lacus.core import embargo, events, queue
 from lacus.core.clock import utcnow
 from lacus.core.filters import Filter, any_of, name_condition, to_condition
 from lacus.core.scopes import get_scope
@@ -436,6 +436,7 @@ def attach(
             for key in new
         ],
     )
+    embargo.paths_changed(conn, (scope, name), names_by_scope(new))
     added_bytes = sum(found[key].bytes or 0 for key in new)
     _update_totals(conn, scope, name, parent.did_type, len(new), added_bytes, now)
     queue.content_changed(
@@ -468,8 +469,9 @@ def attach_new_files(
     What ``attach(..., ignore_duplicates=True)`` does, without reading the files back: they are
     files, of these sizes, attached nowhere yet. The dataset's counters are updated first, which
     locks its row (one statement for the lock and the count). A parent that is not an open
-    dataset gets ``attach``'s own answer. Returns the parent's ``lock_collection`` row (its
-    embargo is for the caller to pass on), or None when it does not exist (nothing attached).
+    dataset gets ``attach``'s own answer. Like ``attach``, hands the dataset's embargo down to
+    the files. Returns the parent's ``lock_collection`` row, or None when it does not exist
+    (nothing attached).
     """
     sizes = dict(files)
     size = sum(sizes.values())
@@ -493,6 +495,7 @@ def attach_new_files(
         ("scope", "name", "child_scope", "child_name", "child_type", "created_at"),
         [(scope, name, child[0], child[1], file_type, now) for child in sizes],
     )
+    embargo.paths_changed(conn, (scope, name), names_by_scope(sizes))
     queue.content_changed(
         conn,
         scope,
@@ -624,6 +627,7 @@ def detach(conn: Connection, scope: str, name: str, children: Sequence[DIDKey]) 
                 tuple_(contents.c.child_scope, contents.c.child_name).in_(part),
             )
         )
+    embargo.paths_changed(conn, (scope, name), names_by_scope(unique))
     removed_bytes = sum(found[key].bytes or 0 for key in unique)
     _update_totals(conn, scope, name, parent.did_type, -len(unique), -removed_bytes, utcnow())
     queue.content_changed(conn, scope, name, detached=True)

@@ -28,16 +28,15 @@ from sqlalchemy import (
     update,
 )
 
-from lacus.core import events, locks
+from lacus.core import events, integrity, locks
 from lacus.core.clock import utcnow
-from lacus.core.dids import names_by_scope
 from lacus.core.replicas import register_replicas
 from lacus.core.sources import success_rate
 from lacus.core.visibility import visible
-from lacus.db.tables import dids, replicas, requests, rses, rules, transfers
+from lacus.db.tables import dids, requests, rses, transfers
 from lacus.db.tables import locks as locks_table
 from lacus.errors import NotFound
-from lacus.types import FileSpec, LockState, ReplicaState, RequestState, Viewer
+from lacus.types import FileSpec, LockState, RequestState, Viewer
 
 CHUNK = 500
 
@@ -130,15 +129,7 @@ def transfers_done(conn: Connection, attempts: Sequence[Attempt]) -> int:
     for dest_rse_id, items in by_dest.items():
         rse = conn.execute(select(rses).where(rses.c.id == dest_rse_id)).one()
         keys = [(request.scope, request.name) for request, _ in items]
-        for scope, names in names_by_scope(keys, CHUNK):  # a bad replica there: replaced
-            conn.execute(
-                delete(replicas).where(
-                    replicas.c.scope == scope,
-                    replicas.c.name.in_(names),
-                    replicas.c.rse_id == dest_rse_id,
-                    replicas.c.state == ReplicaState.BAD.value,
-                )
-            )
+        integrity.repaired(conn, dest_rse_id, keys)  # a bad replica there: replaced
         specs: list[FileSpec] = []
         for request, attempt in items:
             spec: FileSpec = {
@@ -413,118 +404,3 @@ def failed_sources(conn: Connection, request_ids: Sequence[int]) -> dict[int, se
         ):
             found[row.request_id].add(row.source_rse_id)
     return found
-
-
-def declare_bad(conn: Connection, bad: Sequence[tuple[str, str, int, str]]) -> int:
-    """Replicas ``(scope, name, rse_id, reason)`` are missing or corrupt on their storage.
-
-    Each becomes ``bad`` (never a source again; ``replica.bad`` event). A rule that keeps the
-    file there gets it back: its locks turn ``replicating`` and a transfer request is queued
-    (the new copy replaces the bad one). A bad replica no rule keeps is tombstoned for the
-    reaper. Returns how many replicas changed.
-    """
-    now = utcnow()
-    changed: list[tuple[str, str, int, str]] = []
-    for scope, name, rse_id, reason in bad:
-        count = conn.execute(
-            update(replicas)
-            .where(
-                replicas.c.scope == scope,
-                replicas.c.name == name,
-                replicas.c.rse_id == rse_id,
-                replicas.c.state == ReplicaState.AVAILABLE.value,
-            )
-            .values(state=ReplicaState.BAD.value, updated_at=now)
-        ).rowcount
-        if count:
-            changed.append((scope, name, rse_id, reason))
-    if not changed:
-        return 0
-    rse_names = {
-        row.id: row.rse
-        for row in conn.execute(
-            select(rses.c.id, rses.c.rse).where(rses.c.id.in_({c[2] for c in changed}))
-        )
-    }
-    events.emit_many(
-        conn,
-        [
-            ("replica.bad", scope, name, {"rse": rse_names.get(rse_id), "reason": reason[:1000]})
-            for scope, name, rse_id, reason in changed
-        ],
-    )
-    touched: set[str] = set()
-    for scope, name, rse_id, _ in changed:
-        held = list(
-            conn.execute(
-                select(locks_table.c.rule_id).where(
-                    locks_table.c.scope == scope,
-                    locks_table.c.name == name,
-                    locks_table.c.rse_id == rse_id,
-                )
-            ).scalars()
-        )
-        if not held:
-            conn.execute(
-                update(replicas)
-                .where(
-                    replicas.c.scope == scope, replicas.c.name == name, replicas.c.rse_id == rse_id
-                )
-                .values(tombstone=locks.EPOCH)
-            )
-            continue
-        conn.execute(
-            update(locks_table)
-            .where(
-                locks_table.c.scope == scope,
-                locks_table.c.name == name,
-                locks_table.c.rse_id == rse_id,
-            )
-            .values(state=LockState.REPLICATING.value, updated_at=now)
-        )
-        touched.update(held)
-        _queue_repair(conn, scope, name, rse_id, held[0], now)
-    locks.refresh_rules(conn, touched)
-    return len(changed)
-
-
-def _queue_repair(
-    conn: Connection, scope: str, name: str, rse_id: int, rule_id: str, now: datetime
-) -> None:
-    """A request to bring ``scope:name`` back to ``rse_id`` for ``rule_id`` (unless one exists)."""
-    if conn.execute(
-        select(
-            exists().where(
-                requests.c.scope == scope, requests.c.name == name, requests.c.dest_rse_id == rse_id
-            )
-        )
-    ).scalar():
-        return
-    file = conn.execute(
-        select(dids.c.bytes, dids.c.adler32, dids.c.md5).where(
-            dids.c.scope == scope, dids.c.name == name
-        )
-    ).one()
-    rule = conn.execute(
-        select(rules.c.activity, rules.c.priority, rules.c.source_replica_expression).where(
-            rules.c.id == rule_id
-        )
-    ).one()
-    conn.execute(
-        insert(requests).values(
-            scope=scope,
-            name=name,
-            dest_rse_id=rse_id,
-            rule_id=rule_id,
-            state=RequestState.QUEUED.value,
-            activity=rule.activity,
-            priority=rule.priority,
-            bytes=file.bytes,
-            adler32=file.adler32,
-            md5=file.md5,
-            source_replica_expression=rule.source_replica_expression,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-    )

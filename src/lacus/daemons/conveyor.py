@@ -42,18 +42,18 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, exists, or_, select, update
 
 from lacus.checksums import Checksums
-from lacus.core import claims
+from lacus.core import claims, integrity
 from lacus.core.clock import utcnow
 from lacus.core.dids import names_by_scope
 from lacus.core.distances import Links, load_links
 from lacus.core.expressions import resolve
+from lacus.core.integrity import Declaration
 from lacus.core.locks import replicas_arrived
 from lacus.core.replicas import replica_path
 from lacus.core.rses import list_rses, rse_attribute_map
 from lacus.core.sources import Replica, Route, routes
 from lacus.core.transfers import (
     Attempt,
-    declare_bad,
     failed_sources,
     link_success,
     transfer_failed,
@@ -137,7 +137,8 @@ class Outcome:
     error: str | None = None
     source_rse_id: int | None = None
     method: str | None = None
-    bad: list[tuple[str, str, int, str]] = field(default_factory=list)
+    bad: list[tuple[str, str, int, str, bool]] = field(default_factory=list)
+    """Sources at fault: scope, name, RSE id, why, and whether the file was missing."""
     started_at: datetime = field(default_factory=utcnow)
     duration: float = 0.0
 
@@ -411,7 +412,7 @@ class _Pass:
         expected = Checksums(bytes=request.bytes, adler32=request.adler32, md5=request.md5)
         started_at, started = utcnow(), time.monotonic()
         errors: list[str] = []
-        bad: list[tuple[str, str, int, str]] = []
+        bad: list[tuple[str, str, int, str, bool]] = []
         source_id: int | None = None
         if _retried(request):
             self._remove_temporaries(job.dest, job.dest_path)
@@ -420,7 +421,8 @@ class _Pass:
             try:
                 method = self._copy(job, route, expected)
             except (SourceFileMissing, SourceCorrupted) as exc:
-                bad.append((request.scope, request.name, source_id, str(exc)))
+                missing = isinstance(exc, SourceFileMissing)
+                bad.append((request.scope, request.name, source_id, str(exc), missing))
                 errors.append(f"from {route.source.rse}: {exc}")
                 continue
             except LacusError as exc:
@@ -530,10 +532,25 @@ class _Pass:
                         duration=outcome.duration,
                     )
             if bad:
-                declare_bad(conn, bad)
+                self._report(conn, bad)
             if orphans:
                 self._take_back(conn, orphans)
         self.registered += len(outcomes)
+
+    def _report(self, conn: Connection, bad: list[tuple[str, str, int, str, bool]]) -> None:
+        """Sources found missing (bad) or with other bytes than the catalog's (suspicious: the
+        necromancer reads them back)."""
+        for missing, state in ((True, ReplicaState.BAD), (False, ReplicaState.SUSPICIOUS)):
+            declared = [Declaration(*item[:4]) for item in bad if item[4] is missing]
+            if declared:
+                integrity.declare(
+                    conn,
+                    declared,
+                    state,
+                    account="root",
+                    suspicious_limit=self.lake.settings.suspicious_reports_limit,
+                )
+        self.lake.wake("necromancer")
 
     def _take_back(self, conn: Connection, jobs: list[Job]) -> None:
         """Copies whose request is gone (its rule was deleted) are nobody's replica: delete them,

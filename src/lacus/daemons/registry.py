@@ -9,14 +9,20 @@ from sqlalchemy import Column, ColumnElement, Connection, Table, and_, exists, s
 
 from lacus.core import expiry, reaping
 from lacus.core.clock import utcnow
+from lacus.core.integrity import needs_care
+from lacus.daemons.auditor import auditor_pass, dark_reaper_pass
+from lacus.daemons.auditor import due as audit_due
 from lacus.daemons.base import Daemon
 from lacus.daemons.conveyor import conveyor_pass
 from lacus.daemons.conveyor import pending as conveyor_pending
 from lacus.daemons.evaluator import evaluator_pass
 from lacus.daemons.expirers import did_expirer_pass, rule_expirer_pass
+from lacus.daemons.necromancer import necromancer_pass
 from lacus.daemons.reaper import reaper_pass
 from lacus.daemons.repairer import repairer_pass
 from lacus.daemons.retention import history_pruner_pass, pruner_pass
+from lacus.daemons.scrubber import due as scrub_due
+from lacus.daemons.scrubber import scrubber_pass
 from lacus.daemons.sender import run_sender, sender_pass
 from lacus.daemons.sweeper import due as sweep_due
 from lacus.daemons.sweeper import sweeper_pass
@@ -104,6 +110,29 @@ DAEMONS: dict[str, Daemon] = {
             sweeper_pass,
             "deletes multi-hop scratch copies a killed worker left behind",
             sweep_due,
+        ),
+        Daemon(
+            "necromancer",
+            necromancer_pass,
+            "reads suspicious replicas back, copies bad ones again, declares lost files",
+            needs_care,
+        ),
+        Daemon(
+            "auditor",
+            auditor_pass,
+            "lists each RSE's storage and compares it with the catalog (lost and dark files)",
+            audit_due,
+        ),
+        Daemon(
+            "scrubber",
+            scrubber_pass,
+            "re-reads stored bytes and checks their checksums, within a rate budget per RSE",
+            scrub_due,
+        ),
+        Daemon(
+            "dark-reaper",
+            dark_reaper_pass,
+            "deletes quarantined dark files past dark_min_age_days that are still unknown",
         ),
         Daemon(
             "history-pruner",

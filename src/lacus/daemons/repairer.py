@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 
 from lacus.core import evaluation, locks, queue
 from lacus.core.clock import utcnow
+from lacus.core.integrity import LOST_ERROR
 from lacus.db.engine import is_sqlite
 from lacus.db.tables import locks as locks_table
-from lacus.db.tables import requests, rses, rules
+from lacus.db.tables import replicas, requests, rses, rules
 from lacus.service.lake import Lake
-from lacus.types import LockState, RequestState, RuleState
+from lacus.types import LockState, ReplicaState, RequestState, RuleState
 
 BATCH = 100
 RETRY_PLACEMENT_SECONDS = 60.0
@@ -38,7 +39,14 @@ def repairer_pass(lake: Lake, worker: str) -> int:
                 & (requests.c.name == locks_table.c.name)
                 & (requests.c.dest_rse_id == locks_table.c.rse_id),
             )
-            .where(locks_table.c.state == LockState.STUCK.value)
+            .where(
+                locks_table.c.state == LockState.STUCK.value,
+                ~exists().where(  # a lost file: nothing to copy from, said loudly elsewhere
+                    replicas.c.scope == locks_table.c.scope,
+                    replicas.c.name == locks_table.c.name,
+                    replicas.c.state == ReplicaState.LOST.value,
+                ),
+            )
             .order_by(locks_table.c.updated_at)
             .limit(BATCH)
         )
@@ -90,6 +98,7 @@ def repairer_pass(lake: Lake, worker: str) -> int:
                 .where(
                     rules.c.state == RuleState.STUCK.value,
                     rules.c.error.is_not(None),
+                    ~rules.c.error.startswith(LOST_ERROR),
                     or_(
                         rules.c.updated_at.is_(None),
                         rules.c.updated_at < now - timedelta(seconds=RETRY_PLACEMENT_SECONDS),

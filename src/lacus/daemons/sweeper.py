@@ -24,7 +24,7 @@ from lacus.daemons.conveyor import HOP_DIR, MULTIHOP
 from lacus.db.tables import requests
 from lacus.errors import LacusError, StorageFileNotFound
 from lacus.service.lake import Lake
-from lacus.service.replicas import backend_for_rse
+from lacus.service.replicas import backend_for_rse, close_backend
 from lacus.storage import StorageBackend
 from lacus.types import RSEInfo
 
@@ -103,7 +103,4 @@ def _sweep(lake: Lake, info: RSEInfo, worker: str) -> int:
                      worker, deleted, info["rse"], HOP_DIR)  # fmt: skip
         return deleted
     finally:
-        close = getattr(backend, "close", None)  # connections to a storage server
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
+        close_backend(backend)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 metadata = MetaData(
@@ -34,6 +35,10 @@ SCOPE = String(25)
 NAME = String(250)
 ACCOUNT = String(25)
 TIMESTAMP = DateTime()
+
+
+NOT_AVAILABLE = "state <> 'available'"
+"""The replicas the integrity daemons look for (few): a partial index keeps them at hand."""
 
 
 def _ts(name: str, *, nullable: bool = False) -> Column[object]:
@@ -103,11 +108,17 @@ dids = Table(
     _ts("closed_at", nullable=True),
     Column("embargoed", Boolean, nullable=False, server_default=false()),
     _ts("embargo_release_at", nullable=True),
+    Column("own_embargoed", Boolean, nullable=False, server_default=false()),
+    _ts("own_release_at", nullable=True),
     _ts("expired_at", nullable=True),
     Index(None, "did_type"),
     Index(None, "created_at"),
     Index(None, "expired_at"),
 )
+"""``own_embargoed``, ``own_release_at``: the embargo set on this DID itself (migration 0013);
+``embargoed``, ``embargo_release_at``: the effective one every read checks (``core.visibility``),
+kept by ``core.embargo`` as its own embargo joined with what every path from a parent hands down
+(release: the latest, None for ever)."""
 
 did_meta = Table(
     "did_meta",
@@ -204,10 +215,103 @@ replicas = Table(
     _ts("updated_at"),
     _ts("accessed_at", nullable=True),
     _ts("tombstone", nullable=True),
+    _ts("verified_at", nullable=True),
+    Column("state_reason", String(255)),
+    Column("state_account", ACCOUNT),
+    _ts("state_expires_at", nullable=True),
+    Column("suspicious_reports", Integer),
     ForeignKeyConstraint(["scope", "name"], ["dids.scope", "dids.name"]),
     Index(None, "rse_id", "state"),
     Index(None, "tombstone"),
+    Index(None, "rse_id", "verified_at"),
+    Index(
+        "ix_replicas_not_available",
+        "state",
+        "updated_at",
+        sqlite_where=text(NOT_AVAILABLE),
+        postgresql_where=text(NOT_AVAILABLE),
+    ),
 )
+"""``verified_at``: when the scrubber (or a read-back) last found the stored bytes right.
+``state_reason``, ``state_account``: why and by whom the replica was declared suspicious, bad,
+unavailable or lost; ``state_expires_at``: when an ``unavailable`` one is available again;
+``suspicious_reports``: reports since it was last found right (migration 0012)."""
+
+replica_declarations = Table(
+    "replica_declarations",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("scope", SCOPE, nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("rse_id", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(255)),
+    Column("account", ACCOUNT),
+    Column("bytes", BigInteger),
+    _ts("created_at"),
+    _ts("expires_at", nullable=True),
+    Index(None, "scope", "name", "rse_id"),
+    Index(None, "state", "created_at"),
+    Index(None, "created_at"),
+)
+"""The history of replica states declared (Rucio's bad_replicas): suspicious reports, bad,
+unavailable, lost, and their end (``available``: found right again; ``repaired``). No foreign
+keys: the history outlives the replica."""
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("rse_id", Integer, ForeignKey("rses.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("bytes", BigInteger),
+    Column("scope", SCOPE),
+    Column("name", NAME),
+    Column("reason", String(255)),
+    _ts("mtime", nullable=True),
+    _ts("found_at"),
+    _ts("seen_at"),
+)
+"""Dark files: bytes on an RSE the catalog does not know, found by the auditor (or declared by
+an admin). Listed, never deleted before ``dark_min_age_days`` after ``found_at``, and then only
+by the dark reaper if the catalog still does not know them."""
+
+audits = Table(
+    "audits",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("rse_id", Integer, nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("worker", String(100)),
+    _ts("started_at"),
+    _ts("finished_at", nullable=True),
+    _ts("round_started_at", nullable=True),
+    Column("files", BigInteger, nullable=False),
+    Column("listed", BigInteger, nullable=False),
+    Column("dark", BigInteger, nullable=False),
+    Column("lost", BigInteger, nullable=False),
+    Column("bad", BigInteger, nullable=False),
+    Column("suspicious", BigInteger, nullable=False),
+    Column("bytes_verified", BigInteger, nullable=False),
+    Column("detail", String(1000)),
+    Index(None, "rse_id", "kind", "id"),
+)
+"""One row per audit (``kind`` audit) or scrub round (``kind`` scrub) of an RSE: ``state``
+running, finished or aborted (an audit that would act on too large a part of the RSE), with
+what it found. ``files``: replicas looked at; ``listed``: files on the storage."""
+
+integrity_work = Table(
+    "integrity_work",
+    metadata,
+    Column("rse_id", Integer, ForeignKey("rses.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    _ts("next_at", nullable=True),
+    Column("audit_id", BigInteger),
+    Column("claimed_by", String(100)),
+    _ts("lease_until", nullable=True),
+)
+"""Per RSE and kind (audit, scrub): when the next one is due and who works on it (a claim with
+a lease, so several auditor or scrubber processes share the RSEs)."""
 
 rules = Table(
     "rules",
@@ -463,6 +567,10 @@ what the lake sends out, such as each event's message id on NATS JetStream (``Na
 so that two lakes' messages never pass for one another."""
 
 ALL_TABLES = [  # the catalog's content, children first (``lake_identity`` is not content)
+    integrity_work,
+    audits,
+    quarantine,
+    replica_declarations,
     event_cursors,
     distances,
     transfers,

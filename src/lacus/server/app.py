@@ -24,6 +24,7 @@ from lacus.errors import (
 from lacus.server import dashboard
 from lacus.server.content_type import DefaultJSON
 from lacus.server.limits import BodyLimit
+from lacus.server.memory import MemoryRelease
 from lacus.server.metrics import RequestMetrics
 from lacus.server.responses import ERROR_RESPONSES, error_response
 from lacus.server.routes import (
@@ -34,6 +35,7 @@ from lacus.server.routes import (
     distances,
     event_destinations,
     events,
+    integrity,
     metrics,
     ping,
     policies,
@@ -63,7 +65,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        runner = DaemonRunner(the_lake, list(DAEMONS.values())) if embedded else None
+        skipped = set(settings.embedded_daemons_skipped)
+        chosen = [daemon for name, daemon in DAEMONS.items() if name not in skipped]
+        runner = DaemonRunner(the_lake, chosen) if embedded else None
         if runner is not None:
             runner.start()
         try:
@@ -84,8 +88,8 @@ def create_app(
     app.state.lake = the_lake
     app.state.metrics = lacus_metrics.registry(the_lake)
     for module in (
-        ping, auth, account_limits, accounts, scopes, rses, distances, dids, replicas, rules,
-        subscriptions, policies, traces, transfers, events, event_destinations, metrics,
+        ping, auth, account_limits, accounts, scopes, rses, distances, dids, replicas, integrity,
+        rules, subscriptions, policies, traces, transfers, events, event_destinations, metrics,
     ):  # fmt: skip
         app.include_router(module.router, responses=ERROR_RESPONSES)
     dashboard.install(app)
@@ -94,7 +98,12 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(DefaultJSON)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.server_body_timeout_seconds,
+        on_large_body=MemoryRelease().request,
+    )
     app.add_middleware(RequestMetrics)
     return app
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from lacus.errors import InvalidMetadataFilter
+from lacus.errors import InvalidInput, InvalidMetadataFilter
 from lacus.types import DIDInfo, ProtocolInfo, ReplicaInfo, ReplicaState, RSEInfo
 
 _IMPL = {"file": "rucio.rse.protocols.posix.Default", "posix": "rucio.rse.protocols.posix.Default"}
@@ -306,3 +306,53 @@ def replica_state(code: str | None) -> ReplicaState:
     if not code:
         return ReplicaState.AVAILABLE
     return _STATE_CODES.get(code) or ReplicaState(code.lower())
+
+
+_BAD_STATES = {
+    "B": ReplicaState.BAD,
+    "BAD": ReplicaState.BAD,
+    "S": ReplicaState.SUSPICIOUS,
+    "SUSPICIOUS": ReplicaState.SUSPICIOUS,
+    "T": ReplicaState.UNAVAILABLE,
+    "TEMPORARY_UNAVAILABLE": ReplicaState.UNAVAILABLE,
+    "L": ReplicaState.LOST,
+    "LOST": ReplicaState.LOST,
+}
+_BAD_STATE_NAMES = {
+    ReplicaState.BAD: "BAD",
+    ReplicaState.SUSPICIOUS: "SUSPICIOUS",
+    ReplicaState.UNAVAILABLE: "TEMPORARY_UNAVAILABLE",
+    ReplicaState.LOST: "LOST",
+}
+
+
+def bad_state(code: str) -> ReplicaState:
+    """Rucio's state of a bad replica (``BadFilesStatus``: BAD/B, SUSPICIOUS/S,
+    TEMPORARY_UNAVAILABLE/T, LOST/L) as a ReplicaState."""
+    found = _BAD_STATES.get(code.strip().upper())
+    if found is None:
+        raise InvalidInput(
+            f"invalid state {code[:40]!r}: use BAD, SUSPICIOUS, TEMPORARY_UNAVAILABLE or LOST"
+        )
+    return found
+
+
+def not_declared(refused: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """Replicas a declaration left alone, as Rucio answers them: per RSE ("unknown" when a PFN
+    names none), ``"what was given: why"``."""
+    answer: dict[str, list[str]] = {}
+    for given, rse_name, reason in refused:
+        answer.setdefault(rse_name or "unknown", []).append(f"{given}: {reason}")
+    return answer
+
+
+def doubted_replica(row: dict[str, Any]) -> dict[str, Any]:
+    """A replica in doubt (``GET /replicas/suspicious``, ``/replicas/bad/states``): Rucio's
+    keys (``cnt``: reports, ``state`` as ``BadFilesStatus``) and Lacus's (``reason``...)."""
+    state = ReplicaState(row["state"])
+    return {
+        **row,
+        "rse_id": str(row["rse_id"]),
+        "state": _BAD_STATE_NAMES.get(state, state.value.upper()),
+        "updated_at": row["created_at"],
+    }

@@ -73,7 +73,12 @@ def _authenticate_jwt(lake: Lake, token: str) -> tuple[Principal, datetime]:
         raise Unauthenticated(_no_account(verified))
     if info["status"] != "active":
         raise Unauthenticated(f"account {info['account']!r} is {info['status']}")
-    return Principal(account=info["account"], admin=info["admin"]), verified.expires_at
+    principal = Principal(
+        account=info["account"],
+        admin=info["admin"] or verified.admin,
+        storage_scopes=verified.storage_scopes,
+    )
+    return principal, verified.expires_at
 
 
 def _valid_account(name: str) -> str | None:

@@ -1,10 +1,12 @@
-"""What the web dashboard shows, one read transaction per page, as the principal may see it.
+"""What the web dashboard shows, one read transaction per page (the integrity page: two, the
+audit report and the rest), as the principal may see it.
 
 Listings are keyset pages (``after`` the last key shown, ``limit`` rows, one more read to know
 whether a next page exists); overview numbers are counters kept by the catalog (RSE usage) or
 grouped index scans (rules, requests by state). Aggregates over the whole lake (counts per state,
-the transfer matrix and series) name no DID, so embargoes do not apply to them; everything that
-names a DID is filtered by the same visibility rules as the REST API.
+the transfer matrix and series, replicas in doubt, files lost, audit counts) name no DID, so
+embargoes do not apply to them; everything that names a DID is filtered by the same visibility
+rules as the REST API. An audit's detail and a dark file's path may name hidden data: admins only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from lacus.core import activity, browse, dids, history, metadata, replicas, rules
+from lacus.core import activity, audits, browse, dids, history, metadata, replicas, rules
 from lacus.core.clock import utcnow
 from lacus.core.dids import DIDKey
 from lacus.core.events import TYPES, Event
@@ -22,6 +24,7 @@ from lacus.core.filters import parse_filters
 from lacus.core.rses import list_rses
 from lacus.core.scopes import list_scopes
 from lacus.errors import InvalidOption
+from lacus.service import integrity
 from lacus.service.dids import require_visible_scope
 from lacus.service.events import event_filter
 from lacus.service.lake import Lake, Principal
@@ -39,6 +42,8 @@ EVENT_TYPES = sorted(TYPES)
 """Every event type, for the events page's filter."""
 HISTORY = 200
 """A rule's newest history entries shown."""
+QUARANTINE_SHOWN = 100
+"""Quarantined files listed at most (admins only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,18 @@ def check_hours(hours: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditAlert:
+    """An RSE whose last audit did not finish: ``aborted`` (it found too much to believe and
+    took no action) or ``failed`` (the storage could not be listed)."""
+
+    rse: str
+    state: str
+    finished_at: datetime | None
+    detail: str | None = None
+    """Why, for admins only (it may name files)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     rses: list[RSEInfo]
     rules_by_state: dict[str, int]
@@ -78,6 +95,10 @@ class Overview:
     requests_by_destination: list[dict[str, Any]]
     stuck_rules: list[dict[str, Any]]
     """The newest stuck rules the principal may see (at most 10)."""
+    lost_files: int = 0
+    """Files with no good copy left."""
+    aborted_audits: list[AuditAlert] = field(default_factory=list)
+    """RSEs whose last audit was aborted (no detail: the integrity page has it, for admins)."""
 
     @property
     def replicas(self) -> int:
@@ -98,6 +119,12 @@ def overview(lake: Lake, principal: Principal) -> Overview:
             stuck_rules=browse.rules_on(
                 conn, state="stuck", limit=10, newest_first=True, viewer=principal
             ),
+            lost_files=audits.count_lost_files(conn),
+            aborted_audits=[
+                AuditAlert(run.rse, run.state, run.finished_at)
+                for run in audits.last_runs(conn)
+                if run.kind == audits.AUDIT and run.state == "aborted"
+            ],
         )
 
 
@@ -307,6 +334,91 @@ def ingest_latencies(
         )
 
 
+# -- integrity -----------------------------------------------------------------------------------
+
+_UNFINISHED = ("aborted", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class RSEIntegrity:
+    rse: str
+    audit: dict[str, Any] | None
+    """The last audit: state, started_at, finished_at, files, listed, dark, lost, detail
+    (None for non-admins); None: never audited."""
+    scrub: dict[str, Any] | None
+    """The last scrub round (may be running): files (verified), bad, bytes_verified..."""
+    now: dict[str, int]
+    """Replicas suspicious, bad, unavailable, lost there now, and files ``quarantined``."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityView:
+    rses: list[RSEIntegrity]
+    lost_files: int
+    """Files with no good copy left."""
+    quarantine: list[dict[str, Any]] | None
+    """Admins: the first QUARANTINE_SHOWN quarantined files, oldest found first (rse, path,
+    bytes, reason, found_at, seen_at); others: None (a dark file's path may name hidden data)."""
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Over every RSE: replicas in each doubted state, files quarantined."""
+        found = audits.empty_counts()
+        for entry in self.rses:
+            for key, count in entry.now.items():
+                found[key] = found.get(key, 0) + count
+        return found
+
+    @property
+    def unfinished_audits(self) -> list[AuditAlert]:
+        """RSEs whose last audit was aborted or failed."""
+        return [
+            AuditAlert(
+                entry.rse,
+                entry.audit["state"],
+                entry.audit["finished_at"],
+                entry.audit["detail"],
+            )
+            for entry in self.rses
+            if entry.audit is not None and entry.audit["state"] in _UNFINISHED
+        ]
+
+
+def integrity_view(lake: Lake, principal: Principal) -> IntegrityView:
+    """Per RSE (every one, audited or not) the last audit and scrub and the replicas in doubt
+    now (``integrity.audit_report``: details for admins only); the files lost; for admins the
+    first quarantined files."""
+    report = {entry["rse"]: entry for entry in integrity.audit_report(lake, principal)}
+    with lake.read() as conn:
+        names = {info["rse"] for info in list_rses(conn)}
+        lost = audits.count_lost_files(conn)
+        shown = None
+        if principal.admin:
+            shown = [
+                {
+                    "rse": row.rse,
+                    "path": row.path,
+                    "bytes": row.bytes,
+                    "reason": row.reason,
+                    "found_at": row.found_at,
+                    "seen_at": row.seen_at,
+                }
+                for row in audits.list_quarantine(conn, limit=QUARANTINE_SHOWN)
+            ]
+    rows = []
+    for name in sorted(names | set(report)):
+        entry = report.get(name, {})
+        rows.append(
+            RSEIntegrity(
+                rse=name,
+                audit=entry.get("audit"),
+                scrub=entry.get("scrub"),
+                now=entry.get("now") or audits.empty_counts(),
+            )
+        )
+    return IntegrityView(rses=rows, lost_files=lost, quarantine=shown)
+
+
 # -- events --------------------------------------------------------------------------------------
 
 
@@ -334,9 +446,13 @@ __all__ = [
     "INGEST_SAMPLE",
     "MAX_HOURS",
     "MAX_PAGE",
+    "QUARANTINE_SHOWN",
+    "AuditAlert",
     "DIDView",
+    "IntegrityView",
     "Overview",
     "Page",
+    "RSEIntegrity",
     "RuleView",
     "Series",
     "bucket_width",
@@ -345,6 +461,7 @@ __all__ = [
     "dataset_replicas",
     "did_view",
     "ingest_latencies",
+    "integrity_view",
     "newest_events",
     "overview",
     "rule_view",

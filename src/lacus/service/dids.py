@@ -18,6 +18,7 @@ from lacus.naming import validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
 from lacus.service.rules import add_rules_in
 from lacus.service.scopes import require_writer
+from lacus.service.token_scopes import StorageOperation, only_allowed, require_storage_scope
 from lacus.types import DIDInfo, DIDType, MetaValue, RuleSpec
 
 
@@ -60,11 +61,18 @@ def add_collections(lake: Lake, principal: Principal, new: Sequence[NewCollectio
         validate_name(item.name)
     with lake.write() as conn:
         for item in new:
+            require_writer(conn, principal, item.scope, operation=StorageOperation.CREATE)
+            dids.add_collection(
+                conn, item.scope, item.name, item.did_type, account=principal.account
+            )
+        metadata.set_metadata_bulk(
+            conn,
+            {(item.scope, item.name): item.meta for item in new if item.meta},
+            limits=lake.settings.metadata_limits(),
+            new=True,
+        )
+        for item in new:
             scope, name = item.scope, item.name
-            require_writer(conn, principal, scope)
-            dids.add_collection(conn, scope, name, item.did_type, account=principal.account)
-            if item.meta:
-                metadata.set_metadata(conn, scope, name, item.meta)
             if item.children:
                 dids.attach(conn, scope, name, item.children, viewer=principal)
                 embargo.inherit_embargo(conn, (scope, name), list(item.children))
@@ -73,6 +81,7 @@ def add_collections(lake: Lake, principal: Principal, new: Sequence[NewCollectio
 
 
 def get_did(lake: Lake, principal: Principal, scope: str, name: str) -> DIDInfo:
+    require_storage_scope(principal, StorageOperation.STAT, scope)
     with lake.read() as conn:
         return dids.get_did(conn, scope, name, viewer=principal)
 
@@ -93,6 +102,7 @@ def search_dids(
     ``filters`` are AND-ed; with ``groups`` a DID must also match every filter of one group.
     """
     validate_scope(scope)
+    require_storage_scope(principal, StorageOperation.READ, scope)
     parsed = parse_filters(list(filters))
     parsed_groups = [parse_filters(list(group)) for group in groups]
     with lake.read() as conn:
@@ -130,33 +140,43 @@ def require_visible_scope(conn: Connection, principal: Principal, scope: str) ->
 
 
 def list_content(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDInfo]:
+    require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:
-        return dids.list_content(conn, scope, name, viewer=principal)
+        found = dids.list_content(conn, scope, name, viewer=principal)
+    return only_allowed(principal, StorageOperation.READ, found, lambda info: info["scope"])
 
 
 def tree_below(
     lake: Lake, principal: Principal, scope: str, name: str, *, recursive: bool
 ) -> list[dict[str, Any]]:
+    require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:
-        return dids.tree_below(conn, scope, name, recursive=recursive, viewer=principal)
+        found = dids.tree_below(conn, scope, name, recursive=recursive, viewer=principal)
+    return only_allowed(principal, StorageOperation.READ, found, lambda item: item["scope"])
 
 
 def list_parents(lake: Lake, principal: Principal, scope: str, name: str) -> list[DIDKey]:
+    require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:
         dids.get_did_row_type(conn, scope, name, viewer=principal)
-        return dids.list_parents(conn, scope, name, viewer=principal)
+        found = dids.list_parents(conn, scope, name, viewer=principal)
+    return only_allowed(principal, StorageOperation.READ, found, lambda key: key[0])
 
 
 def list_files(lake: Lake, principal: Principal, scope: str, name: str) -> Iterator[DIDInfo]:
     """Stream the files at or below a DID, a page per read transaction."""
     from lacus.core.replicas import list_file_page
 
+    require_storage_scope(principal, StorageOperation.READ, scope)
     after: DIDKey | None = None
     size = lake.settings.page_size
     while True:
         with lake.read() as conn:
             page = list_file_page(conn, scope, name, after=after, limit=size, viewer=principal)
-        yield from (dids.did_info(row) for row in page)
+        yield from (
+            dids.did_info(row)
+            for row in only_allowed(principal, StorageOperation.READ, page, lambda r: r.scope)
+        )
         if len(page) < size:
             return
         after = (page[-1].scope, page[-1].name)
@@ -191,7 +211,7 @@ def attach_many(
     with lake.write() as conn:
         count = 0
         for (scope, name), children in grouped.items():
-            require_writer(conn, principal, scope)
+            require_writer(conn, principal, scope, operation=StorageOperation.CREATE)
             count += dids.attach(
                 conn, scope, name, children, ignore_duplicates=ignore_duplicates, viewer=principal
             )
@@ -216,6 +236,7 @@ def set_open(lake: Lake, principal: Principal, scope: str, name: str, *, is_open
 
 
 def get_metadata(lake: Lake, principal: Principal, scope: str, name: str) -> dict[str, MetaValue]:
+    require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:
         return metadata.get_metadata(conn, scope, name, viewer=principal)
 
@@ -226,6 +247,7 @@ def get_metadata_many(
     """Of ``keys``, the DIDs that exist and ``principal`` may see, in the order asked: their
     columns (``columns``; a container's size and length summed over its files) and their
     free-form metadata (``free``), read set-based."""
+    keys = only_allowed(principal, StorageOperation.READ, keys, lambda key: key[0])
     with lake.read() as conn:
         found = dids.find_dids(conn, keys, viewer=principal)
         if columns:
@@ -243,7 +265,7 @@ def set_metadata(
 ) -> None:
     with lake.write() as conn:
         require_writer(conn, principal, scope)
-        metadata.set_metadata(conn, scope, name, items)
+        metadata.set_metadata(conn, scope, name, items, limits=lake.settings.metadata_limits())
 
 
 def delete_metadata(lake: Lake, principal: Principal, scope: str, name: str, key: str) -> None:

@@ -21,6 +21,7 @@ from lacus.service.event_log import EventLog
 from lacus.service.kept import RSEConfigs, ScopeOwners
 from lacus.service.oidc import OIDCVerifier
 from lacus.service.settings import Settings, default_database_url, write_settings
+from lacus.storage.posix import DIR_MODE
 from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
 
 ROOT = "root"
@@ -38,9 +39,18 @@ DEMO_RSES: list[tuple[str, dict[str, str], RSEType]] = [
 class Principal(Viewer):
     """Who is asking: an authenticated account (it reads as a Viewer)."""
 
+    storage_scopes: frozenset[tuple[str, str]] | None = None
+    """The WLCG ``storage.*`` scopes the token is limited to, as (capability, path) pairs
+    (``("read", "/virgo")``); None: the account's full rights (see ``service.token_scopes``)."""
+
     def require_admin(self, action: str) -> None:
         if not self.admin:
             raise AccessDenied(f"account {self.account!r} may not {action}: admins only")
+        if self.storage_scopes is not None:
+            raise AccessDenied(
+                f"a token limited to storage scopes may not {action}: use a token of account "
+                f"{self.account!r} without storage.* scopes"
+            )
 
 
 class Lake:
@@ -227,7 +237,8 @@ def init_lake(
     lake_dir = Path(lake_dir).resolve()
     if (lake_dir / "lake.json").exists():
         raise AlreadyExists(f"{lake_dir} holds a lake already")
-    lake_dir.mkdir(parents=True, exist_ok=True)
+    # A directory made for the lake is not world-readable; an existing one keeps its modes.
+    lake_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     password = root_password or secrets.token_urlsafe(18)
     settings = Settings(
         lake_dir=lake_dir, database_url=database_url or default_database_url(lake_dir)
@@ -249,12 +260,20 @@ def seed_catalog(conn: Connection, root_password: str, rse_root: Path | None) ->
     accounts.add_userpass(conn, ROOT, ROOT, root_password)
     if rse_root is None:
         return
+    _private_directory(rse_root / "rses")
     for name, attributes, rse_type in DEMO_RSES:
         prefix = rse_root / "rses" / name
-        prefix.mkdir(parents=True, exist_ok=True)
+        _private_directory(prefix)
         rse_id = rses.add_rse(conn, name, rse_type=rse_type, attributes=attributes)
         rses.add_protocol(
             conn,
             rse_id,
             ProtocolInfo(scheme="file", hostname="", port=0, prefix=str(prefix), impl="posix"),
         )
+
+
+def _private_directory(path: Path) -> None:
+    """``path`` made if needed, with the modes of a POSIX RSE's directories (not
+    world-readable)."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    path.chmod(DIR_MODE)

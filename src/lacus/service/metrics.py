@@ -1,5 +1,6 @@
 """Prometheus metrics: what this process counts (requests, daemon passes) and what the catalog
-holds (queues, rules, RSE usage, links, event backlogs), read when scraped.
+holds (queues, rules, RSE usage, links, event backlogs, replicas in doubt, audits), read when
+scraped.
 
 The counters live in this module (one set per process); ``registry(lake)`` gathers them with the
 catalog's gauges for one lake. Metric names and meanings are listed in docs/metrics.md.
@@ -8,13 +9,15 @@ catalog's gauges for one lake. Metric names and meanings are listed in docs/metr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from lacus.core.gauges import catalog_gauges
+from lacus.core.audits import AUDIT
+from lacus.core.gauges import DOUBTED, FOUND, CatalogGauges, catalog_gauges
 from lacus.service import event_destinations, transfers
 from lacus.service.lake import Lake, Principal
 
@@ -93,6 +96,7 @@ class CatalogCollector(Collector):
         last = GaugeMetricFamily("lacus_events_last_id", "Id of the newest event in the outbox")
         last.add_metric([], found.last_event_id)
         yield last
+        yield from _integrity(found)
         yield from self._links()
         yield from self._backlogs()
 
@@ -130,6 +134,54 @@ class CatalogCollector(Collector):
         for status in event_destinations.destination_status(self.lake):
             backlog.add_metric([status.name, status.kind], status.backlog)
         yield backlog
+
+
+def _integrity(found: CatalogGauges) -> Iterator[Metric]:
+    """Replicas in doubt and dark files per RSE, files lost, the last audit and scrub of each
+    RSE: a few series per RSE, never one per file."""
+    doubted = GaugeMetricFamily(
+        "lacus_replicas_doubted",
+        "Replicas suspicious, bad, unavailable or lost now, per RSE",
+        labels=["rse", "state"],
+    )
+    dark = GaugeMetricFamily(
+        "lacus_dark_files",
+        "Dark files (unknown to the catalog) in quarantine, per RSE",
+        labels=["rse"],
+    )
+    for rse, counts in sorted(found.doubted.items()):
+        for state in DOUBTED:
+            doubted.add_metric([rse, state], counts[state])
+        dark.add_metric([rse], counts["quarantined"])
+    lost = GaugeMetricFamily("lacus_files_lost", "Files with no good copy left")
+    lost.add_metric([], found.lost_files)
+    finished = GaugeMetricFamily(
+        "lacus_audit_last_finished_timestamp_seconds",
+        "When the last audit or scrub round of each RSE that finished ended (Unix time)",
+        labels=["rse", "kind"],
+    )
+    for (rse, kind), when in sorted(found.last_finished.items()):
+        finished.add_metric([rse, kind], when.replace(tzinfo=UTC).timestamp())
+    last_found = GaugeMetricFamily(
+        "lacus_audit_last_found",
+        "What the last audit (dark, lost) or scrub round (bad) of each RSE found, so far if "
+        "it still runs",
+        labels=["rse", "kind", "what"],
+    )
+    aborted = GaugeMetricFamily(
+        "lacus_audit_aborted",
+        "1 when the last audit of the RSE was aborted (it found too much to act on), else 0",
+        labels=["rse"],
+    )
+    audited: dict[str, bool] = {}
+    for run in found.last_runs:
+        for what in FOUND.get(run.kind, ()):
+            last_found.add_metric([run.rse, run.kind, what], run.found[what])
+        if run.kind == AUDIT:
+            audited[run.rse] = run.state == "aborted"
+    for rse in sorted(found.doubted):
+        aborted.add_metric([rse], 1 if audited.get(rse) else 0)
+    yield from (doubted, dark, lost, finished, last_found, aborted)
 
 
 def _labelled(name: str, documentation: str, label: str, values: dict[str, int]) -> Metric:

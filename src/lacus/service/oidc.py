@@ -9,6 +9,12 @@ fetched earlier stay in use while the issuer cannot be reached.
 
 Every failure raises ``Unauthenticated`` with a message naming what is wrong; messages never
 carry key material or the token itself.
+
+Tokens of the WLCG Common JWT Profile say more: ``wlcg.groups`` (``["/virgo", "/virgo/prod"]``)
+may pick the account (the issuer's ``group_accounts``, first mapped group in the token's order)
+and make the bearer an admin (``admin_groups``); ``storage.*`` scopes in ``scope`` limit the
+token to them (``service.token_scopes``), and then, as the profile asks, groups no longer grant
+anything (they still pick the account: the "VO" the scopes apply within).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import orjson
 
 from lacus.errors import Unauthenticated
 from lacus.service.settings import OIDCIssuer, Settings
+from lacus.service.token_scopes import StorageScopes, parse_storage_scopes
 
 log = logging.getLogger("lacus.oidc")
 
@@ -61,6 +68,9 @@ class VerifiedToken:
     account_claim: str
     claimed_account: str | None  # the value of ``account_claim``, when it is a string
     expires_at: datetime  # naive UTC, like every catalog time
+    groups: tuple[str, ...] = ()  # ``wlcg.groups``, in the token's order
+    admin: bool = False  # a member of one of the issuer's ``admin_groups`` (no storage scopes)
+    storage_scopes: StorageScopes | None = None  # None: no ``storage.*`` scope, no limit
 
 
 class _IssuerKeys:
@@ -221,14 +231,33 @@ class OIDCVerifier:
             raise Unauthenticated("the JWT has no 'kid' header: cannot pick the issuer's key")
         key = keys.key(kid, alg)
         claims = _decode(token, key, alg, config, kid)
-        claimed = claims.get(config.account_claim)
+        storage_scopes = parse_storage_scopes(claims.get("scope"))
+        groups = _groups(claims.get("wlcg.groups"))
+        account_claim = config.account_claim
+        claimed = claims.get(account_claim)
+        mapped = [
+            config.group_accounts[group] for group in groups if group in config.group_accounts
+        ]
+        if mapped:
+            account_claim, claimed = "wlcg.groups", mapped[0]
         return VerifiedToken(
             issuer=issuer,
             subject=claims["sub"],
-            account_claim=config.account_claim,
+            account_claim=account_claim,
             claimed_account=claimed if isinstance(claimed, str) else None,
             expires_at=_naive_utc(int(claims["exp"])),
+            groups=groups,
+            admin=storage_scopes is None and not set(groups).isdisjoint(config.admin_groups),
+            storage_scopes=storage_scopes,
         )
+
+
+def _groups(claim: object) -> tuple[str, ...]:
+    """The group names of a ``wlcg.groups`` claim (a JSON array of strings; anything else
+    asserts no group)."""
+    if not isinstance(claim, list):
+        return ()
+    return tuple(group for group in claim if isinstance(group, str))
 
 
 def _naive_utc(timestamp: int) -> datetime:

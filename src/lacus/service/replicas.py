@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
-from lacus.core import dids, embargo, metadata, reaping, replicas, rses
+from lacus.core import dids, embargo, integrity, metadata, reaping, replicas, rses
 from lacus.core.dids import DIDKey
 from lacus.core.rules import resolve_ids
 from lacus.errors import (
@@ -18,11 +19,14 @@ from lacus.errors import (
     InvalidInput,
     LacusError,
     ProtocolNotFound,
+    ReplicaNotFound,
     RSEReadOnly,
+    StorageFileNotFound,
 )
 from lacus.naming import deterministic_path, make_pfn, validate_name, validate_scope
 from lacus.service.lake import Lake, Principal
 from lacus.service.scopes import require_writer, require_writer_of
+from lacus.service.token_scopes import StorageOperation, only_allowed, require_storage_scope
 from lacus.storage import StorageBackend, open_backend
 from lacus.types import DIDType, FileSpec, ReplicaInfo, ReplicaState, RSEInfo
 
@@ -50,6 +54,16 @@ def add_replicas(
     if dataset is not None:
         validate_scope(dataset[0])
         validate_name(dataset[1])
+    if state is ReplicaState.AVAILABLE and not principal.admin:
+        with lake.read() as conn:
+            info = lake.rse_configs.get(conn, rse)
+            scopes_written = {spec["scope"] for spec in files} | (
+                {dataset[0]} if dataset else set()
+            )
+            require_writer_of(
+                conn, principal, scopes_written, lake=lake, operation=StorageOperation.CREATE
+            )
+        _require_on_storage(info, files)
     with lake.write() as conn:
         info = lake.rse_configs.get(conn, rse)
         if info["read_only"] and state is not ReplicaState.AVAILABLE:
@@ -65,6 +79,7 @@ def add_replicas(
             principal,
             {spec["scope"] for spec in files} | ({dataset[0]} if dataset else set()),
             lake=lake,
+            operation=StorageOperation.CREATE,
         )
         registration = replicas.register_replicas(
             conn,
@@ -77,10 +92,13 @@ def add_replicas(
             scopes_checked=True,
         )
         meta = {(spec["scope"], spec["name"]): spec["meta"] for spec in files if spec.get("meta")}
+        if meta and registration.created < len(files):  # metadata of files there before: changed
+            require_writer_of(conn, principal, {key[0] for key in meta}, lake=lake)
         if meta:
             metadata.set_metadata_bulk(
                 conn,
                 meta,
+                limits=lake.settings.metadata_limits(),
                 new=registration.created == len(files),  # all new: nothing to replace
             )
         if dataset is not None:
@@ -90,6 +108,39 @@ def add_replicas(
         added = registration.replicas
     lake.refresh_statistics(rows_added=added)
     return added
+
+
+def _require_on_storage(info: RSEInfo, files: Sequence[FileSpec]) -> None:
+    """An account that is not an admin registers ``available`` only replicas the server finds
+    on the storage with their size (no ghost replicas filling an RSE's counters); without a
+    storage the server can reach, it registers them ``copying`` and the server's read-back
+    (``update_replica_states``) makes them available."""
+    try:
+        backend = backend_for_rse(info)
+    except LacusError as exc:
+        raise AccessDenied(
+            f"the server cannot reach the storage of {info['rse']} to verify these files "
+            f"({exc.message}); only an admin may register them available: register them "
+            "copying, then set them available once written"
+        ) from None
+    try:
+        for spec in files:
+            spec = _path_from_pfn(spec, info) if spec.get("pfn") else spec
+            path = spec.get("path") or deterministic_path(spec["scope"], spec["name"])
+            try:
+                size = backend.stat(path).bytes
+            except StorageFileNotFound:
+                raise ReplicaNotFound(
+                    f"{spec['scope']}:{spec['name']} is not on {info['rse']} ({path}): upload "
+                    "it, or register it copying"
+                ) from None
+            if size != spec["bytes"]:
+                raise ChecksumMismatch(
+                    f"{spec['scope']}:{spec['name']} on {info['rse']}: {size} bytes on the "
+                    f"storage, {spec['bytes']} registered"
+                )
+    finally:
+        close_backend(backend)
 
 
 def _into_dataset(
@@ -155,7 +206,7 @@ def lfns_to_pfns(
         paths = {key: deterministic_path(*key) for key in lfns}
         if not info["deterministic"]:
             for scope in sorted({key[0] for key in lfns}):
-                require_writer(conn, principal, scope)
+                require_writer(conn, principal, scope, operation=StorageOperation.CREATE)
             rows = replicas.replica_rows(conn, info["id"], list(lfns))
             paths = {key: replicas.replica_path(*key, rows[key].path) for key in lfns}
     return {
@@ -188,6 +239,8 @@ def list_replicas(
             rse_ids = [rses.get_rse_id(conn, rse)] if rse is not None else []
             if rse_expression is not None:
                 rse_ids += resolve_ids(conn, rse_expression)
+    for scope, _ in targets:
+        require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:  # every target exists (DIDNotFound) before the answer starts
         for scope, name in targets:
             dids.get_did_row_type(conn, scope, name, viewer=principal)
@@ -200,6 +253,7 @@ def list_replicas(
                     conn, scope, name, after=after, limit=size, viewer=principal
                 )
                 fresh = [row for row in page if (row.scope, row.name) not in seen]
+                fresh = only_allowed(principal, StorageOperation.READ, fresh, lambda row: row.scope)
                 found = replicas.replicas_of(conn, fresh, rse_ids=rse_ids, states=states)
                 if with_parents:
                     parents = dids.ancestors(
@@ -219,11 +273,38 @@ def update_replica_states(
     lake: Lake, principal: Principal, rse: str, files: Sequence[tuple[DIDKey, ReplicaState]]
 ) -> int:
     """Change replica states on ``rse``. A replica becomes ``available`` only after its bytes
-    on the storage are verified (size and adler32 read back) when the server can reach them."""
+    on the storage are verified (size and adler32 read back) when the server can reach them;
+    one declared bad, suspicious or unavailable goes through ``core.integrity`` (locks held,
+    history, repair)."""
+    doubted = [(key, state) for key, state in files if state in integrity.declarable()]
+    if doubted:
+        with lake.write() as conn:
+            info = rses.get_rse(conn, rse)
+            for scope in sorted({key[0] for key, _ in doubted}):
+                require_writer(conn, principal, scope)
+            replicas.replica_rows(conn, info["id"], [key for key, _ in doubted])
+            for state in {state for _, state in doubted}:
+                integrity.declare(
+                    conn,
+                    [
+                        integrity.Declaration(*key, info["id"], "declared by its owner")
+                        for key, wanted in doubted
+                        if wanted is state
+                    ],
+                    state,
+                    account=principal.account,
+                    suspicious_limit=lake.settings.suspicious_reports_limit,
+                )
+        lake.wake("necromancer")
+        files = [(key, state) for key, state in files if state not in integrity.declarable()]
+        if not files:
+            return len(doubted)
+    finishing = all(state is ReplicaState.AVAILABLE for _, state in files)  # an upload's end
+    operation = StorageOperation.CREATE if finishing else StorageOperation.MODIFY
     with lake.read() as conn:
         info = rses.get_rse(conn, rse)
         for scope in sorted({key[0] for key, _ in files}):
-            require_writer(conn, principal, scope)
+            require_writer(conn, principal, scope, operation=operation)
         found = replicas.replica_rows(conn, info["id"], [key for key, _ in files])
     becoming_available = [
         found[key]
@@ -231,17 +312,22 @@ def update_replica_states(
         if state is ReplicaState.AVAILABLE and found[key].state != ReplicaState.AVAILABLE
     ]
     if becoming_available:
-        verify_on_storage(info, becoming_available)
+        verify_on_storage(info, becoming_available, admin=principal.admin)
     with lake.write() as conn:
         return replicas.set_states(conn, info["id"], [(key, state) for key, state in files])
 
 
-def verify_on_storage(info: RSEInfo, rows: Sequence[Any]) -> None:
+def verify_on_storage(info: RSEInfo, rows: Sequence[Any], *, admin: bool = True) -> None:
     """Size and adler32 of each replica's bytes, read back from the RSE, against the catalog."""
     try:
         backend = backend_for_rse(info)
     except LacusError:
-        return  # the server cannot see this storage: the uploader verified it (as Rucio does)
+        if not admin:
+            raise AccessDenied(
+                f"the server cannot reach the storage of {info['rse']} to verify these "
+                "replicas: only an admin may set them available"
+            ) from None
+        return  # the server cannot see this storage: the admin vouches for it (as Rucio does)
     for row in rows:
         path = replicas.replica_path(row.scope, row.name, row.path)
         stat = backend.stat(path)
@@ -256,6 +342,14 @@ def verify_on_storage(info: RSEInfo, rows: Sequence[Any]) -> None:
                 f"{row.scope}:{row.name} on {info['rse']}: adler32 {stored} on the storage, "
                 f"{row.adler32} registered"
             )
+
+
+def close_backend(backend: object) -> None:
+    """Close a backend's connections to its storage server, if it keeps any; never raises."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
 
 
 def backend_for_rse(info: RSEInfo) -> StorageBackend:
@@ -276,13 +370,15 @@ def backend_for_rse(info: RSEInfo) -> StorageBackend:
 def datasets_on_rse(lake: Lake, principal: Principal, rse: str) -> list[dict[str, Any]]:
     """The datasets with files available on ``rse``, and how much of each is there."""
     with lake.read() as conn:
-        return replicas.datasets_on_rse(conn, rse, viewer=principal)
+        found = replicas.datasets_on_rse(conn, rse, viewer=principal)
+    return only_allowed(principal, StorageOperation.READ, found, lambda item: item["scope"])
 
 
 def dataset_replicas(
     lake: Lake, principal: Principal, scope: str, name: str
 ) -> list[dict[str, Any]]:
     """Per RSE: how many of the files below a collection it holds (available), and their bytes."""
+    require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:
         return replicas.collection_replicas(conn, scope, name, viewer=principal)
 

@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from lacus.core import accounts, history, lifecycle, rules
+from lacus.core import accounts, dids, history, lifecycle, rules
 from lacus.core.dids import get_did
 from lacus.core.expressions import resolve
 from lacus.core.rses import rse_attribute_map
 from lacus.errors import AccessDenied, RuleNotFound, RuleReplaceFailed
 from lacus.service.lake import Lake, Principal
+from lacus.service.token_scopes import StorageOperation, only_allowed, require_storage_scope
 from lacus.types import RuleSpec, RuleState
 
 EVALUATOR = "evaluator"
@@ -32,6 +33,10 @@ def add_rules_in(
     conn: Connection, principal: Principal, specs: list[RuleSpec], *, account: str | None = None
 ) -> list[str]:
     """``add_rules`` inside the caller's transaction (the caller wakes the evaluator)."""
+    for spec in specs:
+        require_storage_scope(principal, StorageOperation.STAGE, spec.scope)
+        # a DID the account may not see answers as a missing one (and gets no copies)
+        dids.get_did_row_type(conn, spec.scope, spec.name, viewer=principal)
     owner = _owner(conn, principal, account)
     return [rules.add_rule(conn, spec, account=owner) for spec in specs]
 
@@ -54,6 +59,7 @@ def apply_policy(
     account: str | None = None,
 ) -> str:
     """Start a lifecycle policy on a DID: add its first step's rule."""
+    require_storage_scope(principal, StorageOperation.STAGE, scope)
     with lake.write() as conn:
         owner = _owner(conn, principal, account)
         steps = lifecycle.get_policy(conn, policy)["steps"]
@@ -65,7 +71,9 @@ def apply_policy(
 
 def get_rule(lake: Lake, principal: Principal, rule_id: str) -> dict[str, Any]:
     with lake.read() as conn:
-        return rules.get_rule(conn, rule_id, viewer=principal)
+        rule = rules.get_rule(conn, rule_id, viewer=principal)
+    require_storage_scope(principal, StorageOperation.STAT, rule["scope"])
+    return rule
 
 
 def list_rules(
@@ -80,7 +88,7 @@ def list_rules(
     rule_ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     with lake.read() as conn:
-        return rules.list_rules(
+        found = rules.list_rules(
             conn,
             scope=scope,
             name=name,
@@ -90,10 +98,12 @@ def list_rules(
             rule_ids=rule_ids,
             viewer=principal,
         )
+    return only_allowed(principal, StorageOperation.STAT, found, lambda rule: rule["scope"])
 
 
 def _own(conn: Connection, principal: Principal, rule_id: str, action: str) -> dict[str, Any]:
     rule = rules.get_rule(conn, rule_id, viewer=principal)
+    require_storage_scope(principal, StorageOperation.STAGE, rule["scope"])
     if rule["account"] != principal.account and not principal.admin:
         raise AccessDenied(
             f"rule {rule_id} belongs to {rule['account']!r}: only its owner or an admin may "

@@ -10,10 +10,12 @@ from sqlalchemy import Connection
 from lacus.core import embargo, scopes
 from lacus.errors import AccessDenied
 from lacus.service.lake import Lake, Principal
+from lacus.service.token_scopes import StorageOperation, only_allowed, require_storage_scope
 from lacus.types import ScopeInfo
 
 
 def add_scope(lake: Lake, principal: Principal, scope: str, *, account: str) -> None:
+    require_storage_scope(principal, StorageOperation.CREATE, scope)
     if account != principal.account and not principal.admin:
         raise AccessDenied(
             f"account {principal.account!r} may not create scopes for account {account!r}"
@@ -24,19 +26,35 @@ def add_scope(lake: Lake, principal: Principal, scope: str, *, account: str) -> 
 
 def list_scopes(lake: Lake, principal: Principal, *, account: str | None = None) -> list[ScopeInfo]:
     with lake.read() as conn:
-        return scopes.list_scopes(conn, account=account, viewer=principal)
+        found = scopes.list_scopes(conn, account=account, viewer=principal)
+    return only_allowed(principal, StorageOperation.STAT, found, lambda info: info["scope"])
 
 
-def require_writer(conn: Connection, principal: Principal, scope: str) -> None:
-    """Raise AccessDenied unless ``principal`` may write into ``scope`` (owner or admin)."""
-    require_writer_of(conn, principal, [scope])
+def require_writer(
+    conn: Connection,
+    principal: Principal,
+    scope: str,
+    *,
+    operation: StorageOperation = StorageOperation.MODIFY,
+) -> None:
+    """Raise AccessDenied unless ``principal`` may write into ``scope`` (owner or admin) and its
+    token's storage scopes allow ``operation`` there (creating only, or any change)."""
+    require_writer_of(conn, principal, [scope], operation=operation)
 
 
 def require_writer_of(
-    conn: Connection, principal: Principal, names: Iterable[str], *, lake: Lake | None = None
+    conn: Connection,
+    principal: Principal,
+    names: Iterable[str],
+    *,
+    lake: Lake | None = None,
+    operation: StorageOperation = StorageOperation.MODIFY,
 ) -> None:
     """``require_writer`` for several scopes, read at once (ScopeNotFound for a missing one),
     or (``lake``) from the owners it keeps."""
+    names = sorted(set(names))
+    for scope in names:
+        require_storage_scope(principal, operation, scope)
     owners = (
         lake.scope_owners.get(conn, names)
         if lake is not None

@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lacus.core.events import TYPES as EVENT_TYPES
+from lacus.core.metadata import KEY_COLUMN_LENGTH, MetadataLimits
 from lacus.errors import InvalidInput, NotFound
 
 CONFIG_NAME = "lake.json"
@@ -41,6 +42,25 @@ class OIDCIssuer(BaseModel):
         "or by a failed fetch",
     )
     leeway_seconds: int = Field(default=30, ge=0, description="clock skew allowed on exp/nbf/iat")
+    group_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="WLCG group → account ({'/virgo': 'virgo_ops'}): a token naming the group "
+        "in 'wlcg.groups' (the first mapped one, in the token's order) acts as the account, "
+        "unless its identity is mapped to one",
+    )
+    admin_groups: list[str] = Field(
+        default_factory=list,
+        description="WLCG groups whose tokens are admins (['/lake/admins']); not for tokens with "
+        "storage.* scopes, which the WLCG profile authorises by their scopes alone",
+    )
+
+    @field_validator("group_accounts", "admin_groups")
+    @classmethod
+    def _group_names(cls, value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+        wrong = sorted(group for group in value if not group.startswith("/"))
+        if wrong:
+            raise ValueError(f"WLCG group names start with '/' (like /virgo), not {wrong[0]!r}")
+        return value
 
     @field_validator("algorithms")
     @classmethod
@@ -162,6 +182,11 @@ class Settings(BaseModel):
     claim_lease_seconds: float = Field(
         default=120.0, description="seconds a daemon's claim on queued work lasts"
     )
+    embedded_daemons_skipped: list[str] = Field(
+        default_factory=list,
+        description="daemons the server does not run among its embedded ones (run them as "
+        "'lacus daemon NAME' elsewhere, e.g. the scrubber on a host near the storage)",
+    )
     daemon_sleep_seconds: float = Field(
         default=2.0, description="longest pause of an idle daemon (new work wakes it sooner)"
     )
@@ -191,6 +216,42 @@ class Settings(BaseModel):
     transfer_third_party: bool = Field(
         default=True, description="let storages copy between themselves when both can"
     )
+    audit_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="seconds a replica or a file on storage must be old before an audit may "
+        "call it lost or dark (what is being written or deleted is never judged)",
+    )
+    audit_interval_seconds: float = Field(
+        default=86400.0, gt=0, description="seconds between two audits of an RSE"
+    )
+    audit_max_fraction: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="an audit finding more dark or lost files than this fraction of the RSE's "
+        "files takes no action and raises an audit.aborted alert (a wrong mount must not wipe "
+        "a site)",
+    )
+    dark_min_age_days: float = Field(
+        default=28.0,
+        ge=0,
+        description="days a dark file stays quarantined before the dark reaper deletes it (if "
+        "the catalog still does not know it)",
+    )
+    scrub_mb_per_second: float = Field(
+        default=50.0,
+        ge=0,
+        description="MB/s the scrubber reads at most from one RSE (0: no limit)",
+    )
+    scrub_interval_days: float = Field(
+        default=30.0, gt=0, description="days between two verifications of the same replica"
+    )
+    suspicious_reports_limit: int = Field(
+        default=3,
+        ge=1,
+        description="suspicious reports that make a replica bad without reading it back",
+    )
     repair_replace_after: float = Field(
         default=86400.0, description="seconds a lock may stay stuck before it moves to another RSE"
     )
@@ -217,6 +278,67 @@ class Settings(BaseModel):
     event_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="longest pause before retrying a failing destination"
     )
+    # -- limits: metadata, slow and hostile clients --------------------------------------------
+    metadata_max_keys_per_did: int = Field(
+        default=256, ge=1, description="metadata keys one DID may carry (those it has counted)"
+    )
+    metadata_max_key_length: int = Field(
+        default=KEY_COLUMN_LENGTH,
+        ge=1,
+        le=KEY_COLUMN_LENGTH,
+        description=f"characters of a metadata key (at most {KEY_COLUMN_LENGTH}, the catalog's "
+        "column)",
+    )
+    metadata_max_value_bytes: int = Field(
+        default=4096, ge=1, description="bytes (UTF-8) of a metadata value"
+    )
+    metadata_max_keys_per_request: int = Field(
+        default=100_000,
+        ge=1,
+        description="metadata keys one request may set, over all its DIDs (an upload registers "
+        "5,000 files a request, each with the same keys)",
+    )
+    server_max_connections_per_client: int = Field(
+        default=64,
+        ge=1,
+        description="connections one client address may hold open at once; more are answered "
+        "503 and closed at once",
+    )
+    server_max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="connections the server holds open at once, over every client; more are "
+        "answered 503 and closed at once",
+    )
+    server_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a client has to send a request's line and headers, from connecting "
+        "or from the end of its previous response; then the connection is closed",
+    )
+    server_max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="bytes of a request's line and headers; more are answered 431 and the "
+        "connection closed",
+    )
+    server_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds the server waits for the next bytes of a request body it is "
+        "reading; then it answers 408 and closes the connection",
+    )
+    server_keep_alive_seconds: int = Field(
+        default=5, ge=1, description="seconds an idle connection is kept open between requests"
+    )
+
+    def metadata_limits(self) -> MetadataLimits:
+        return MetadataLimits(
+            max_keys_per_did=self.metadata_max_keys_per_did,
+            max_key_length=self.metadata_max_key_length,
+            max_value_bytes=self.metadata_max_value_bytes,
+            max_keys_per_request=self.metadata_max_keys_per_request,
+        )
 
     @field_validator("event_destinations")
     @classmethod

@@ -8,6 +8,7 @@ from lacus.storage._base import (
     FileStat,
     ReadsRanges,
     RemovesTemporaries,
+    ScansStorage,
     StorageBackend,
     ThirdPartyCopy,
     VerifyingBackend,
@@ -15,7 +16,13 @@ from lacus.storage._base import (
     open_backend,
 )
 from lacus.storage.posix import PosixBackend
-from lacus.storage.verified import ChunkReader, copy_verified, read_verified, write_verified
+from lacus.storage.verified import (
+    ChunkReader,
+    check_stored,
+    copy_verified,
+    read_verified,
+    write_verified,
+)
 
 __all__ = [
     "ChunkReader",
@@ -23,9 +30,11 @@ __all__ = [
     "PosixBackend",
     "ReadsRanges",
     "RemovesTemporaries",
+    "ScansStorage",
     "StorageBackend",
     "ThirdPartyCopy",
     "VerifyingBackend",
+    "check_stored",
     "copy_verified",
     "known_schemes",
     "open_backend",

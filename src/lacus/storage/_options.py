@@ -8,6 +8,7 @@ reason", "URL does not exist"...
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -21,7 +22,16 @@ from lacus.errors import (
     StoragePermissionDenied,
 )
 
-__all__ = ["Kind", "check_names", "failure", "positive_seconds", "typed", "url_host", "verify"]
+__all__ = [
+    "Kind",
+    "check_names",
+    "failure",
+    "file_mode",
+    "positive_seconds",
+    "typed",
+    "url_host",
+    "verify",
+]
 
 Kind = Literal["denied", "missing", "full", "exists", "failed"]
 
@@ -56,6 +66,26 @@ def positive_seconds(backend: str, name: str, value: object) -> float:
             f"the {backend} option {name} must be a positive number of seconds, not {value!r}"
         )
     return float(value)
+
+
+def file_mode(backend: str, name: str, value: object, *, owner: int) -> int:
+    """``value`` as permission bits: an int (``0o640``, or 416 from JSON) or a string of octal
+    digits (``"0640"``, ``"640"``, ``"0o640"``), within 0o777 and giving the owner at least the
+    bits ``owner`` (what the storage itself needs: rw- for files, rwx for directories)."""
+    mode: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str):
+        digits = value.strip().lower().removeprefix("0o")
+        if digits and len(digits) <= 4 and all(char in "01234567" for char in digits):
+            mode = int(digits, 8)
+    if mode is None or not 0 <= mode <= 0o777 or mode & owner != owner:
+        example = owner | (owner >> 3) & 0o050  # 0640 for files, 0750 for directories
+        raise InvalidInput(
+            f"the {backend} option {name} must be octal permission bits (at most 0777) that "
+            f'leave the owner {stat.filemode(owner)[1:4]}, such as "{example:04o}", not {value!r}'
+        )
+    return mode
 
 
 def verify(backend: str, options: Mapping[str, object]) -> bool | str:

@@ -36,6 +36,7 @@ from lacus.storage._base import (
     part_name,
     walk_sorted,
 )
+from lacus.storage._options import check_names, file_mode, typed
 
 __all__ = ["PosixBackend"]
 
@@ -50,37 +51,56 @@ _COPY_CHUNK = 8 * 1024 * 1024  # bytes per in-kernel copy call (copy_from), read
 _READ_BACK_BUFFER = 1024 * 1024  # read back in pieces that stay in the CPU's cache
 _RANGE_READ = 1 << 30  # bytes per positioned read of get_range: up to 1 GiB, one buffer, no join
 _NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+FILE_MODE = 0o640
+"""The permission bits of stored files: not world-readable (the ``file_mode`` option)."""
+DIR_MODE = 0o750
+"""The permission bits of the directories made for them (the ``dir_mode`` option)."""
 
 
 class PosixBackend:
     """Files under one directory, written atomically with their checksums computed in the same pass.
 
     ``fsync`` makes a returned ``put`` durable: the file and its directory are flushed to disk.
+    Files get the permission bits ``file_mode`` and the directories made for them ``dir_mode``
+    whatever the process's umask (default 0640 and 0750: nobody but the storage's owner and its
+    group reads them, embargoed or not).
     """
 
     def __init__(
-        self, prefix: str | Path, *, fsync: bool = True, chunk_size: int = CHUNK_SIZE
+        self,
+        prefix: str | Path,
+        *,
+        fsync: bool = True,
+        chunk_size: int = CHUNK_SIZE,
+        file_mode: int = FILE_MODE,
+        dir_mode: int = DIR_MODE,
     ) -> None:
         if chunk_size < _FIRST_READ:
             raise ValueError(f"chunk_size must be at least {_FIRST_READ} bytes")
         self._root = os.path.realpath(os.fspath(prefix))
         self._fsync = fsync
         self._chunk_size = chunk_size
+        self._file_mode = file_mode
+        self._dir_mode = dir_mode
         self.url = Path(self._root).as_uri()
 
     @classmethod
     def from_protocol(
         cls, *, prefix: str, hostname: str = "", port: int = 0, **options: object
     ) -> PosixBackend:
-        """Build from an RSE protocol; ``hostname`` and ``port`` mean nothing to a local path."""
-        fsync = options.pop("fsync", True)
-        chunk_size = options.pop("chunk_size", CHUNK_SIZE)
-        if options or not isinstance(fsync, bool) or not isinstance(chunk_size, int):
-            raise InvalidInput(
-                "the posix backend takes the options fsync (bool) and chunk_size (int), "
-                f"not {', '.join(sorted(options)) or 'these values'}"
-            )
-        return cls(prefix, fsync=fsync, chunk_size=chunk_size)
+        """Build from an RSE protocol; ``hostname`` and ``port`` mean nothing to a local path.
+        Options: ``fsync`` (bool), ``chunk_size`` (int), ``file_mode`` and ``dir_mode`` (octal
+        permission bits, e.g. "0640" and "0750")."""
+        check_names("posix", options, ("chunk_size", "dir_mode", "file_mode", "fsync"))
+        return cls(
+            prefix,
+            fsync=typed("posix", options, "fsync", bool, True),
+            chunk_size=typed("posix", options, "chunk_size", int, CHUNK_SIZE),
+            file_mode=file_mode(
+                "posix", "file_mode", options.get("file_mode", FILE_MODE), owner=0o600
+            ),
+            dir_mode=file_mode("posix", "dir_mode", options.get("dir_mode", DIR_MODE), owner=0o700),
+        )
 
     def __repr__(self) -> str:
         return f"PosixBackend({self._root!r}, fsync={self._fsync})"
@@ -169,7 +189,9 @@ class PosixBackend:
         temporary = os.path.join(directory, part_name(name))
         placed = False
         try:
-            fd, created = _create(temporary, directory, self._root)
+            fd, created = _create(
+                temporary, directory, self._root, file_mode=self._file_mode, dir_mode=self._dir_mode
+            )
             try:
                 sums = write(fd)
             finally:
@@ -511,16 +533,26 @@ class PosixBackend:
         yield from walk_sorted(prefix, children, parts=parts)
 
 
-def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:
-    """Open ``temporary`` for writing, making its directory; return the fd and the dirs made."""
+def _create(
+    temporary: str, directory: str, root: str, *, file_mode: int, dir_mode: int
+) -> tuple[int, list[str]]:
+    """Open ``temporary`` for writing, making its directory; return the fd and the dirs made.
+    The file gets ``file_mode``, the directories made ``dir_mode`` (exactly: not the umask's)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read back through it too
     created: list[str] = []
     for attempt in range(3):  # a concurrent delete may prune the directory just made
         try:
-            return os.open(temporary, flags, 0o644), created
+            fd = os.open(temporary, flags, file_mode)  # the umask can only take bits away
         except FileNotFoundError:
             if attempt == 2:
                 raise
+        else:
+            try:
+                _set_mode(temporary, file_mode, fd=fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd, created
         missing: list[str] = []  # the storage's root too, before its first file
         parent = directory
         while not os.path.isdir(parent):
@@ -529,9 +561,25 @@ def _create(temporary: str, directory: str, root: str) -> tuple[int, list[str]]:
         created.extend(made for made in missing if made.startswith(root + os.sep))
         with contextlib.suppress(FileNotFoundError):  # pruned meanwhile: the next try makes it
             for made in reversed(missing):
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(made)
+                try:
+                    os.mkdir(made, dir_mode)
+                except FileExistsError:
+                    continue
+                _set_mode(made, dir_mode)
     raise AssertionError("unreachable")
+
+
+def _set_mode(path: str, mode: int, *, fd: int | None = None) -> None:
+    """Give ``path`` (just created by this process) exactly ``mode``: the umask may have taken
+    bits away. A file system that keeps modes of its own (some FUSE or CIFS mounts) leaves the
+    stricter ones the umask gave."""
+    try:
+        current = os.fstat(fd) if fd is not None else os.stat(path)
+        if stat.S_IMODE(current.st_mode) != mode:
+            os.chmod(fd if fd is not None else path, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
 
 
 class _ReadBack:

@@ -11,7 +11,7 @@ import io
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -33,7 +33,7 @@ from lacus.storage._base import (
 )
 from lacus.storage.posix import PosixBackend
 
-__all__ = ["ChunkReader", "copy_verified", "read_verified", "write_verified"]
+__all__ = ["ChunkReader", "check_stored", "copy_verified", "read_verified", "write_verified"]
 
 _AHEAD = 4  # chunks a stream copy reads from the source ahead of the destination
 
@@ -348,6 +348,27 @@ def read_verified(
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+    return sums
+
+
+def check_stored(
+    backend: StorageBackend,
+    path: str,
+    *,
+    expected: Checksums,
+    pace: Callable[[int], None] | None = None,
+) -> Checksums:
+    """Read the stored file whole and compare it with the catalog: its size, adler32, and md5
+    when ``expected`` has one. ChecksumMismatch when they differ, StorageFileNotFound when it is
+    not there, other StorageErrors when the storage fails (the file is then not judged).
+    ``pace(n)`` is called after each chunk of ``n`` bytes (a rate budget may sleep there)."""
+    with StreamHasher(md5=expected.md5 is not None) as hasher:
+        for chunk in backend.get(path):
+            hasher.update(chunk)
+            if pace is not None:
+                pace(len(chunk))
+        sums = hasher.result()
+    _compare(f"{backend.url}/{path}", expected, sums, label="the storage has", md5=True)
     return sums
 
 

@@ -1,5 +1,5 @@
 """The dashboard's pages: overview, DID browser, DID, rule, transfer matrix, transfers over
-time, live events, ingest latencies. Each page is one service call (one read transaction)
+time, live events, ingest latencies, integrity. Each page is one service call (one read transaction)
 rendered by a template; listings are keyset pages (``after``, ``limit``)."""
 
 from __future__ import annotations
@@ -270,5 +270,20 @@ def ingest(
             "summary": summary,
             "chart": charts.histogram(summary.bins, label="ingest latency", ticks=summary.ticks),
             "sample": dashboard.INGEST_SAMPLE,
+        },
+    )
+
+
+@router.get("/integrity")
+def integrity(request: Request, lake: LakeDep, principal: PrincipalDep) -> HTMLResponse:
+    """Files lost and audits aborted on top; per RSE the last audit and scrub and the replicas
+    in doubt now; for admins, audit details and the quarantined files."""
+    return render(
+        request,
+        "integrity.html",
+        {
+            "principal": principal,
+            "view": dashboard.integrity_view(lake, principal),
+            "shown": dashboard.QUARANTINE_SHOWN,
         },
     )

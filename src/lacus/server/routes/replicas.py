@@ -1,9 +1,12 @@
 """Replicas: registration (``POST /replicas``), state changes (``PUT /replicas``), streamed
-listing (``POST /replicas/list``, JSON lines or Metalink) and per-RSE dataset summaries."""
+listing (``POST /replicas/list``, JSON lines or Metalink; with ``all_states``, each replica's
+``reason`` for not being available) and per-RSE dataset summaries. Declaring replicas in doubt:
+``routes/integrity.py``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -14,11 +17,12 @@ from lacus.naming import validate_name, validate_scope
 from lacus.server import rucio
 from lacus.server.deps import LakeDep, PrincipalDep
 from lacus.server.responses import NDJSONResponse, created, json_response, prefetched, stream
-from lacus.service import replicas
+from lacus.service import Lake, Principal, integrity, replicas
 from lacus.types import FileSpec, ReplicaState
 
 router = APIRouter(prefix="/replicas", tags=["replicas"])
 METALINK = "application/metalink4+xml"
+REASONS_BATCH = 256
 
 
 @router.post("", status_code=201, response_class=PlainTextResponse)
@@ -84,13 +88,45 @@ def list_replicas(
         states=states,
         with_parents=body.resolve_parents or as_metalink,
     )
-    lines = (
+    lines: Iterable[dict[str, Any]] = (
         rucio.replica(item, all_states=body.all_states, parents=item.get("parents"))
         for item in found
     )
+    if body.all_states:
+        lines = _with_reasons(lake, principal, lines)
     if as_metalink:
         return StreamingResponse(rucio.metalink(prefetched(lines)), media_type=METALINK)
     return stream(lines)
+
+
+def _with_reasons(
+    lake: Lake, principal: Principal, lines: Iterable[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """The lines, each replica with its ``reason``: why it is not available (None when it
+    is), looked up for a batch of files at a time, only when some are not available."""
+    batch: list[dict[str, Any]] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= REASONS_BATCH:
+            yield from _add_reasons(lake, principal, batch)
+            batch = []
+    yield from _add_reasons(lake, principal, batch)
+
+
+def _add_reasons(
+    lake: Lake, principal: Principal, batch: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    doubted = [
+        (item["scope"], item["name"], rse)
+        for item in batch
+        for rse, location in item["replicas"].items()
+        if location["state"] != ReplicaState.AVAILABLE
+    ]
+    reasons = integrity.state_reasons(lake, principal, doubted) if doubted else {}
+    for item in batch:
+        for rse, location in item["replicas"].items():
+            location["reason"] = reasons.get((item["scope"], item["name"], rse))
+    return batch
 
 
 @router.get("/rse/{rse}", response_class=NDJSONResponse)
