@@ -3,23 +3,29 @@ download; its owner and admins see it; a release date in the past ends the embar
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine, select
 
 from lacus.client import Client
 from lacus.core import embargo, expiry
+from lacus.db import make_engine, transaction, upgrade
+from lacus.db.tables import dids
 from lacus.errors import DIDNotFound, LacusError, RuleNotFound, ScopeNotFound
 from lacus.service import Lake, Principal, replicas, scopes
 from lacus.service import accounts as service_accounts
 from lacus.service import dids as service_dids
 from lacus.types import DIDType, FileSpec
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, _postgres_database
 
 PASSWORD = "password-of-the-tests"
 Probe = Callable[[Client], object]
@@ -305,7 +311,7 @@ def _files(lake: Lake, *dids: str, dataset: str | None = None) -> None:
         adler32 = f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
         files.append({"scope": scope, "name": name, "bytes": len(data), "adler32": adler32})
     into = None if dataset is None else _key(dataset)
-    replicas.add_replicas(lake, ALICE, "ALPHA_DISK", files, dataset=into)
+    replicas.add_replicas(lake, ROOT, "ALPHA_DISK", files, dataset=into)  # admins register
 
 
 def _collection(lake: Lake, did: str, did_type: DIDType, children: Sequence[str] = ()) -> None:
@@ -551,3 +557,127 @@ def test_embargo_answers_how_many_dids_changed(cat: Lake) -> None:
     assert _embargo(cat, "alice:a", embargoed=False) == 2  # a and g; b still hides f
     with pytest.raises(DIDNotFound), cat.write() as conn:
         embargo.set_did_embargo(conn, "alice", "nothing", embargoed=True, release_at=None)
+
+
+# -- migration 0013: the own embargo told apart from what was copied down ------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def at_0012(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A new catalog migrated up to 0012, the last revision that copied embargoes down."""
+    urls = (
+        iter([f"sqlite:///{tmp_path / 'old.db'}"])
+        if request.param == "sqlite"
+        else _postgres_database(f"lacus_embargo_{os.getpid()}_{secrets.token_hex(4)}")
+    )
+    for url in urls:
+        engine = make_engine(url)
+        try:
+            upgrade(engine, "0012")
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def test_upgrading_keeps_own_embargoes_and_hides_again_what_a_lift_showed(
+    at_0012: Engine,
+) -> None:
+    """Before: ds:a embargoed (copied onto g and k), b lifted (which showed f, still in a), k
+    given its own date, h embargoed alone, scope n embargoed with n:x holding s:y."""
+    later = datetime(2030, 1, 1)
+    now = datetime(2026, 1, 1)
+    times = {"created_at": now, "updated_at": now}
+    account = _old_table("accounts", "account", "account_type", "status", "admin")
+    scope = _old_table("scopes", "scope", "account", "status", "embargoed")
+    did = _old_table(
+        "dids", "scope", "name", "did_type", "account", "embargoed", "embargo_release_at"
+    )
+    content = _old_table("contents", "scope", "name", "child_scope", "child_name", "child_type")
+    dids_before = {  # name: (scope, type, embargoed, release)
+        "a": ("s", "dataset", True, None),
+        "b": ("s", "dataset", False, None),
+        "f": ("s", "file", False, None),
+        "g": ("s", "file", True, None),
+        "k": ("s", "file", True, later),
+        "h": ("s", "file", True, later),
+        "x": ("n", "dataset", False, None),
+        "y": ("s", "file", False, None),
+    }
+    with transaction(at_0012) as conn:
+        conn.execute(
+            sa.insert(account).values(
+                account="root", account_type="service", status="active", admin=True, **times
+            )
+        )
+        for name, hidden in (("s", False), ("n", True)):
+            conn.execute(
+                sa.insert(scope).values(
+                    scope=name, account="root", status="open", embargoed=hidden, created_at=now
+                )
+            )
+        for name, (in_scope, kind, hidden, release) in dids_before.items():
+            conn.execute(
+                sa.insert(did).values(
+                    scope=in_scope,
+                    name=name,
+                    did_type=kind,
+                    account="root",
+                    embargoed=hidden,
+                    embargo_release_at=release,
+                    **times,
+                )
+            )
+        for parent, child in (("a", "f"), ("a", "g"), ("a", "k"), ("b", "f"), ("x", "y")):
+            conn.execute(
+                sa.insert(content).values(
+                    scope=dids_before[parent][0],
+                    name=parent,
+                    child_scope="s",
+                    child_name=child,
+                    child_type=dids_before[child][1],
+                    created_at=now,
+                )
+            )
+
+    upgrade(at_0012)
+
+    def state() -> dict[str, tuple[bool, datetime | None, bool, datetime | None]]:
+        with transaction(at_0012) as conn:
+            rows = conn.execute(select(dids).order_by(dids.c.name))
+            return {
+                row.name: (
+                    bool(row.own_embargoed),
+                    row.own_release_at,
+                    bool(row.embargoed),
+                    row.embargo_release_at,
+                )
+                for row in rows
+            }
+
+    assert state() == {  # name: own, own release, effective, effective release
+        "a": (True, None, True, None),
+        "b": (False, None, False, None),
+        "f": (False, None, True, None),  # a still holds it: hidden again
+        "g": (False, None, True, None),
+        "k": (True, later, True, None),  # its own date, and a's for ever
+        "h": (True, later, True, later),
+        "x": (False, None, False, None),  # in scope n: checked against the scope
+        "y": (False, None, True, None),  # below a DID of the embargoed scope n
+    }
+    with transaction(at_0012) as conn:
+        embargo.set_did_embargo(conn, "s", "a", embargoed=False, release_at=None)
+    after = state()
+    assert {name: after[name][2:] for name in ("a", "f", "g", "k")} == {
+        "a": (False, None),
+        "f": (False, None),
+        "g": (False, None),
+        "k": (True, later),
+    }
+
+
+def _old_table(name: str, *columns: str) -> sa.TableClause:
+    """Enough of a table of revision 0012 to insert rows into."""
+    types: dict[str, Any] = {"admin": sa.Boolean, "embargoed": sa.Boolean}
+    stamps = [sa.column(stamp, sa.DateTime) for stamp in ("created_at", "updated_at")]
+    typed = [sa.column(c, sa.DateTime if c.endswith("_at") else types.get(c)) for c in columns]
+    return sa.table(name, *typed, *stamps)

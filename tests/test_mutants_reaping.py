@@ -15,11 +15,18 @@ from lacus.core import reaping, rses
 from lacus.core import replicas as core_replicas
 from lacus.core.clock import utcnow
 from lacus.core.locks import EPOCH
-from lacus.db.tables import replicas
+from lacus.db.tables import replicas, requests
 from lacus.service import replicas as service_replicas
 from lacus.service.lake import Lake
 from lacus.types import ProtocolInfo
-from tests.rule_helpers import add_rule, event_types, make_dataset, put_files, settle
+from tests.rule_helpers import (
+    add_rule,
+    event_types,
+    make_dataset,
+    put_files,
+    request_rows,
+    settle,
+)
 from tests.test_reaper import configure, names_on, set_replica, used_bytes
 
 MUTATED = "src/lacus/core/reaping.py"
@@ -181,3 +188,94 @@ def test_a_read_is_recorded_for_the_replica_read_only(lake: Lake) -> None:
         accessed = dict(conn.execute(select(replicas.c.name, replicas.c.accessed_at)).all())
     assert accessed["f0"] is not None
     assert accessed["f1"] is None, "not read: still the least recently used"
+
+
+def test_only_a_lock_on_this_very_replica_keeps_it(lake: Lake) -> None:
+    # A rule on ALPHA_DISK locks a:x there; a rule on BETA_DISK is satisfied by b:y's copy
+    # there; other replicas on ALPHA_DISK (another scope, another name, another copy) may go.
+    make_dataset(lake, "a", "locked", ["x"])
+    make_dataset(lake, "b", "elsewhere", ["y"])
+    put_files(lake, "BETA_DISK", "b", ["y"])
+    make_dataset(lake, "a", "other", ["z"])
+    make_dataset(lake, "b", "same-name", ["x"])
+    add_rule(lake, "a", "locked", "ALPHA_DISK")
+    add_rule(lake, "b", "elsewhere", "BETA_DISK")
+    settle(lake, "evaluator")
+    put_files(lake, "GAMMA_TAPE", "a", ["x"])  # a second copy: the locked one still stays
+    for name in ("x", "y", "z"):
+        set_replica(lake, "ALPHA_DISK", name, tombstone=EPOCH)  # a:x and b:x alike
+    settle(lake, "reaper")
+    with lake.read() as conn:
+        alpha = rses.get_rse_id(conn, "ALPHA_DISK")
+        left = set(
+            conn.execute(
+                select(replicas.c.scope, replicas.c.name).where(replicas.c.rse_id == alpha)
+            ).all()
+        )
+    assert left == {("a", "x")}
+
+
+def transfer_reading(lake: Lake, rse: str, name: str) -> None:
+    """The conveyor copies ``name`` from ``rse`` right now."""
+    with lake.write() as conn:
+        conn.execute(
+            requests.update()
+            .where(requests.c.name == name)
+            .values(
+                state="submitted",
+                source_rse_id=rses.get_rse_id(conn, rse),
+                claimed_by="conveyor@test",
+                lease_until=utcnow() + timedelta(minutes=5),
+            )
+        )
+
+
+def test_a_transfer_keeps_only_the_file_it_reads_and_only_while_it_runs(lake: Lake) -> None:
+    make_dataset(lake, "data", "ds", ["read", "other"])
+    put_files(lake, "GAMMA_TAPE", "data", ["read", "other"])  # copies kept elsewhere
+    add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake, "evaluator")
+    transfer_reading(lake, "ALPHA_DISK", "read")
+    with lake.write() as conn:  # "other" failed for good: its source is free again
+        conn.execute(
+            requests.update()
+            .where(requests.c.name == "other")
+            .values(state="failed", source_rse_id=rses.get_rse_id(conn, "ALPHA_DISK"))
+        )
+    for name in ("read", "other"):
+        set_replica(lake, "ALPHA_DISK", name, tombstone=EPOCH)
+    settle(lake, "reaper")
+    assert names_on(lake, "ALPHA_DISK") == {"read"}
+
+
+def test_a_queued_transfers_only_readable_source_is_kept(lake: Lake) -> None:
+    # GAMMA_TAPE holds a copy nobody can read: ALPHA_DISK's is the transfer's only source.
+    make_dataset(lake, "data", "ds", ["f"])
+    put_files(lake, "GAMMA_TAPE", "data", ["f"])
+    with lake.write() as conn:
+        rses.update_rse(conn, rses.get_rse_id(conn, "GAMMA_TAPE"), availability_read=False)
+    add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake, "evaluator")
+    assert [request.state for request in request_rows(lake)] == ["queued"]
+    set_replica(lake, "ALPHA_DISK", "f", tombstone=EPOCH)
+    settle(lake, "reaper")
+    assert names_on(lake, "ALPHA_DISK") == {"f"}
+
+
+def test_purged_replicas_go_first_and_a_pass_keeps_to_its_limit(lake: Lake) -> None:
+    names = [f"f{i}" for i in range(6)]
+    make_dataset(lake, "data", "ds", names)
+    configure(lake, "ALPHA_DISK", greedy_deletion="true")
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    set_replica(lake, "ALPHA_DISK", "f0", tombstone=an_hour_ago)  # due: the RSE is greedy
+    for name in ("f1", "f2", "f3"):
+        set_replica(lake, "ALPHA_DISK", name, tombstone=EPOCH)  # purged by their rules
+    assert picked(lake, limit=1) in ([("data", "f1")], [("data", "f2")], [("data", "f3")])
+    assert len(picked(lake, limit=2)) == 2
+    # Not greedy any more, but short of space: f0, f4 and f5 may go for space, after the
+    # purged ones and within the pass's limit.
+    configure(lake, "ALPHA_DISK", greedy_deletion="false", total_bytes=600, min_free_bytes="600")
+    for name in ("f4", "f5"):
+        set_replica(lake, "ALPHA_DISK", name, tombstone=an_hour_ago)
+    assert picked(lake, limit=3) == [("data", "f1"), ("data", "f2"), ("data", "f3")]
+    assert len(picked(lake, limit=5)) == 5

@@ -49,7 +49,7 @@ class PullingStorage(RemoteSource):
         self,
         root: Path,
         *,
-        garble: bool = False,
+        garble: str = "",
         refuse: BaseException | None = None,
         late: bool = False,
         full: bool = False,
@@ -84,11 +84,11 @@ class PullingStorage(RemoteSource):
             self.posix.put(path, source, md5=False, overwrite=overwrite)
         if self.refuse is not None:
             raise self.refuse
-        if self.garble:
+        if self.garble:  # one byte flipped, or the last one lost
             full = self.root / path
             data = bytearray(full.read_bytes())
             data[0] ^= 0x01
-            full.write_bytes(bytes(data))
+            full.write_bytes(bytes(data) if self.garble == "flip" else bytes(data[:-1]))
 
     def checksum(self, path: str, algorithm: str = "adler32") -> str:
         if algorithm != "adler32":
@@ -126,11 +126,14 @@ def test_a_third_party_copy_only_when_asked(tmp_path: Path) -> None:
     assert (tmp_path / "dest/virgo/g").read_bytes() == data
 
 
-def test_a_garbled_third_party_copy_is_streamed_again_and_says_why(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("garble", "why"), [("flip", "adler32"), ("truncate", "3000 bytes")])
+def test_a_garbled_third_party_copy_is_streamed_again_and_says_why(
+    tmp_path: Path, garble: str, why: str
+) -> None:
     data = os.urandom(3000)
-    source, dest = pulling_pair(tmp_path, data, garble=True)
+    source, dest = pulling_pair(tmp_path, data, garble=garble)
     how = copy_verified(source, "virgo/f", dest, "virgo/g", expected=sums_of(data))
-    assert how.startswith(f"stream (third-party copy failed: {dest.url}/virgo/g: expected adler32")
+    assert how.startswith(f"stream (third-party copy failed: {dest.url}/virgo/g: expected {why}")
     assert (tmp_path / "dest/virgo/g").read_bytes() == data
 
 
@@ -154,9 +157,9 @@ def test_a_third_party_copy_interrupted_leaves_nothing_and_raises(
     assert not (tmp_path / "dest/virgo/g").exists()
 
 
-@pytest.mark.parametrize("garble", [False, True])
+@pytest.mark.parametrize("garble", ["", "flip"])
 def test_a_failed_third_party_copy_leaves_nothing_when_streaming_fails_too(
-    tmp_path: Path, garble: bool
+    tmp_path: Path, garble: str
 ) -> None:
     data = os.urandom(3000)
     failed = None if garble else StorageError("connection reset after the copy")

@@ -20,6 +20,7 @@ from lacus.cli import (
     scopes,
     stream,
     subscriptions,
+    tokens,
     transfers,
     watch,
 )
@@ -37,6 +38,8 @@ app.command()(lake.init)
 app.command()(lake.serve)
 app.command()(lake.login)
 app.command()(lake.whoami)
+app.command()(tokens.logout)
+app.add_typer(tokens.app, name="token")
 app.add_typer(rses.app, name="rse")
 app.add_typer(scopes.app, name="scope")
 app.command()(data.upload)

@@ -80,6 +80,20 @@ class Client:
     def token(self) -> str:
         return self.session.token
 
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """The account's tokens not yet expired, oldest first: ``id``, ``identity``,
+        ``created_at``, ``expires_at``, ``current`` (the one this client holds)."""
+        result: list[dict[str, Any]] = self.session.json("GET", "/auth/tokens")
+        return result
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its ``id`` (own tokens; admins: anyone's)."""
+        self.session.json("DELETE", f"/auth/tokens/{_p(token_id)}")
+
+    def logout(self) -> bool:
+        """Revoke the token this client holds and forget it; whether the server revoked one."""
+        return self.session.logout()
+
     def add_account(
         self,
         account: str,

@@ -57,6 +57,28 @@ class Session:
         with self._lock:
             self._token = None
 
+    def logout(self) -> bool:
+        """Revoke the token this session holds on the server and forget it (a later request
+        logs in again, with a password); whether the server revoked one. A token the server
+        does not list (a JWT: its issuer's) or no longer accepts is only forgotten."""
+        with self._lock:
+            token, self._token = self._token, None
+        if token is None:
+            return False
+        headers = {"X-Rucio-Auth-Token": token}
+        listed = self._send("GET", "/auth/tokens", headers=headers)
+        if listed.status_code == 401:
+            return False
+        raise_for_error(listed)
+        for entry in orjson.loads(listed.content):
+            if entry.get("current"):
+                response = self._send("DELETE", f"/auth/tokens/{entry['id']}", headers=headers)
+                if response.status_code == 401:
+                    return False
+                raise_for_error(response)
+                return True
+        return False
+
     def _login(self) -> None:
         if not self.config.account or not self.config.password:
             raise Unauthenticated(

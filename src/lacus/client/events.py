@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from lacus.client._http import raise_for_error
-from lacus.errors import InvalidInput, LacusError, ServerUnavailable
+from lacus.errors import InvalidInput, LacusError, ServerUnavailable, Unauthenticated
 from lacus.naming import parse_did
 from lacus.types import DIDType, ReplicaState
 
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 READ_TIMEOUT = 40.0
 """Seconds without a byte from the server before the stream is taken for dead (the server sends
 a keep-alive every 15 s)."""
+
+AUTH_EXPIRED = "auth.expired"
+"""The server's last message on a stream whose token expired or was revoked."""
 
 RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds to wait before the successive attempts to reconnect (the last one repeats)."""
@@ -127,6 +130,14 @@ def watch(
                 for message in parse_messages(response.iter_lines()):
                     if message.id is not None and message.id.isdigit():
                         position = int(message.id)
+                    if message.event == AUTH_EXPIRED:  # the stream's last message
+                        if not session.config.password:
+                            raise Unauthenticated(
+                                "the server ended the event stream: the token expired or was "
+                                "revoked (log in again, then resume with after=the last id)"
+                            )
+                        session.forget_token()  # log in again and resume where it ended
+                        break
                     if message.data:
                         last_event = time.monotonic()
                         yield _event(message)

@@ -208,6 +208,15 @@ def delete_token(conn: Connection, token: str) -> bool:
     return bool(conn.execute(delete(tokens).where(tokens.c.token == token)).rowcount)
 
 
+def list_tokens(conn: Connection, account: str | None = None) -> list[Any]:
+    """The tokens not yet expired (of ``account``, or every account's), oldest first: rows with
+    ``token``, ``account``, ``identity``, ``created_at``, ``expires_at``."""
+    query = select(tokens).where(tokens.c.expires_at > utcnow())
+    if account is not None:
+        query = query.where(tokens.c.account == account)
+    return list(conn.execute(query.order_by(tokens.c.created_at, tokens.c.token)))
+
+
 def validate_token(conn: Connection, token: str) -> tuple[str, datetime]:
     """Return (account, expiry) of a valid token, else raise Unauthenticated."""
     row = conn.execute(

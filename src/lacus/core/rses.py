@@ -204,18 +204,29 @@ def update_rse(
 
 
 def adjust_usage(conn: Connection, rse_id: int, *, bytes_delta: int, files_delta: int) -> None:
-    """Add to the RSE's used space and file count (negative deltas subtract)."""
+    """Add to the RSE's used space and file count (negative deltas subtract).
+
+    Both are signed 64-bit counters that never overflow nor go negative: a change that would
+    is refused (InvalidInput), never clamped (SQLite would silently make an overflow a REAL)."""
+    for what, delta in (("bytes", bytes_delta), ("files", files_delta)):
+        if abs(delta) > MAX_INT64:
+            raise InvalidInput(f"{delta} {what} at once: more than a 64-bit counter holds")
     query = update(rses).where(rses.c.id == rse_id)
-    if bytes_delta > 0:
-        # A 64-bit counter: refuse to overflow it (SQLite would silently make it a REAL).
-        if bytes_delta > MAX_INT64:
-            raise InvalidInput(f"{bytes_delta} bytes at once: more than a 64-bit counter holds")
-        query = query.where(rses.c.used_bytes <= MAX_INT64 - bytes_delta)
+    for column, delta in ((rses.c.used_bytes, bytes_delta), (rses.c.files, files_delta)):
+        if delta > 0:
+            query = query.where(column <= MAX_INT64 - delta)
+        elif delta < 0:
+            query = query.where(column >= -delta)
     result = conn.execute(
         query.values(used_bytes=rses.c.used_bytes + bytes_delta, files=rses.c.files + files_delta)
     )
-    if result.rowcount == 0 and bytes_delta > 0:
-        raise InvalidInput(f"the RSE's used space would exceed {MAX_INT64} bytes")
+    if result.rowcount == 0:
+        if conn.execute(select(rses.c.id).where(rses.c.id == rse_id)).first() is None:
+            raise RSENotFound(f"no RSE with id {rse_id}")
+        raise InvalidInput(
+            f"the RSE's used space or file count would leave 0..{MAX_INT64} "
+            f"({bytes_delta:+} bytes, {files_delta:+} files)"
+        )
 
 
 def rse_attribute_map(conn: Connection) -> dict[str, dict[str, str]]:

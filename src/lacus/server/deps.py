@@ -42,7 +42,15 @@ def get_principal(
         token = request.cookies.get(TOKEN_COOKIE)
     if not token:
         raise Unauthenticated("no token: send X-Rucio-Auth-Token (log in with /auth/userpass)")
-    return authenticate(lake, token)
+    principal = authenticate(lake, token)
+    request.state.token = token  # for what outlives the request's check: streams, logout
+    return principal
+
+
+def presented_token(request: Request) -> str:
+    """The token the request was authenticated with (after ``get_principal``)."""
+    token: str = request.state.token
+    return token
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -7,11 +7,13 @@ account: first through an identity ``sub@iss``, else through the issuer's ``acco
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from lacus.core import accounts
 from lacus.core.clock import utcnow
-from lacus.errors import InvalidName, Unauthenticated
+from lacus.errors import InvalidName, NotFound, Unauthenticated
 from lacus.naming import validate_account
 from lacus.service.lake import Lake, Principal
 from lacus.service.oidc import VerifiedToken, looks_like_jwt
@@ -110,3 +112,57 @@ def token_expiry(lake: Lake, token: str) -> tuple[datetime, int]:
         with lake.read() as conn:
             expires_at = accounts.validate_token(conn, token)[1]
     return expires_at, max(0, int((expires_at - utcnow()).total_seconds()))
+
+
+TOKEN_ID_LENGTH = 16
+"""Hex digits of a token's id: the start of its SHA-256, never the token itself."""
+
+
+def token_id(token: str) -> str:
+    """The id a token is listed and revoked by (the secret cannot be derived from it)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:TOKEN_ID_LENGTH]
+
+
+def list_tokens(lake: Lake, principal: Principal, *, presented: str) -> list[dict[str, Any]]:
+    """The principal's account's tokens not yet expired, oldest first: id, account, identity,
+    created_at, expires_at, ``current`` (the one presented); never a token's secret."""
+    with lake.read() as conn:
+        rows = accounts.list_tokens(conn, principal.account)
+    return [
+        {
+            "id": token_id(row.token),
+            "account": row.account,
+            "identity": row.identity,
+            "created_at": row.created_at,
+            "expires_at": row.expires_at,
+            "current": row.token == presented,
+        }
+        for row in rows
+    ]
+
+
+def revoke_token(lake: Lake, principal: Principal, wanted: str) -> None:
+    """Revoke the token with id ``wanted`` (``token_id``): one of the principal's account, or
+    (admins) of any account. It authenticates nothing from now on: in this process at once,
+    in others once their cache entry is ``token_cache_seconds`` old. NotFound: no such token
+    (or another account's, for a non-admin)."""
+    account = None if principal.admin else principal.account
+    with lake.write() as conn:
+        found = [row.token for row in accounts.list_tokens(conn, account)]
+        matching = [token for token in found if token_id(token) == wanted]
+        if not matching:
+            raise NotFound(f"no token with id {wanted[:40]!r} of account {principal.account!r}")
+        for token in matching:
+            accounts.delete_token(conn, token)
+    for token in matching:
+        lake.forget_token(token)
+
+
+def still_valid(lake: Lake, token: str) -> bool:
+    """Whether ``token`` still authenticates (not expired, not revoked): what open streams ask
+    (cached like every check, so at most ``token_cache_seconds`` behind another process)."""
+    try:
+        authenticate(lake, token)
+    except Unauthenticated:
+        return False
+    return True

@@ -26,7 +26,7 @@ from lacus.core.scopes import list_scopes
 from lacus.errors import InvalidOption
 from lacus.service import integrity
 from lacus.service.dids import require_visible_scope
-from lacus.service.events import event_filter
+from lacus.service.events import event_filter, redact
 from lacus.service.lake import Lake, Principal
 from lacus.types import DIDInfo, DIDType, LockState, MetaValue, ReplicaInfo, ReplicaState, RSEInfo
 
@@ -438,6 +438,7 @@ def newest_events(
     upto = lake.event_log.horizon(fresh=True)
     with lake.read() as conn:
         found = browse.newest_events(conn, before=before, upto=upto, limit=limit, where=where)
+        found = redact(conn, found, principal)
     return found, upto
 
 

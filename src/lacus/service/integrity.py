@@ -35,6 +35,7 @@ from lacus.errors import (
 )
 from lacus.naming import make_pfn
 from lacus.service.lake import Lake, Principal
+from lacus.service.token_scopes import StorageOperation, may
 from lacus.storage import FileStat
 from lacus.types import ReplicaState, RSEInfo
 
@@ -176,11 +177,20 @@ def _allowed(
     if state is not ReplicaState.SUSPICIOUS and not principal.admin:
         owners = scopes.require_scopes(conn, {scope for scope, _ in seen}) if seen else {}
     allowed = []
+    needed = StorageOperation.READ if state is ReplicaState.SUSPICIOUS else StorageOperation.MODIFY
     for scope, name, info, given in wanted:
-        if (scope, name) not in seen:
-            outcome.refused.append(
-                Refusal(given, info["rse"], f"{scope}:{name} not found", ReplicaNotFound)
+        if (scope, name) not in seen:  # hidden answers as missing, by name or by PFN
+            missing = (
+                f"{scope}:{name} not found"
+                if given == f"{scope}:{name}"
+                else "not found: no replica has this PFN"
             )
+            outcome.refused.append(Refusal(given, info["rse"], missing, ReplicaNotFound))
+        elif not may(principal, needed, scope):
+            outcome.refused.append(
+                Refusal(given, info["rse"], f"this token may not declare {state} replicas of "
+                        f"scope {scope!r}: it needs storage.{needed}:/{scope}", AccessDenied)
+            )  # fmt: skip
         elif owners.get(scope, principal.account) != principal.account:
             outcome.refused.append(
                 Refusal(given, info["rse"], f"account {principal.account!r} may not declare "

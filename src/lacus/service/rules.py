@@ -184,7 +184,10 @@ def rule_history(lake: Lake, principal: Principal, rule_id: str) -> list[dict[st
         if not entries:
             raise RuleNotFound(f"rule {rule_id} has no history")
         if entries[0]["account"] != principal.account and not principal.admin:
-            rules.get_rule(conn, rule_id, viewer=principal)  # visible DID: readable
+            try:
+                rules.get_rule(conn, rule_id, viewer=principal)  # visible DID: readable
+            except RuleNotFound:  # hidden or gone: as a rule that never was
+                raise RuleNotFound(f"rule {rule_id} has no history") from None
         return entries
 
 

@@ -166,7 +166,9 @@ class Settings(BaseModel):
     database_url: str
     token_lifetime: int = Field(default=3600, description="seconds a token stays valid")
     token_cache_seconds: float = Field(
-        default=30.0, description="seconds a validated token is cached"
+        default=5.0,
+        description="seconds a validated token is cached: how long another server process may "
+        "still accept a revoked token (this one refuses it at once)",
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="largest request body")
     metrics_public: bool = Field(

@@ -1,16 +1,17 @@
-"""Authentication, in Rucio's dialect: ``/auth/userpass`` issues ``X-Rucio-Auth-Token``."""
+"""Authentication, in Rucio's dialect: ``/auth/userpass`` issues ``X-Rucio-Auth-Token``; Lacus's
+``/auth/tokens`` lists an account's tokens and revokes them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 
 from lacus.errors import Unauthenticated
 from lacus.server import answers
-from lacus.server.deps import LakeDep, PrincipalDep
+from lacus.server.deps import LakeDep, PrincipalDep, presented_token
 from lacus.server.responses import json_response
-from lacus.service.auth import login_userpass, token_expiry
+from lacus.service.auth import list_tokens, login_userpass, revoke_token, token_expiry
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -46,3 +47,23 @@ def validate(
     return json_response(
         {"account": principal.account, "lifetime": expires_at, "seconds_left": seconds_left}
     )
+
+
+@router.get("/tokens")
+def tokens(request: Request, lake: LakeDep, principal: PrincipalDep) -> Response:
+    """The caller's account's tokens not yet expired, oldest first: ``id`` (revoke by it),
+    ``account``, ``identity``, ``created_at``, ``expires_at``, ``current`` (the one sent). No
+    token's secret is shown."""
+    return json_response(list_tokens(lake, principal, presented=presented_token(request)))
+
+
+@router.delete("/tokens/{token_id}")
+def revoke(
+    lake: LakeDep,
+    principal: PrincipalDep,
+    token_id: Annotated[str, Path(min_length=1, max_length=64, pattern="^[0-9a-f]+$")],
+) -> Response:
+    """Revoke one of the caller's tokens (admins: anyone's) by its ``id``: refused at once by
+    this server, by others within ``token_cache_seconds``; open event streams end with it."""
+    revoke_token(lake, principal, token_id)
+    return json_response({"revoked": token_id})

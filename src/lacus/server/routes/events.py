@@ -1,5 +1,6 @@
 """The event stream (Lacus): ``GET /events`` as Server-Sent Events, resumable with
-``Last-Event-ID``."""
+``Last-Event-ID``; each reader's events redacted for it (``service.events``), the stream ended
+when its token ends."""
 
 from __future__ import annotations
 
@@ -14,16 +15,26 @@ from starlette.concurrency import run_in_threadpool
 
 from lacus.errors import InvalidInput
 from lacus.naming import parse_did, validate_scope
-from lacus.server.deps import LakeDep, PrincipalDep
+from lacus.server.deps import LakeDep, PrincipalDep, presented_token
 from lacus.server.responses import dumps
 from lacus.service import Lake
 from lacus.service import events as service
+from lacus.service.auth import still_valid
 from lacus.service.events import Event
+from lacus.types import Viewer
 
 router = APIRouter(tags=["events"])
 
 HEARTBEAT = 15.0
 """Seconds between two keep-alive comments on a quiet stream (each carries the position)."""
+
+TOKEN_CHECK = 2.0
+"""Seconds between two checks that the stream's token is still valid (also checked before each
+delivery): an expired or revoked token ends the stream with an ``auth.expired`` event."""
+
+AUTH_EXPIRED = "auth.expired"
+"""The last event of a stream whose token expired or was revoked: log in again, then resume
+with ``Last-Event-ID``."""
 
 EVENT_STREAM = "text/event-stream"
 
@@ -57,7 +68,9 @@ async def stream_events(
     """Every event the caller may see, as it happens: ``id`` (resume from it with
     ``Last-Event-ID``), ``event`` (its type), ``data`` (the JSON payload with ``id`` and
     ``type``). Without ``after`` or ``Last-Event-ID`` the stream starts with the next event.
-    Quiet streams get a comment every 15 s, with the stream's position as ``id``."""
+    Quiet streams get a comment every 15 s, with the stream's position as ``id``. Payloads
+    are redacted for the caller (hidden DIDs left out). When the token expires or is revoked,
+    the stream sends ``event: auth.expired`` and ends."""
     key = parse_did(did) if did is not None else None
     where = await run_in_threadpool(
         service.event_filter,
@@ -69,7 +82,8 @@ async def stream_events(
     )
     resume = _event_id(last_event_id) if last_event_id else after
     start = await run_in_threadpool(service.start_position, lake, resume)
-    return EventStreamResponse(_messages(request, lake, where, start))
+    stream = _messages(request, lake, where, start, principal, presented_token(request))
+    return EventStreamResponse(stream)
 
 
 def _event_id(value: str) -> int:
@@ -83,24 +97,43 @@ def _event_id(value: str) -> int:
 
 
 async def _messages(
-    request: Request, lake: Lake, where: ColumnElement[bool], position: int
+    request: Request,
+    lake: Lake,
+    where: ColumnElement[bool],
+    position: int,
+    viewer: Viewer,
+    token: str,
 ) -> AsyncIterator[bytes]:
     log = lake.event_log
     yield f"retry: 1000\nid: {position}\n\n".encode()
-    quiet_since = time.monotonic()
+    quiet_since = checked_at = time.monotonic()
     while True:
-        found, position = await run_in_threadpool(service.page, lake, position, where)
+        found, after, more = await run_in_threadpool(service.page, lake, position, where, viewer)
+        if found or time.monotonic() - checked_at >= TOKEN_CHECK:
+            if not await run_in_threadpool(still_valid, lake, token):
+                yield _expired(position)
+                return
+            checked_at = time.monotonic()
+        position = after
         if found:
             yield b"".join(_message(event) for event in found)
             quiet_since = time.monotonic()
-            if len(found) == service.PAGE:
-                continue  # more to read at once; else the position is the horizon: wait past it
+        if more:
+            continue  # more to read at once; else the position is the horizon: wait past it
         if await request.is_disconnected():
             return
         remaining = HEARTBEAT - (time.monotonic() - quiet_since)
-        if not await log.wait_async(position, max(0.0, remaining)):
+        woken = await log.wait_async(position, max(0.0, min(remaining, TOKEN_CHECK)))
+        if not woken and time.monotonic() - quiet_since >= HEARTBEAT:
             yield f": keep-alive\nid: {position}\n\n".encode()
             quiet_since = time.monotonic()
+
+
+def _expired(position: int) -> bytes:
+    """The stream's last message: its token ended (resume from ``position`` once logged in)."""
+    data = dumps({"type": AUTH_EXPIRED, "message": "the token expired or was revoked: log in "
+                  "again and resume with Last-Event-ID", "position": position})  # fmt: skip
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (position, AUTH_EXPIRED.encode(), data)
 
 
 def _message(event: Event) -> bytes:

@@ -60,11 +60,13 @@ FROM effective WHERE dids.scope = effective.scope AND dids.name = effective.name
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("dids") as batch:
-        batch.add_column(
-            sa.Column("own_embargoed", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-        batch.add_column(sa.Column("own_release_at", sa.DateTime(), nullable=True))
+    # Plain ALTER TABLE ADD COLUMN: a batch would copy ``dids`` on SQLite, and dropping the old
+    # table fails while contents and replicas refer to it.
+    op.add_column(
+        "dids",
+        sa.Column("own_embargoed", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
+    op.add_column("dids", sa.Column("own_release_at", sa.DateTime(), nullable=True))
     op.execute(OWN)
     op.execute(CLEAR)
     op.execute(EFFECTIVE)

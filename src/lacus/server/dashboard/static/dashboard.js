@@ -31,6 +31,13 @@
         handle(type, data, message.lastEventId);
       });
     }
+    // The token (the login's cookie) expired or was revoked: the server ends the stream with
+    // this event; stop reconnecting and reload, which leads to the login page.
+    source.addEventListener("auth.expired", () => {
+      source.close();
+      status("off", "session ended: log in again");
+      window.location.reload();
+    });
     window.addEventListener("pagehide", () => source.close());
     return source;
   }
