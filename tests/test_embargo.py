@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from lacus.client import Client
-from lacus.core import embargo, expiry
+from lacus.core import embargo, expiry, visibility
 from lacus.db import make_engine, transaction, upgrade
 from lacus.db.tables import dids
+from lacus.db.tables import scopes as scopes_table
 from lacus.errors import DIDNotFound, LacusError, RuleNotFound, ScopeNotFound
 from lacus.service import Lake, Principal, replicas, scopes
 from lacus.service import accounts as service_accounts
@@ -32,25 +33,27 @@ Probe = Callable[[Client], object]
 
 
 @pytest.fixture
-def accounts(client: Client, server: RunningServer, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """alice owns scope 'alice' with dataset 'ds' (embargoed) and 'pub' (public); bob does not."""
+def accounts(client: Client, server: RunningServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """alice owns scope 'alice' with dataset 'ds' (embargoed) and 'pub' (public); bob does not.
+
+    The clients close whatever happens (a failing setup must not leave sockets open)."""
     client.add_account("alice", password=PASSWORD)
     client.add_account("bob", password=PASSWORD)
     client.add_scope("alice", account="alice")
-    alice = Client(server.url, account="alice", password=PASSWORD)
-    bob = Client(server.url, account="bob", password=PASSWORD)
-    for name, content in (("secret.dat", b"embargoed bytes"), ("open.dat", b"public bytes")):
-        (tmp_path / name).write_bytes(content)
-    alice.upload([tmp_path / "secret.dat"], rse="ALPHA_DISK", scope="alice", dataset="ds")
-    alice.upload([tmp_path / "open.dat"], rse="ALPHA_DISK", scope="alice", dataset="pub")
-    alice.add_container("alice:box")
-    alice.attach("alice:box", ["alice:ds", "alice:pub"])
-    alice.set_metadata("alice:ds", {"run": 7})
-    rule_id = _add_rule(alice, "alice:ds")
-    alice.set_embargo("alice:ds")
-    yield {"root": client, "alice": alice, "bob": bob, "rule": rule_id}
-    alice.close()
-    bob.close()
+    with (
+        Client(server.url, account="alice", password=PASSWORD) as alice,
+        Client(server.url, account="bob", password=PASSWORD) as bob,
+    ):
+        for name, content in (("secret.dat", b"embargoed bytes"), ("open.dat", b"public bytes")):
+            (tmp_path / name).write_bytes(content)
+        alice.upload([tmp_path / "secret.dat"], rse="ALPHA_DISK", scope="alice", dataset="ds")
+        alice.upload([tmp_path / "open.dat"], rse="ALPHA_DISK", scope="alice", dataset="pub")
+        alice.add_container("alice:box")
+        alice.attach("alice:box", ["alice:ds", "alice:pub"])
+        alice.set_metadata("alice:ds", {"run": 7})
+        rule_id = _add_rule(alice, "alice:ds")
+        alice.set_embargo("alice:ds")
+        yield {"root": client, "alice": alice, "bob": bob, "rule": rule_id}
 
 
 def _add_rule(client: Client, did: str) -> str:
@@ -338,8 +341,10 @@ def _embargo(lake: Lake, did: str, *, embargoed: bool = True, until: datetime | 
 
 
 def _naive(moment: datetime | None) -> datetime | None:
-    """The catalog's time: naive UTC."""
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+    """The catalog's time: naive UTC (a naive ``moment`` is that already)."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _seen(lake: Lake, *dids: str, who: Principal = BOB) -> set[str]:
@@ -499,6 +504,21 @@ def test_release_dates_pass_without_any_write(cat: Lake) -> None:
     assert "f" in {item["name"] for item in service_dids.search_dids(cat, BOB, "alice")}
 
 
+def test_an_embargo_ends_at_its_release_date(cat: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    _files(cat, "alice:f", dataset="alice:a")
+    moment = datetime(2030, 1, 1, 12, 0, 0, 5)
+    _embargo(cat, "alice:a", until=moment)
+    _embargo(cat, "north", until=moment)
+    _files(cat, "north:n")
+    for now, seen in (
+        (moment - timedelta(microseconds=1), set()),
+        (moment, {"alice:f", "north:n"}),
+    ):
+        monkeypatch.setattr(visibility, "utcnow", lambda now=now: now)
+        assert _seen(cat, "alice:f", "north:n") == seen
+        assert ("north" in {s["scope"] for s in scopes.list_scopes(cat, BOB)}) == bool(seen)
+
+
 def _sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
@@ -555,8 +575,82 @@ def test_embargo_answers_how_many_dids_changed(cat: Lake) -> None:
     assert _embargo(cat, "alice:a") == 0  # nothing new
     assert _embargo(cat, "alice:b") == 1  # f was hidden already, for ever
     assert _embargo(cat, "alice:a", embargoed=False) == 2  # a and g; b still hides f
-    with pytest.raises(DIDNotFound), cat.write() as conn:
+    missing = pytest.raises(DIDNotFound, match=r"^DID alice:nothing does not exist$")
+    with missing, cat.write() as conn:
         embargo.set_did_embargo(conn, "alice", "nothing", embargoed=True, release_at=None)
+
+
+def test_a_lifted_embargo_keeps_no_release_date(cat: Lake) -> None:
+    _collection(cat, "alice:a", DIDType.DATASET)
+    later = datetime(2030, 1, 1)
+    with cat.write() as conn:
+        embargo.set_did_embargo(conn, "alice", "a", embargoed=True, release_at=later)
+        embargo.set_scope_embargo(conn, "north", embargoed=True, release_at=later)
+    assert _stored(cat) == {"alice:a": (True, later, True, later)}
+    with cat.write() as conn:
+        embargo.set_did_embargo(conn, "alice", "a", embargoed=False, release_at=later)
+        embargo.set_scope_embargo(conn, "north", embargoed=False, release_at=later)
+        lifted = conn.execute(
+            select(scopes_table.c.embargoed, scopes_table.c.embargo_release_at).where(
+                scopes_table.c.scope == "north"
+            )
+        ).one()
+    assert _stored(cat) == {"alice:a": (False, None, False, None)}
+    assert (bool(lifted.embargoed), lifted.embargo_release_at) == (False, None)
+
+
+PLANTED = datetime(2099, 1, 1)
+
+
+def test_recomputation_stays_below_what_changed(cat: Lake) -> None:
+    """Each change recomputes the DIDs below it and nothing else (and a path that hands nothing
+    down recomputes nothing): a value planted anywhere else — same names in another scope,
+    other DIDs of the same scope, DIDs of a scope held in the same scope — is left as it was."""
+    _files(cat, "alice:f", dataset="alice:a")  # what changes
+    _files(cat, "alice:f2", dataset="alice:d")  # a public dataset
+    _files(cat, "north:f", dataset="north:a")  # the same names, in another scope
+    _files(cat, "alice:y", dataset="alice:z")  # the same scope, other names
+    _files(cat, "north:p", dataset="north:q")  # north within north
+    _collection(cat, "north:q2", DIDType.DATASET)
+    planted = ["north:f", "north:a", "alice:y", "alice:z", "north:p"]
+    with cat.write() as conn:
+        for did in planted:
+            scope, name = _key(did)
+            conn.execute(
+                update(dids)
+                .where(dids.c.scope == scope, dids.c.name == name)
+                .values(embargoed=True, embargo_release_at=PLANTED)
+            )
+
+    _embargo(cat, "alice:a")
+    _attach(cat, "alice:a", "alice:f2")
+    _detach(cat, "alice:a", "alice:f2")
+    _embargo(cat, "alice:a", embargoed=False)
+    _attach(cat, "alice:d", "alice:y")  # into a public dataset: nothing handed down
+    _embargo(cat, "north")
+    _attach(cat, "north:q2", "north:p")  # north's own DIDs are checked against north itself
+    _embargo(cat, "north", embargoed=False)
+    _embargo(cat, "alice")
+    _embargo(cat, "alice", embargoed=False)
+
+    stored = _stored(cat)
+    assert {did: stored[did][2:] for did in planted} == dict.fromkeys(planted, (True, PLANTED))
+    assert _seen(cat, "alice:a", "alice:f", "alice:f2") == {"alice:a", "alice:f", "alice:f2"}
+
+
+def _stored(lake: Lake) -> dict[str, tuple[bool, datetime | None, bool, datetime | None]]:
+    """Each DID's own embargo and release, effective embargo and release, as stored."""
+    with lake.read() as conn:
+        rows = conn.execute(select(dids).order_by(dids.c.scope, dids.c.name))
+        return {
+            f"{row.scope}:{row.name}": (
+                bool(row.own_embargoed),
+                row.own_release_at,
+                bool(row.embargoed),
+                row.embargo_release_at,
+            )
+            for row in rows
+        }
 
 
 # -- migration 0013: the own embargo told apart from what was copied down ------------------------

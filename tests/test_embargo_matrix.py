@@ -158,6 +158,44 @@ def readers(lake: Lake) -> Lake:
     graph={(D2, F4), (D2, F6)},
     steps=[("scope set", "south", "future"), ("attach", D2, 1), ("scope lift", "south")],
 )
+# the same names in two scopes: what hides one hides nothing of the other
+@example(
+    homes=["north", "south", "north", "south", "north", "south", "north"],
+    graph={(C0, D2), (C1, D3), (D2, F4), (D3, F5)},
+    steps=[
+        ("set", C0, "for ever"),
+        ("set", F5, "future"),
+        ("lift", C0),
+        ("set", D3, "for ever"),
+        ("detach", 0),
+        ("scope set", "north", "for ever"),
+        ("attach", D3, 0),
+    ],
+)
+# a parent outside what is recomputed, named like a DID inside it, still hands its embargo down
+@example(
+    homes=["north", "south", "north", "south", "north", "south", "north"],
+    graph={(C0, D2), (C1, D2), (D2, F4)},
+    steps=[("set", C1, "for ever"), ("set", C0, "for ever"), ("lift", C0)],
+)
+# a public parent named like an embargoed DID of another scope hands nothing down
+@example(
+    homes=["north", "south", "north", "south", "north", "south", "north"],
+    graph={(D2, F4), (D3, F5)},
+    steps=[("set", D2, "for ever"), ("set", F5, "for ever"), ("lift", F5)],
+)
+# what is recomputed under an embargoed scope keeps its own scope out: lifting the scope shows it
+@example(
+    homes=NORTH,
+    graph={(D2, F4)},
+    steps=[("scope set", "north", "for ever"), ("set", D2, "past"), ("scope lift", "north")],
+)
+# a dataset and its namesake in another scope, both below one container: each hands down its own
+@example(
+    homes=["north", "south", "north", "south", "north", "south", "north"],
+    graph={(C0, D2), (C0, D3), (D2, F4), (D3, F5)},
+    steps=[("set", D2, "for ever"), ("set", C0, "past")],
+)
 # two release dates: shown once both have passed
 @example(
     homes=NORTH,
@@ -179,7 +217,7 @@ def test_what_bob_sees_matches_walking_every_path(
     for scope in SCOPES:  # examples share the catalog: start with every scope public
         scopes.set_embargo(lake, ROOT, scope, embargoed=False)
     prefix = f"x{example}n"
-    oracle = Oracle(prefix, [(home, f"{prefix}{i}") for i, home in enumerate(homes)], graph)
+    oracle = Oracle(prefix, _keys(prefix, homes), graph)
     _create(lake, oracle)
     now = datetime.now(UTC).replace(tzinfo=None)
     for step in steps:
@@ -188,6 +226,17 @@ def test_what_bob_sees_matches_walking_every_path(
 
 
 _EXAMPLES = itertools.count()
+
+
+def _keys(prefix: str, homes: list[str]) -> list[Key]:
+    """Each node's DID: the two containers, the two datasets and two of the files share their
+    name when they are in different scopes (a query that matches names without scopes shows)."""
+    keys: list[Key] = []
+    for node, home in enumerate(homes):
+        twin = node - 1 if node % 2 and node < COLLECTIONS + 2 else None
+        shared = twin is not None and homes[twin] != home
+        keys.append((home, f"{prefix}{twin if shared else node}"))
+    return keys
 
 
 def _create(lake: Lake, oracle: Oracle) -> None:

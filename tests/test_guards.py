@@ -290,20 +290,23 @@ def together(start: threading.Barrier, delay: float, lake: Lake, daemon: str) ->
 def test_evaluator_and_reaper_racing_never_lose_a_copy_a_rule_counts(postgres_lake: Lake) -> None:
     """Round after round, one file whose only copy is tombstoned gets a rule on the RSE holding
     it; the evaluator and a reaper pass start together (two threads, two connections), either a
-    little late. Whoever wins, a rule never ends ``ok`` on a copy that is gone: either the rule
-    came first and the copy stays (untombstoned), or the reaper did and the rule waits for a
-    transfer."""
+    little late (the reaper's lead follows the outcomes, so that both orders keep happening
+    however fast the machine). Whoever wins, a rule never ends ``ok`` on a copy that is gone:
+    either the rule came first and the copy stays (untombstoned), or the reaper did and the rule
+    waits for a transfer."""
     lake = postgres_lake
     rng = random.Random(20261207)
     outcomes = {"kept": 0, "deleted": 0}
+    lead = 0.0  # how much later the reaper starts: moved towards where either may win
     for round_ in range(RACE_ROUNDS):
         name = f"f{round_:03d}"
         tombstoned_file(lake, f"ds{round_:03d}", name)
         rule_id = add_rule(lake, "data", f"ds{round_:03d}", "ALPHA_DISK")
         start = threading.Barrier(2)
+        late = (max(-lead, 0.0), max(lead, 0.0))
         workers = [
-            run_in_thread(together(start, rng.uniform(0, 0.01), lake, "evaluator")),
-            run_in_thread(together(start, rng.uniform(0, 0.02), lake, "reaper")),
+            run_in_thread(together(start, late[0] + rng.uniform(0, 0.005), lake, "evaluator")),
+            run_in_thread(together(start, late[1] + rng.uniform(0, 0.005), lake, "reaper")),
         ]
         for thread, _ in workers:
             thread.start()
@@ -317,8 +320,10 @@ def test_evaluator_and_reaper_racing_never_lose_a_copy_a_rule_counts(postgres_la
         if available_with_bytes(lake, "data", name):
             assert state == "ok", f"round {round_}"
             outcomes["kept"] += 1
+            lead -= 0.002
         else:
             assert state == "replicating", f"round {round_}"
             outcomes["deleted"] += 1
+            lead += 0.002
     # Both orders happened: the race was real.
     assert min(outcomes.values()) >= RACE_ROUNDS // 20, outcomes

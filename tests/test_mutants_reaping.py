@@ -279,3 +279,43 @@ def test_purged_replicas_go_first_and_a_pass_keeps_to_its_limit(lake: Lake) -> N
         set_replica(lake, "ALPHA_DISK", name, tombstone=an_hour_ago)
     assert picked(lake, limit=3) == [("data", "f1"), ("data", "f2"), ("data", "f3")]
     assert len(picked(lake, limit=5)) == 5
+
+
+def test_a_kept_last_copy_does_not_hold_up_the_deletions_after_it(lake: Lake) -> None:
+    make_dataset(lake, "data", "wanted", ["kept"])
+    make_dataset(lake, "data", "unwanted", ["gone"])
+    with lake.read() as conn:
+        gamma = rses.get_rse_id(conn, "GAMMA_TAPE")
+    add_rule(lake, "data", "wanted", "GAMMA_TAPE")
+    settle(lake, "evaluator")
+    with lake.write() as conn:  # the rule's transfer failed for good: nothing reads "kept"
+        conn.execute(
+            requests.update().where(requests.c.dest_rse_id == gamma).values(state="failed")
+        )
+    set_replica(lake, "ALPHA_DISK", "kept", tombstone=EPOCH)  # first in the reaper's order
+    set_replica(lake, "ALPHA_DISK", "gone", tombstone=EPOCH + timedelta(hours=1))
+    settle(lake, "reaper")
+    assert names_on(lake, "ALPHA_DISK") == {"kept"}
+
+
+def test_of_two_tombstoned_sources_of_a_queued_transfer_one_stays(lake: Lake) -> None:
+    make_dataset(lake, "data", "ds", ["f"])
+    put_files(lake, "GAMMA_TAPE", "data", ["f"])
+    add_rule(lake, "data", "ds", "BETA_DISK")
+    settle(lake, "evaluator")
+    for rse in ("ALPHA_DISK", "GAMMA_TAPE"):
+        set_replica(lake, rse, "f", tombstone=EPOCH)
+    settle(lake, "reaper")
+    assert len(names_on(lake, "ALPHA_DISK")) + len(names_on(lake, "GAMMA_TAPE")) == 1
+
+
+def test_only_greedy_deletion_true_makes_past_tombstones_due(lake: Lake) -> None:
+    make_dataset(lake, "data", "ds", ["past", "future"])
+    set_replica(lake, "ALPHA_DISK", "past", tombstone=utcnow() - timedelta(hours=1))
+    set_replica(lake, "ALPHA_DISK", "future", tombstone=utcnow() + timedelta(days=1))
+    configure(lake, "ALPHA_DISK", archive="true", greedy_deletion="false")
+    settle(lake, "reaper")
+    assert names_on(lake, "ALPHA_DISK") == {"past", "future"}
+    configure(lake, "ALPHA_DISK", greedy_deletion="TRUE")
+    settle(lake, "reaper")
+    assert names_on(lake, "ALPHA_DISK") == {"future"}, "its tombstone has not come yet"

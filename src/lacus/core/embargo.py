@@ -61,28 +61,26 @@ def set_scope_embargo(
 
 def paths_changed(
     conn: Connection, parent: tuple[str, str], children: Iterable[tuple[str, Sequence[str]]]
-) -> int:
+) -> None:
     """DIDs were attached to ``parent`` or detached from it (``children``: their names grouped
     by scope, in chunks; called by ``dids`` after the change): when ``parent`` hands an embargo
     down to them, their effective embargo, and that of everything below them, is recomputed.
-    Returns how many DIDs changed."""
+    Otherwise this costs one lookup (registering into a public dataset: the hot path)."""
     row = conn.execute(
         select(dids.c.embargoed, scopes.c.embargoed.label("scope_embargoed"))
         .join(scopes, scopes.c.scope == dids.c.scope)
         .where(dids.c.scope == parent[0], dids.c.name == parent[1])
     ).first()
     if row is None or not (row.embargoed or row.scope_embargoed):
-        return 0  # a path that hands nothing down changes nothing
-    changed = 0
+        return  # a path that hands nothing down changes nothing
     for scope, names in children:
         if row.embargoed or scope != parent[0]:  # a scope's own DIDs are checked against it
-            changed += _recompute(
+            _recompute(
                 conn,
                 select(dids.c.scope, dids.c.name).where(
                     dids.c.scope == scope, dids.c.name.in_(names)
                 ),
             )
-    return changed
 
 
 def inherit_embargo(conn: Connection, parent: tuple[str, str], children: Sequence[Any]) -> None:

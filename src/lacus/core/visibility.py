@@ -59,5 +59,6 @@ def _free(table: Any, now: BindParameter[Any]) -> ColumnElement[bool]:
 
 
 def _now() -> BindParameter[Any]:
-    """The current time, read each time a statement holding it runs."""
-    return bindparam("now", callable_=utcnow, type_=TIMESTAMP, unique=True)
+    """The current time, read each time a statement holding it runs (``utcnow`` looked up then,
+    so a test can fix the time)."""
+    return bindparam("now", callable_=lambda: utcnow(), type_=TIMESTAMP, unique=True)
