@@ -31,7 +31,8 @@ period and 25 missing ``bad`` ones (not judged: never lost), 200 old files the c
 know (dark) and 20 young ones (too young to be dark). Every run checks the exact lost and dark
 candidates found against the planted ones. SQLite: a file in ``--dir``; PostgreSQL: a throwaway
 database (``LACUS_TEST_POSTGRES_URL``, default postgres@127.0.0.1:5432). Each measurement runs in
-its own child process (peak RSS: its VmHWM, imports included), contenders alternated
+its own child process (peak RSS: its VmHWM, imports included; also its own CPU time, which
+does not count PostgreSQL's work in the server), contenders alternated
 ``--repeat`` times, median reported. ``--profile DIR``: one more compare run per backend under
 cProfile (not counted), its top functions printed. The last line is JSON.
 """

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from lacus.core import audits, integrity
 from lacus.core.clock import utcnow
@@ -140,17 +140,21 @@ class _Scrub:
                 break
         now = utcnow()
         with self.lake.write() as conn:
-            for row in good:
+            if good:  # one executemany: a statement per replica costs more than the reads
                 conn.execute(
                     update(replicas)
                     .where(
-                        replicas.c.scope == row.scope,
-                        replicas.c.name == row.name,
-                        replicas.c.rse_id == row.rse_id,
-                        replicas.c.created_at == row.created_at,
+                        replicas.c.scope == bindparam("s"),
+                        replicas.c.name == bindparam("n"),
+                        replicas.c.rse_id == bindparam("r"),
+                        replicas.c.created_at == bindparam("c"),
                         replicas.c.state == ReplicaState.AVAILABLE.value,
                     )
-                    .values(verified_at=now)
+                    .values(verified_at=now),
+                    [
+                        {"s": row.scope, "n": row.name, "r": row.rse_id, "c": row.created_at}
+                        for row in good
+                    ],
                 )
             declared = integrity.declare(conn, bad, ReplicaState.BAD, account="root")
             audits.add_counts(
