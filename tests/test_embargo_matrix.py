@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from lacus.core import dids as core_dids
+from lacus.core import visibility
 from lacus.service import Lake, Principal, accounts, replicas, scopes
 from lacus.service import dids as service_dids
 from lacus.types import DIDType
@@ -34,6 +35,14 @@ COLLECTIONS = CONTAINERS + DATASETS
 WHEN = {"for ever": None, "past": timedelta(hours=-1), "future": timedelta(hours=1)}
 
 Key = tuple[str, str]
+
+
+@pytest.fixture(autouse=True)
+def _conditions_built_again() -> None:
+    """Each test builds the visibility conditions anew: they are kept per account, and one
+    built by an earlier test (or code under test since changed) must not stand in for it."""
+    visibility._visible_dids.cache_clear()
+    visibility._visible_scopes.cache_clear()
 
 
 @dataclass

@@ -519,7 +519,7 @@ def test_sizes_whose_sum_overflows_64_bits_are_refused(http: httpx.Client) -> No
     assert first.status_code == 201, first.headers.get("ExceptionMessage")
     before = snapshot(http)
     again = http.post("/replicas", json={"rse": "ALPHA_DISK", "files": [file_body("h4", half)]})
-    assert "used space would exceed" in assert_refused(again, 400)
+    assert "used space or file count would leave" in assert_refused(again, 400)
     attach = http.post("/dids/virgo/ds/dids", json={"dids": [{"scope": "virgo", "name": "h3"}]})
     assert "virgo:ds would hold more than" in assert_refused(attach, 400)
     assert snapshot(http) == before
