@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select, update
 
 from lacus.client import Client
 from lacus.core import embargo, expiry, visibility
+from lacus.core.visibility import scope_visible, visible
 from lacus.db import make_engine, transaction, upgrade
 from lacus.db.tables import dids
 from lacus.db.tables import scopes as scopes_table
@@ -528,6 +529,24 @@ def test_an_embargo_ends_at_its_release_date(cat: Lake, monkeypatch: pytest.Monk
         assert ("north" in {s["scope"] for s in scopes.list_scopes(cat, BOB)}) == bool(seen)
 
 
+def test_the_conditions_are_never_null(cat: Lake) -> None:
+    """What bob may not see is exactly the rest (``NOT visible``: a condition that could be
+    NULL would hide a DID from both, and a reader that negates it would let it through)."""
+    _files(cat, "alice:f", "alice:g", "north:n", dataset="alice:a")
+    _collection(cat, "alice:b", DIDType.DATASET, ["alice:g"])
+    _embargo(cat, "alice:a")  # for ever: no release date
+    _embargo(cat, "alice:b", until=datetime.now(UTC) + timedelta(days=1))
+    _embargo(cat, "north")
+    with cat.read() as conn:
+        seen = {row.name for row in conn.execute(select(dids.c.name).where(visible(BOB)))}
+        unseen = {row.name for row in conn.execute(select(dids.c.name).where(~visible(BOB)))}
+        every_scope = set(conn.scalars(select(scopes_table.c.scope)))
+        scopes_seen = set(conn.scalars(select(scopes_table.c.scope).where(scope_visible(BOB))))
+        scopes_unseen = set(conn.scalars(select(scopes_table.c.scope).where(~scope_visible(BOB))))
+    assert (seen, unseen) == (set(), {"a", "b", "f", "g", "n"})
+    assert (scopes_seen, scopes_unseen) == (every_scope - {"north"}, {"north"})
+
+
 def _sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
@@ -617,11 +636,11 @@ def test_recomputation_stays_below_what_changed(cat: Lake) -> None:
     other DIDs of the same scope, DIDs of a scope held in the same scope — is left as it was."""
     _files(cat, "alice:f", dataset="alice:a")  # what changes
     _files(cat, "alice:f2", dataset="alice:d")  # a public dataset
-    _files(cat, "north:f", dataset="north:a")  # the same names, in another scope
+    _files(cat, "north:f2", dataset="north:a")  # the same names, in another scope
     _files(cat, "alice:y", dataset="alice:z")  # the same scope, other names
     _files(cat, "north:p", dataset="north:q")  # north within north
     _collection(cat, "north:q2", DIDType.DATASET)
-    planted = ["north:f", "north:a", "alice:y", "alice:z", "north:p"]
+    planted = ["north:f2", "alice:y", "north:p"]  # (not their parents: those would hand it down)
     with cat.write() as conn:
         for did in planted:
             scope, name = _key(did)

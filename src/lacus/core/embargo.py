@@ -68,7 +68,7 @@ def paths_changed(
     Otherwise this costs one lookup (registering into a public dataset: the hot path)."""
     row = conn.execute(
         select(dids.c.embargoed, scopes.c.embargoed.label("scope_embargoed"))
-        .join(scopes, scopes.c.scope == dids.c.scope)
+        .join(scopes)  # the scope of the DID (its foreign key)
         .where(dids.c.scope == parent[0], dids.c.name == parent[1])
     ).first()
     if row is None or not (row.embargoed or row.scope_embargoed):
@@ -107,12 +107,12 @@ def _recompute(conn: Connection, roots: Select[Any]) -> int:
     into = and_(contents.c.child_scope == below.c.scope, contents.c.child_name == below.c.name)
     own, parent, inside = dids.alias("own"), dids.alias("parent"), below.alias("inside")
     own_embargo = (
-        select(own.c.scope, own.c.name, own.c.own_release_at.label("release_at"))
-        .join(below, and_(own.c.scope == below.c.scope, own.c.name == below.c.name))
+        select(below.c.scope, below.c.name, own.c.own_release_at.label("release_at"))
+        .join(own, and_(own.c.scope == below.c.scope, own.c.name == below.c.name))
         .where(own.c.own_embargoed)
     )
     from_outside = (
-        select(contents.c.child_scope, contents.c.child_name, parent.c.embargo_release_at)
+        select(below.c.scope, below.c.name, parent.c.embargo_release_at)
         .select_from(below)
         .join(contents, into)
         .join(parent, and_(parent.c.scope == contents.c.scope, parent.c.name == contents.c.name))
@@ -122,7 +122,7 @@ def _recompute(conn: Connection, roots: Select[Any]) -> int:
         .where(parent.c.embargoed, inside.c.scope.is_(None))
     )
     from_scopes = (
-        select(contents.c.child_scope, contents.c.child_name, scopes.c.embargo_release_at)
+        select(below.c.scope, below.c.name, scopes.c.embargo_release_at)
         .select_from(below)
         .join(contents, into)
         .join(scopes, scopes.c.scope == contents.c.scope)

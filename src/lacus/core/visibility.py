@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, exists, or_, true
 
 from lacus.core.clock import utcnow
-from lacus.db.tables import TIMESTAMP, dids, scopes
+from lacus.db.tables import dids, scopes
 from lacus.types import Viewer
 
 
@@ -61,4 +61,4 @@ def _free(table: Any, now: BindParameter[Any]) -> ColumnElement[bool]:
 def _now() -> BindParameter[Any]:
     """The current time, read each time a statement holding it runs (``utcnow`` looked up then,
     so a test can fix the time)."""
-    return bindparam("now", callable_=lambda: utcnow(), type_=TIMESTAMP, unique=True)
+    return bindparam("now", callable_=lambda: utcnow(), unique=True)  # typed by its column
