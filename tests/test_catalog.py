@@ -34,7 +34,7 @@ from lacus.errors import (
     UnsupportedOperation,
 )
 from lacus.naming import deterministic_path
-from lacus.service import Lake, Principal, accounts, dids, replicas, rses, scopes
+from lacus.service import Lake, Principal, accounts, dids, permissions, replicas, rses, scopes
 from lacus.types import DIDType, FileSpec, MetaValue, ProtocolInfo, ReplicaState, RSEType
 from tests.rule_helpers import rse_prefix
 
@@ -127,8 +127,10 @@ def test_scopes_belong_to_accounts(cat: Lake) -> None:
 def test_accounts_are_added_by_admins_only(cat: Lake) -> None:
     with_jdoe(cat)
     assert accounts.get_account(cat, JDOE, "jdoe")["admin"] is False
-    with pytest.raises(AccessDenied, match="admins only"):
-        accounts.add_account(cat, JDOE, "mallory")
+    with pytest.raises(
+        AccessDenied, match="admins only"
+    ):  # the server's gate; see test_permissions
+        permissions.require(JDOE, "POST /accounts/{account}")
     with pytest.raises(AccountAlreadyExists, match="'jdoe'"):
         accounts.add_account(cat, ROOT, "jdoe")
     with pytest.raises(InvalidName, match="invalid account"):
@@ -282,12 +284,9 @@ def test_rse_errors(cat: Lake) -> None:
         rses.add_rse(cat, ROOT, "ALPHA_DISK")
     with pytest.raises(InvalidName, match="invalid RSE name"):
         rses.add_rse(cat, ROOT, "lower_case")
-    with pytest.raises(AccessDenied, match="admins only"):
-        rses.add_rse(cat, JDOE, "JDOE_DISK")
-    with pytest.raises(AccessDenied, match="admins only"):
-        rses.set_attribute(cat, JDOE, "ALPHA_DISK", "qos", "TAPE")
-    with pytest.raises(AccessDenied, match="admins only"):
-        rses.update_rse(cat, JDOE, "ALPHA_DISK", availability_write=False)
+    for operation in ("POST /rses/{rse}", "POST /rses/{rse}/attr/{key}", "PUT /rses/{rse}"):
+        with pytest.raises(AccessDenied, match="admins only"):  # the server's gate
+            permissions.require(JDOE, operation)
     for call in (
         lambda: rses.get_rse(cat, ROOT, "NOWHERE"),
         lambda: rses.set_attribute(cat, ROOT, "NOWHERE", "a", "b"),

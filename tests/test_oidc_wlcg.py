@@ -9,6 +9,7 @@ the other scope, ``lofar:l1``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,36 @@ def test_storage_stage_manages_rules_only(
         assert alice.list_rules() == []
 
 
+def test_storage_scopes_limit_locks_histories_transfers_and_subscriptions(
+    lake_files: Path, server: RunningServer, issuer: Issuer
+) -> None:
+    """The read paths around rules name files too: a token sees them only in its scopes."""
+    with bearer(server, issuer, None) as full:
+        (other,) = full.add_rule("lofar:l1", "BETA_DISK")
+        deadline = time.monotonic() + 60
+        while not full.list_transfers(did="lofar:l1", state="done"):
+            assert time.monotonic() < deadline, "the rule's copy never finished"
+            time.sleep(0.2)
+        assert full.rule_locks(other)
+        assert full.rule_history(other)
+    with bearer(server, issuer, "storage.stage:/virgo storage.read:/virgo") as alice:
+        looking = "may not look up DIDs in scope 'lofar'"
+        assert looking in denied(alice.rule_locks, other)
+        assert looking in denied(alice.rule_history, other)
+        assert looking in denied(alice.did_rule_history, "lofar:l1")
+        assert "may not read scope 'lofar'" in denied(alice.list_transfers, did="lofar:l1")
+        assert [t for t in alice.list_transfers() if t["scope"] != "virgo"] == []
+        message = denied(alice.add_subscription, "mine", filter={"scope": ["virgo"]}, rules=[])
+        assert message == (
+            "this token of account 'alice' may not add or change subscriptions: they make rules "
+            "in any scope their filter matches, and that needs storage.stage:/ or "
+            "storage.modify:/"
+        )
+    rules = [{"copies": 1, "rse_expression": "BETA_DISK"}]
+    with bearer(server, issuer, "storage.modify:/") as alice:
+        assert alice.add_subscription("mine", filter={"scope": ["virgo"]}, rules=rules)
+
+
 @pytest.mark.parametrize(
     ("scope", "virgo", "lofar"),
     [
@@ -260,8 +291,8 @@ def test_a_token_with_storage_scopes_is_refused_admin_operations(
         r.set_metadata("lofar:l1", {"checked": True})  # root's rights, within its scopes
         message = denied(r.add_account, "carol")
         assert message == (
-            "a token limited to storage scopes may not add accounts: use a token of account "
-            "'root' without storage.* scopes"
+            "a token limited to storage scopes may not call POST /accounts/carol: use a token of "
+            "account 'root' without storage.* scopes"
         )
         denied(r.set_rse_attribute, RSE, "site", "X")
     with bearer(server, issuer, None, preferred_username="root") as root:

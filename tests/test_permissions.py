@@ -8,6 +8,7 @@ same message and body with the name substituted."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Callable
@@ -17,12 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from lacus.client import Client
+from lacus.server.app import create_app
 from lacus.server.dashboard import pages, session
 from lacus.service import Lake
-from lacus.service.permissions import PERMISSIONS, Access
+from lacus.service.permissions import PERMISSIONS, Access, Permission
 from tests.conftest import ROOT_PASSWORD, RunningServer
 
 PASSWORD = "password-of-the-tests"
@@ -397,6 +400,36 @@ def test_every_operation_has_a_permission(server: RunningServer) -> None:
     assert sorted(set(served) - set(PERMISSIONS)) == [], "routes without a permission row"
     assert sorted(set(PERMISSIONS) - set(served)) == [], "permission rows without a route"
     assert set(UNEXERCISED) <= set(PERMISSIONS)
+
+
+def test_an_operation_without_a_row_is_refused_to_everyone(lake: Lake) -> None:
+    """The gate is closed by default: a route added to the server without a permission row
+    answers 403 even to root, and one with a row is gated by it (no check in the route)."""
+    app = create_app(lake.settings, lake=lake, daemons=False)
+    app.get("/unlisted")(lambda: {"reached": True})
+    app.get("/rses/{rse}/secret")(lambda rse: {"reached": rse})
+    secret = "GET /rses/{rse}/secret"
+    PERMISSIONS[secret] = Permission(secret, "RSEs", Access.ADMIN)
+    try:
+        asyncio.run(_ask_the_gate(app))
+    finally:
+        del PERMISSIONS[secret]
+
+
+async def _ask_the_gate(app: FastAPI) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://lake"
+    ) as http:
+        login = {"X-Rucio-Account": "root", "X-Rucio-Username": "root"}
+        answer = await http.get(
+            "/auth/userpass", headers={**login, "X-Rucio-Password": ROOT_PASSWORD}
+        )
+        root = {"X-Rucio-Auth-Token": answer.headers["X-Rucio-Auth-Token"]}
+        refused = await http.get("/unlisted", headers=root)
+        assert (refused.status_code, refused.headers["ExceptionClass"]) == (403, "AccessDenied")
+        assert "not in the permission table" in refused.headers["ExceptionMessage"]
+        assert (await http.get("/rses/X/secret", headers=root)).json() == {"reached": "X"}
+        assert (await http.get("/rses/X/secret")).status_code == 401
 
 
 def test_the_document_shows_the_table() -> None:

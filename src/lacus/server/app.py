@@ -23,6 +23,7 @@ from lacus.errors import (
 )
 from lacus.server import dashboard
 from lacus.server.content_type import DefaultJSON
+from lacus.server.deps import permitted
 from lacus.server.limits import BodyLimit
 from lacus.server.memory import MemoryRelease
 from lacus.server.metrics import RequestMetrics
@@ -83,7 +84,7 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         redirect_slashes=False,
-        dependencies=[Depends(_no_nul_in_parameters)],
+        dependencies=[Depends(_no_nul_in_parameters), Depends(permitted)],
     )
     app.state.lake = the_lake
     app.state.metrics = lacus_metrics.registry(the_lake)

@@ -18,7 +18,6 @@ def add_account(
     admin: bool = False,
     password: str | None = None,
 ) -> None:
-    principal.require_admin("add accounts")
     with lake.write() as conn:
         accounts.add_account(conn, account, account_type=account_type, email=email, admin=admin)
         if password is not None:
@@ -49,7 +48,6 @@ def add_identity(
     For ``IdentityType.OIDC``, ``identity`` is the JWT's ``sub`` and ``issuer`` its ``iss``.
     User/password identities come with their password through ``add_account``.
     """
-    principal.require_admin("map identities to accounts")
     if kind is not IdentityType.OIDC:
         raise InvalidInput(
             f"cannot add a {kind.value} identity here: only oidc (add passwords with the account)"

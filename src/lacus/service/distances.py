@@ -46,7 +46,6 @@ def add_distance(
     max_active: int | None = None,
     bidirectional: bool = False,
 ) -> None:
-    principal.require_admin("link RSEs")
     with lake.write() as conn:
         for src_id, dest_id in _pairs(conn, src, dest, bidirectional):
             distances.add_distance(conn, src_id, dest_id, distance, max_active=max_active)
@@ -63,7 +62,6 @@ def update_distance(
     bidirectional: bool = False,
 ) -> None:
     """``max_active``: a number, None (no limit of its own) or ``KEEP``."""
-    principal.require_admin("link RSEs")
     with lake.write() as conn:
         for src_id, dest_id in _pairs(conn, src, dest, bidirectional):
             distances.update_distance(
@@ -74,7 +72,6 @@ def update_distance(
 def delete_distance(
     lake: Lake, principal: Principal, src: str, dest: str, *, bidirectional: bool = False
 ) -> None:
-    principal.require_admin("unlink RSEs")
     with lake.write() as conn:
         for src_id, dest_id in _pairs(conn, src, dest, bidirectional):
             distances.delete_distance(conn, src_id, dest_id)

@@ -16,7 +16,6 @@ def add_policy(
     *,
     comment: str | None = None,
 ) -> None:
-    principal.require_admin("define lifecycle policies")
     with lake.write() as conn:
         lifecycle.add_policy(conn, name, steps, account=principal.account, comment=comment)
 

@@ -14,9 +14,11 @@ The four rules, from the most open:
   limited to WLCG storage scopes is checked as well (``service.token_scopes``).
 - ``ADMIN``: admins only (``Principal.require_admin``).
 
-New checks call ``require(principal, operation, owner=...)``; older ones (``require_admin``,
-``service.scopes.require_writer_of``) enforce the same rules and move here as their modules
-are touched.
+``require`` is the one gate: the server calls it for every request before the operation runs
+(``server.deps.permitted``), so a rule in this table is enforced without the operation's code
+repeating it. What depends on the data — the owner of the scopes a request's DIDs name, what a
+reader may see — is checked by the service where it reads the data
+(``service.scopes.require_writer_of``, ``core.visibility``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Connection
-
-from lacus.core import scopes
 from lacus.errors import AccessDenied, Unauthenticated
 from lacus.service.lake import Principal
 
@@ -283,30 +282,44 @@ def require(
     operation: str,
     *,
     owner: str | None = None,
-    conn: Connection | None = None,
-    scope: str | None = None,
+    called: str | None = None,
 ) -> None:
     """Raise unless ``principal`` may call ``operation``: Unauthenticated without an account
-    where one is needed, AccessDenied where the rule refuses. For ``OWNER`` operations the owner
-    is ``owner`` (an account named by the request), or the owner of ``scope`` read through
-    ``conn`` (ScopeNotFound when it does not exist)."""
-    rule = PERMISSIONS[operation]
+    where one is needed, AccessDenied where the rule refuses (or where ``operation`` has no row:
+    closed by default). For ``OWNER`` operations the owner is ``owner`` (the account the request
+    names); when the request names no account, the owner is that of the scopes its data names
+    and the service checks it where it reads them (``service.scopes.require_writer_of``).
+    Messages name the call as ``called`` (``POST /rses/X``), else as the operation."""
+    rule = _row(operation)
+    call = called or operation
+    if rule is None:
+        raise AccessDenied(f"{operation} is not in the permission table: no one may call it")
     if rule.access is Access.ANYONE:
         return
     if principal is None:
-        raise Unauthenticated(f"{operation} needs a token")
-    if rule.access is Access.ACCOUNT:
-        return
+        raise Unauthenticated(f"{call} needs a token")
     if rule.access is Access.ADMIN:
-        principal.require_admin(f"call {operation}")
+        principal.require_admin(f"call {call}")
         return
-    if scope is not None:
-        if conn is None:
-            raise TypeError("require(scope=...) needs the connection to read its owner")
-        owner = scopes.require_scopes(conn, [scope])[scope]
-    if owner is None:
-        raise TypeError(f"{operation} is for an owner: name it (owner= or scope=)")
-    if owner != principal.account and not principal.admin:
+    others = rule.access is Access.OWNER and owner not in (None, principal.account)
+    if others and not principal.admin:
         raise AccessDenied(
-            f"account {principal.account!r} may not call {operation}: only {owner!r} or an admin"
+            f"account {principal.account!r} may not call {call}: only {owner!r} or an admin"
         )
+
+
+def needs_account(operation: str) -> bool:
+    """Whether ``operation`` needs an authenticated account (every row but ``ANYONE``'s; an
+    operation without a row does too, and is then refused)."""
+    rule = _row(operation)
+    return rule is None or rule.access is not Access.ANYONE
+
+
+def _row(operation: str) -> Permission | None:
+    """The row of ``operation``, or of the same path with(out) its trailing slash: an alias that
+    Rucio's clients call (``GET /accounts`` for ``GET /accounts/``) is the same operation."""
+    rule = PERMISSIONS.get(operation)
+    if rule is None:
+        alias = operation[:-1] if operation.endswith("/") else f"{operation}/"
+        rule = PERMISSIONS.get(alias)
+    return rule

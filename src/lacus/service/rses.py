@@ -19,7 +19,6 @@ def add_rse(
     protocols: list[ProtocolInfo] | None = None,
     read_only: bool = False,
 ) -> None:
-    principal.require_admin("add RSEs")
     with lake.write() as conn:
         rse_id = rses.add_rse(
             conn,
@@ -45,19 +44,16 @@ def list_rses(lake: Lake, principal: Principal) -> list[RSEInfo]:
 
 
 def set_attribute(lake: Lake, principal: Principal, rse: str, key: str, value: str) -> None:
-    principal.require_admin("change RSE attributes")
     with lake.write() as conn:
         rses.set_attribute(conn, rses.get_rse_id(conn, rse), key, value)
 
 
 def delete_attribute(lake: Lake, principal: Principal, rse: str, key: str) -> None:
-    principal.require_admin("change RSE attributes")
     with lake.write() as conn:
         rses.delete_attribute(conn, rses.get_rse_id(conn, rse), key)
 
 
 def add_protocol(lake: Lake, principal: Principal, rse: str, protocol: ProtocolInfo) -> None:
-    principal.require_admin("change RSE protocols")
     with lake.write() as conn:
         rses.add_protocol(conn, rses.get_rse_id(conn, rse), protocol)
 
@@ -73,7 +69,6 @@ def update_rse(
     availability_delete: bool | None = None,
     read_only: bool | None = None,
 ) -> None:
-    principal.require_admin("change RSEs")
     with lake.write() as conn:
         rses.update_rse(
             conn,

@@ -11,6 +11,7 @@ from lacus.core.dids import get_did
 from lacus.db.tables import locks, rses
 from lacus.db.tables import rules as rules_table
 from lacus.service.lake import Lake, Principal
+from lacus.service.token_scopes import StorageOperation, require_storage_scope
 from lacus.types import LockState
 
 _WORST = {LockState.STUCK.value: 0, LockState.REPLICATING.value: 1, LockState.OK.value: 2}
@@ -18,6 +19,7 @@ _WORST = {LockState.STUCK.value: 0, LockState.REPLICATING.value: 1, LockState.OK
 
 def file_rules(lake: Lake, principal: Principal, scope: str, name: str) -> list[dict[str, Any]]:
     """Every rule holding a lock on file ``scope:name`` (DIDNotFound if it cannot be seen)."""
+    require_storage_scope(principal, StorageOperation.STAT, scope)
     with lake.read() as conn:
         get_did(conn, scope, name, viewer=principal)
         ids = list(
@@ -35,6 +37,7 @@ def file_rules(lake: Lake, principal: Principal, scope: str, name: str) -> list[
 def dataset_locks(lake: Lake, principal: Principal, scope: str, name: str) -> list[dict[str, Any]]:
     """Per rule on the collection ``scope:name`` and RSE: the files locked there, their bytes
     and the least advanced state of their locks (Rucio's dataset locks)."""
+    require_storage_scope(principal, StorageOperation.STAT, scope)
     with lake.read() as conn:
         get_did(conn, scope, name, viewer=principal)
         rows = conn.execute(

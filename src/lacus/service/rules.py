@@ -183,6 +183,7 @@ def rule_history(lake: Lake, principal: Principal, rule_id: str) -> list[dict[st
         entries = history.rule_entries(conn, rule_id)
         if not entries:
             raise RuleNotFound(f"rule {rule_id} has no history")
+        require_storage_scope(principal, StorageOperation.STAT, entries[0]["scope"])
         if entries[0]["account"] != principal.account and not principal.admin:
             try:
                 rules.get_rule(conn, rule_id, viewer=principal)  # visible DID: readable
@@ -195,6 +196,7 @@ def did_rule_history(
     lake: Lake, principal: Principal, scope: str, name: str
 ) -> list[dict[str, Any]]:
     """Creation and removal of every rule ever on a DID (Rucio's DID rule history)."""
+    require_storage_scope(principal, StorageOperation.STAT, scope)
     with lake.read() as conn:
         get_did(conn, scope, name, viewer=principal)
         return [
@@ -206,7 +208,8 @@ def did_rule_history(
 
 def rule_locks(lake: Lake, principal: Principal, rule_id: str) -> list[dict[str, Any]]:
     with lake.read() as conn:
-        rules.get_rule(conn, rule_id, viewer=principal)
+        rule = rules.get_rule(conn, rule_id, viewer=principal)
+        require_storage_scope(principal, StorageOperation.STAT, rule["scope"])
         return rules.lock_details(conn, rule_id)
 
 

@@ -7,12 +7,17 @@ from typing import Any
 from lacus.core import rules, subscriptions
 from lacus.errors import AccessDenied
 from lacus.service.lake import Lake, Principal
+from lacus.service.token_scopes import EVERY_SCOPE, StorageOperation, may
 
 
-def _may_manage(principal: Principal, account: str) -> None:
-    if account != principal.account and not principal.admin:
+def _may_subscribe(principal: Principal) -> None:
+    """A subscription makes rules in any scope its filter matches, now and later: a token limited
+    to storage scopes needs to stage in every scope (storage.stage:/ or storage.modify:/)."""
+    if not may(principal, StorageOperation.STAGE, EVERY_SCOPE):
         raise AccessDenied(
-            f"account {principal.account!r} may not manage the subscriptions of {account!r}"
+            f"this token of account {principal.account!r} may not add or change subscriptions: "
+            "they make rules in any scope their filter matches, and that needs storage.stage:/ "
+            "or storage.modify:/"
         )
 
 
@@ -29,7 +34,7 @@ def add_subscription(
     retroactive: bool = False,
     priority: int = 3,
 ) -> str:
-    _may_manage(principal, account)
+    _may_subscribe(principal)
     with lake.write() as conn:
         subscription_id = subscriptions.add_subscription(
             conn,
@@ -49,7 +54,7 @@ def add_subscription(
 def update_subscription(
     lake: Lake, principal: Principal, account: str, name: str, options: dict[str, Any]
 ) -> None:
-    _may_manage(principal, account)
+    _may_subscribe(principal)
     with lake.write() as conn:
         subscriptions.update_subscription(conn, account, name, options)
 

@@ -13,17 +13,17 @@ changes nothing). Lacus grants rights on whole scopes, so a path below a scope
 =========  =====================================================================  ================
 operation  what it covers, in a scope                                             granted by
 =========  =====================================================================  ================
-stat       one DID's record, a rule's state, the scope in the list of scopes      storage.read,
-                                                                                  .create, .modify,
+stat       one DID's record, a rule's state, locks and history, the scope in the  storage.read,
+           list of scopes                                                         .create, .modify,
                                                                                   .stage, .poll
 read       list and search DIDs, content, parents, files, metadata, replicas      storage.read
-           (and so downloads)
+           (and so downloads), transfer history
 create     new scopes, files, replicas (uploads, registration, an upload's        storage.create,
            copying → available), datasets and containers, attachments             storage.modify
 modify     metadata changed or removed (also on files registered again),          storage.modify
            detach, close, embargo, replicas declared bad/suspicious/unavailable
-stage      add, change and remove rules (and start lifecycle policies)            storage.stage,
-                                                                                  storage.modify
+stage      add, change and remove rules (and start lifecycle policies);           storage.stage,
+           subscriptions need it in every scope (path ``/``)                      storage.modify
 =========  =====================================================================  ================
 
 A token with ``storage.*`` scopes is refused every admin-only operation
@@ -113,6 +113,10 @@ def _normal_path(item: str, path: str) -> str:
             "(like /virgo)"
         )
     return "/" + "/".join(parts)
+
+
+EVERY_SCOPE = ""
+"""Ask ``may`` about this to learn whether a token's rights cover every scope (path ``/``)."""
 
 
 def covers(path: str, scope: str) -> bool:

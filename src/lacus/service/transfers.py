@@ -10,6 +10,7 @@ from lacus.core import transfers
 from lacus.core.clock import utcnow
 from lacus.errors import InvalidOption
 from lacus.service.lake import Lake, Principal
+from lacus.service.token_scopes import StorageOperation, only_allowed, require_storage_scope
 
 STATES = ("done", "failed")
 MAX_LIMIT = 1000
@@ -29,10 +30,13 @@ def list_transfers(
         raise InvalidOption(f"invalid state {state[:30]!r}: use done or failed")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidOption(f"limit must be between 1 and {MAX_LIMIT}")
+    if scope is not None:
+        require_storage_scope(principal, StorageOperation.READ, scope)
     with lake.read() as conn:
-        return transfers.list_transfers(
+        found = transfers.list_transfers(
             conn, scope=scope, name=name, state=state, limit=limit, viewer=principal
         )
+    return only_allowed(principal, StorageOperation.READ, found, lambda row: row["scope"])
 
 
 def transfer_matrix(

@@ -73,7 +73,6 @@ def list_account_attributes(account: str, lake: LakeDep, principal: PrincipalDep
 def change_account_attribute(account: str, key: str, principal: PrincipalDep) -> Response:
     """Refused in one line: Lacus has no free account attributes, and ``admin`` is given when
     the account is created."""
-    principal.require_admin("change account attributes")
     raise UnsupportedOperation(
         f"account attributes cannot be changed ({key[:40]!r} of {account[:25]!r}): Lacus keeps "
         "only 'admin', given when the account is created"
