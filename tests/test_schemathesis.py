@@ -37,13 +37,13 @@ MAX_EXAMPLES = 25
 """Generated requests per operation and backend (the coverage phase adds a few more)."""
 
 
-def _openapi() -> dict[str, Any]:
+def openapi_document() -> dict[str, Any]:
     """The document the server serves at ``/openapi.json`` (it does not touch the catalog)."""
     unused = Settings(lake_dir=Path("unused"), database_url="sqlite://")
     return create_app(unused).openapi()
 
 
-schema = schemathesis.openapi.from_dict(_openapi()).exclude(path="/events")
+schema = schemathesis.openapi.from_dict(openapi_document()).exclude(path="/events")
 """Every operation but the event stream, which answers for as long as the client listens (it has
 its own tests: tests/test_events.py)."""
 
@@ -59,12 +59,12 @@ def json_lines(ctx: CheckContext, response: Response, case: Case) -> bool | None
 
 
 def authenticated(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Root's token is accepted: a 401 would mean the seeded catalog (and the token) is gone,
-    and every later example would test nothing but authentication."""
+    """The test's token is accepted: a 401 would mean the seeded catalog (and the token) is
+    gone, and every later example would test nothing but authentication."""
     if case.path == "/auth/userpass":  # generated credentials, rightly refused
         return None
     if response.status_code == 401:
-        raise AssertionError(f"root's token was refused: {response.text[:300]}")
+        raise AssertionError(f"the token was refused: {response.text[:300]}")
     return True
 
 
@@ -147,4 +147,4 @@ def test_every_generated_request_gets_a_documented_answer(case: Case, seeded: Se
 def test_the_served_document_is_the_one_tested(seeded: Seeded) -> None:
     served = httpx.get(f"{seeded.url}/openapi.json")
     assert served.status_code == 200
-    assert served.json() == orjson.loads(orjson.dumps(_openapi()))
+    assert served.json() == orjson.loads(orjson.dumps(openapi_document()))
