@@ -124,8 +124,8 @@ def evaluations_per_rule(lake: Lake) -> dict[int, int]:
         return {int(n): int(c) for n, c in rows}
 
 
-def test_three_evaluators_share_10000_rules_each_evaluated_once(pg_lake: Lake) -> None:
-    total = 10_000
+def test_three_evaluators_share_4000_rules_each_evaluated_once(pg_lake: Lake) -> None:
+    total = 4000
     queue_rules(pg_lake, total)
     workers = [evaluator(pg_lake, "--once") for _ in range(3)]
     outputs = [worker.communicate(timeout=600) for worker in workers]
