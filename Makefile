@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python benchmarks/transfer_large.py
 	$(BIN)/python benchmarks/transfer_webdav.py
 	$(BIN)/python benchmarks/transfer_small_files.py
+	$(BIN)/python benchmarks/permission_cost.py
 	$(BIN)/pip install --quiet -e '.[stream]'
 	$(BIN)/python benchmarks/dress_rehearsal.py
 

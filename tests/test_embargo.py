@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, select, update
 
 from lacus.client import Client
+from lacus.core import dids as core_dids
 from lacus.core import embargo, expiry, visibility
 from lacus.core.visibility import scope_visible, visible
 from lacus.db import make_engine, transaction, upgrade
@@ -39,6 +40,7 @@ def _conditions_built_again() -> None:
     built by an earlier test (or code under test since changed) must not stand in for it."""
     visibility._visible_dids.cache_clear()
     visibility._visible_scopes.cache_clear()
+    core_dids._did_query.cache_clear()
 
 
 @pytest.fixture
