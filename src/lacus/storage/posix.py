@@ -78,6 +78,7 @@ class PosixBackend:
         if chunk_size < _FIRST_READ:
             raise ValueError(f"chunk_size must be at least {_FIRST_READ} bytes")
         self._root = os.path.realpath(os.fspath(prefix))
+        self._inside = os.path.join(self._root, "")  # the root and its separator
         self._fsync = fsync
         self._chunk_size = chunk_size
         self._file_mode = file_mode
@@ -366,7 +367,7 @@ class PosixBackend:
 
     def _full(self, path: str) -> str:
         full = _resolved(os.path.join(self._root, path))
-        if os.path.commonpath([self._root, full]) != self._root:
+        if full != self._root and not full.startswith(self._inside):  # both resolved
             raise InvalidName(f"invalid storage path {path!r}: it leads outside {self.url}")
         return full
 
