@@ -27,6 +27,14 @@ declare -A TESTS=(
   [src/lacus/core/guard.py]="tests/test_guards.py"
   [src/lacus/core/locks.py]="tests/test_rule_engine.py tests/test_transfer_engine.py tests/test_guards.py tests/test_reaper.py"
   [src/lacus/storage/verified.py]="tests/storage/test_verified.py tests/storage/test_stream_copy.py tests/storage/test_posix_copy.py"
+  [src/lacus/core/embargo.py]="tests/test_embargo.py tests/test_embargo_matrix.py"
+  [src/lacus/core/visibility.py]="tests/test_embargo.py tests/test_embargo_matrix.py"
+  [src/lacus/service/token_scopes.py]="tests/test_oidc_wlcg.py"
+  [src/lacus/service/permissions.py]="tests/test_permissions.py tests/test_oidc_wlcg.py"
+  # the integrity code: without test_integrity_drill.py's 2,000-file drill (a minute per mutant)
+  [src/lacus/core/integrity.py]="tests/test_integrity.py tests/test_integrity_cli.py tests/test_integrity_rucio.py tests/test_integrity_drill.py::test_an_audit_during_uploads_and_deletions_reports_nothing"
+  [src/lacus/core/audit_compare.py]="tests/test_audit_compare.py tests/test_integrity.py tests/test_integrity_drill.py::test_an_audit_during_uploads_and_deletions_reports_nothing"
+  [src/lacus/core/audits.py]="tests/test_audit_compare.py tests/test_integrity.py tests/test_integrity_cli.py tests/test_integrity_drill.py::test_an_audit_during_uploads_and_deletions_reports_nothing"
 )
 declare -A CATALOGS=(
   [src/lacus/core/guard.py]=both  # advisory locks: PostgreSQL only
@@ -55,8 +63,9 @@ for module in "$@"; do
   work=$out/$name
   rm -rf "$work"
   mkdir -p "$work"
-  # A snapshot of the work tree: what is being edited now is what gets mutated.
-  tar -C "$root" --exclude=__pycache__ -cf - src tests pyproject.toml | tar -C "$work" -xf -
+  # A snapshot of the work tree: what is being edited now is what gets mutated (docs/ too:
+  # some tests read it, e.g. test_permissions.py compares docs/permissions.md with the table).
+  tar -C "$root" --exclude=__pycache__ -cf - src tests docs pyproject.toml | tar -C "$work" -xf -
   selection=$(printf '    %s\n' ${TESTS[$module]})
   deselect="not racing"
   if [[ ${CATALOGS[$module]:-sqlite} == sqlite ]]; then
@@ -66,6 +75,8 @@ for module in "$@"; do
 [mutmut]
 source_paths = src
 only_mutate = $module
+also_copy =
+    docs
 pytest_add_cli_args_test_selection =
 $selection
 pytest_add_cli_args =
