@@ -113,17 +113,17 @@ class _Scrub:
                     rows = _due(conn, self.info["id"], self.run_row.round_started_at)
                 if not rows:
                     return verified, True
-                verified += self._batch(backend, rows)
-                with self.lake.write() as conn:
-                    if not audits.renew(
-                        conn, work, worker=self.worker, lease_seconds=LEASE_SECONDS
-                    ):
-                        return verified, False
+                done, still_ours = self._batch(backend, rows, work)
+                verified += done
+                if not still_ours:
+                    return verified, False
         finally:
             close_backend(backend)
         return verified, False
 
-    def _batch(self, backend: StorageBackend, rows: list[Any]) -> int:
+    def _batch(self, backend: StorageBackend, rows: list[Any], work: Any) -> tuple[int, bool]:
+        """Read and judge ``rows``, then record them and renew the lease on ``work`` in one
+        transaction: (replicas judged, whether the work is still this worker's)."""
         good: list[Any] = []
         bad: list[Declaration] = []
         failure: str | None = None
@@ -164,11 +164,12 @@ class _Scrub:
                 bad=len(declared),
                 bytes_verified=sum(row.bytes for row in good),
             )
+            still_ours = audits.renew(conn, work, worker=self.worker, lease_seconds=LEASE_SECONDS)
         if declared:
             self.lake.wake("necromancer")
         if failure is not None:
             raise LacusError(failure)
-        return len(good) + len(bad)
+        return len(good) + len(bad), still_ours
 
     def _pace(self, size: int) -> None:
         """Sleep so that this pass reads at most ``scrub_mb_per_second``."""
