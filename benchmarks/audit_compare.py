@@ -5,26 +5,27 @@
 
 Measured: ``lacus.core.audit_compare.compare(audits.snapshot(conn, rse_id, judged_before=...),
 listing, dark_before=..., limit=...)`` end to end, as ``daemons.auditor.audit_rse`` runs it: the
-first catalog snapshot (every replica of the RSE with its storage path computed by the database,
-sorted, streamed through SQLAlchemy with ``yield_per``) merged with the storage's listing. Only the
-listing is mocked: instead of a backend's ``scan``, ``FileStat`` objects parsed from a sorted file
-of ``path<TAB>size<TAB>mtime`` lines. Targets: >= 500,000 paths/s (catalog replicas compared per
-second, each with its listing entry) and a peak RSS of the process <= 200 MB.
+first catalog snapshot (every replica of the RSE with its path computed and sorted by the
+database at audit time, read through the driver's own cursor) merged with the storage's
+listing. Only the listing is mocked: instead of a backend's ``scan``, ``FileStat``
+objects parsed from a sorted file of ``path<TAB>size<TAB>mtime`` lines. Targets: >= 500,000
+paths/s (catalog replicas compared per second, each with its listing entry) and a peak RSS of
+the process <= 200 MB.
 
-Baselines, in the same run: ``listing`` reads the same file into the same ``FileStat`` objects
-(what a storage scan yields) and counts them; ``rows`` streams the same snapshot rows with the
-same SQL (the path computed by the database, ``ORDER BY`` it, ``COLLATE "C"`` / binary) raw:
-``COPY (SELECT ...) TO STDOUT`` read in blocks on PostgreSQL, a plain ``sqlite3`` cursor (with
-the same ``md5`` function the snapshot gives SQLite) on SQLite. The merge runs both streams one
-after the other in one thread, so its baseline time is the *sum* of the two, and the ratio is
-(listing + rows) / compare: 1.0 means the snapshot and the merge cost nothing beyond reading.
+Baselines, in the same run (the floor: what reading the two streams costs with nothing done to
+them): ``listing`` reads the same file into the same ``FileStat`` objects (what a storage scan
+yields) and counts them; ``rows`` reads the snapshot's own batches (``audits.snapshot_batches``:
+the same statement, settings and driver cursor) and counts them. The merge reads both streams in one
+thread, so its floor is the *sum* of the two, and the ratio is (listing + rows) / compare: 1.0
+means the snapshot and the merge cost nothing beyond reading the two streams.
 
 The catalog is built once per backend, untimed, by raw bulk inserts (PostgreSQL ``COPY`` through
 psycopg, SQLite ``executemany``) of ``dids`` and ``replicas`` rows into a catalog migrated with
 ``lacus.db.upgrade`` and seeded with ``seed_catalog`` (like register_replicas.py), with every
 index in place (foreign keys are not checked row by row while building: the rows are consistent
-by construction): N files ``bench:file_NNNNNNNNN`` on ALPHA_DISK, deterministic RSE (no stored
-path: the path is the md5 layout of ``lacus.naming.deterministic_path``). The listing holds their
+by construction), then vacuumed (PostgreSQL; ANALYZE on SQLite); the snapshot's plan is
+printed. N files ``bench:file_NNNNNNNNN`` on ALPHA_DISK, deterministic RSE (no stored path: the
+path is the md5 layout of ``lacus.naming.deterministic_path``). The listing holds their
 deterministic paths, with planted differences (seeded, spread over the whole range): 200
 replicas missing and 100 with another size (lost), 25 missing replicas changed within the grace
 period and 25 missing ``bad`` ones (not judged: never lost), 200 old files the catalog does not
@@ -109,12 +110,15 @@ def make_plan(replicas: int) -> dict[str, Any]:
 
 
 def expected(plan: dict[str, Any]) -> dict[str, Any]:
-    """What ``compare`` must find: counts, lost DIDs with their reason, dark paths."""
+    """What ``compare`` must find: counts, lost paths with their reason, dark paths."""
     from lacus.naming import deterministic_path
 
-    lost = {name_of(i): "missing on the storage" for i in plan["missing"]}
+    def path_of(i: int) -> str:
+        return deterministic_path(SCOPE, name_of(i))
+
+    lost = {path_of(i): "missing on the storage" for i in plan["missing"]}
     for i in plan["wrong_size"]:
-        lost[name_of(i)] = f"{size_of(i) + 1} bytes on the storage, {size_of(i)} in the catalog"
+        lost[path_of(i)] = f"{size_of(i) + 1} bytes on the storage, {size_of(i)} in the catalog"
     dark = sorted(deterministic_path(SCOPE, f"dark_{k:05d}") for k in range(DARK))
     absent = len(plan["missing"]) + len(plan["young"]) + len(plan["bad"])
     return {
@@ -205,9 +209,31 @@ def build(plan: dict[str, Any], url: str, workdir: Path) -> dict[str, Any]:
         else:
             _build_postgresql(lake, plan, rse_id)
         seconds = time.perf_counter() - start
+        _vacuum(lake)
+        explained = snapshot_plan(lake, rse_id, plan)
     finally:
         lake.close()
-    return {"rse_id": rse_id, "build_seconds": round(seconds, 1)}
+    return {
+        "rse_id": rse_id,
+        "build_seconds": round(seconds, 1),
+        "plan": explained,
+    }
+
+
+def _vacuum(lake: Any) -> None:
+    """VACUUM ANALYZE ``replicas`` on PostgreSQL (fresh statistics and visibility map after
+    the COPY; autovacuum is off on the test server), ANALYZE on SQLite."""
+    raw = lake.engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        if lake.engine.dialect.name == "sqlite":
+            driver.execute("ANALYZE")
+        else:
+            driver.autocommit = True
+            driver.execute("VACUUM ANALYZE replicas")
+            driver.autocommit = False  # back in the pool: SET LOCAL needs a transaction
+    finally:
+        raw.close()
 
 
 def _replica_state(plan: dict[str, Any]) -> dict[int, tuple[str, bool]]:
@@ -310,8 +336,8 @@ def _build_postgresql(lake: Any, plan: dict[str, Any], rse_id: int) -> None:
         raw.commit()
         raw.driver_connection.autocommit = True  # type: ignore[union-attr]
         cursor.execute("VACUUM ANALYZE dids")
-        cursor.execute("VACUUM ANALYZE replicas")
         cursor.close()
+        raw.driver_connection.autocommit = False  # type: ignore[union-attr]
     finally:
         raw.close()
 
@@ -319,27 +345,13 @@ def _build_postgresql(lake: Any, plan: dict[str, Any], rse_id: int) -> None:
 # -- the contenders (each in its own child) ----------------------------------------------------
 
 
-def snapshot_sql(dialect: Any, rse_id: int, judged_before: datetime) -> str:
-    """The snapshot's statement (``audits.snapshot``), rendered with its values for a raw
-    cursor."""
-    from sqlalchemy import and_, select
-
-    from lacus.core.audits import stored_path
+def snapshot_params(lake: Any, rse_id: int, judged_before: datetime) -> tuple[Any, ...]:
+    """The snapshot statement's parameters as its driver gets them (``audits.snapshot``)."""
     from lacus.db.tables import replicas
-    from lacus.types import ReplicaState
 
-    path = stored_path(sqlite=dialect.name == "sqlite")
-    judged = and_(
-        replicas.c.state == ReplicaState.AVAILABLE.value, replicas.c.updated_at < judged_before
-    )
-    query = (
-        select(path, replicas.c.scope, replicas.c.name, replicas.c.bytes, judged.label("judged"))
-        .where(replicas.c.rse_id == rse_id)
-        .order_by(path)
-    )
-    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    # psycopg's paramstyle doubles every %; the statement is sent without parameters
-    return sql if dialect.name == "sqlite" else sql.replace("%%", "%")
+    dialect = lake.engine.dialect
+    bind = replicas.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return (bind(judged_before) if bind is not None else judged_before, rse_id)
 
 
 def time_listing(listing: str) -> tuple[float, dict[str, int]]:
@@ -349,35 +361,30 @@ def time_listing(listing: str) -> tuple[float, dict[str, int]]:
 
 
 def time_rows(lake: Any, rse_id: int, judged_before: datetime) -> tuple[float, dict[str, int]]:
-    import hashlib
+    """The snapshot's own batches (same statement, settings, cursor), rows only counted."""
+    from lacus.core.audits import snapshot_batches
 
-    sql = snapshot_sql(lake.engine.dialect, rse_id, judged_before)
-    raw = lake.engine.raw_connection()
-    try:
-        driver = raw.driver_connection
-        start = time.perf_counter()
-        if lake.engine.dialect.name == "sqlite":
-            driver.create_function(
-                "md5",
-                1,
-                lambda text: hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
-                deterministic=True,
-            )
-            cursor = driver.execute(sql)
-            count = sum(1 for _ in cursor)
-            cursor.close()
-            size = 0
-        else:
-            count = size = 0
-            with driver.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT") as copy:
-                for block in copy:
-                    count += bytes(block).count(b"\n")
-                    size += len(block)
-        seconds = time.perf_counter() - start
-        raw.rollback()
-    finally:
-        raw.close()
-    return seconds, {"rows": count, "copy_bytes": size}
+    start = time.perf_counter()
+    with lake.read() as conn:
+        count = 0
+        for rows in snapshot_batches(conn, rse_id, judged_before=judged_before):
+            count += len(rows)
+    seconds = time.perf_counter() - start
+    return seconds, {"rows": count}
+
+
+def snapshot_plan(lake: Any, rse_id: int, plan: dict[str, Any]) -> str:
+    """How the database reads the snapshot (its plan's first lines)."""
+    from lacus.core.audits import prepare_snapshot, snapshot_sql
+
+    params = snapshot_params(lake, rse_id, plan_moment(plan) - timedelta(seconds=GRACE))
+    with lake.read() as conn:
+        driver: Any = prepare_snapshot(conn)
+        sqlite = lake.engine.dialect.name == "sqlite"
+        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+        rows = driver.execute(explain + snapshot_sql(conn), params).fetchall()
+    lines = [str(row[-1]).strip() for row in rows]
+    return "; ".join(line for line in lines if not line.startswith("Sort Key"))[:300]
 
 
 def time_compare(
@@ -417,7 +424,7 @@ def time_compare(
 def check(found: Any, plan: dict[str, Any]) -> None:
     """The comparison found exactly the planted differences."""
     want = expected(plan)
-    lost = {entry.name: why for entry, why in found.lost}
+    lost = {entry.path: why for entry, why in found.lost}
     dark = [stat.path for stat in found.dark]
     problems = []
     if (found.files, found.listed) != (want["files"], want["listed"]):
@@ -439,6 +446,12 @@ def child(args: argparse.Namespace) -> None:
         lines = write_listing(plan, workdir / "listing.tsv")
         child_answer(time.perf_counter() - start, lines=lines)
         return
+    from lacus.core import audits  # the snapshot's PostgreSQL settings, if given
+
+    if args.work_mem is not None:
+        audits.SNAPSHOT_WORK_MEM = args.work_mem
+    if args.parallel_workers is not None:
+        audits.SNAPSHOT_PARALLEL_WORKERS = args.parallel_workers
     if args.child == "build":
         answer = build(plan, args.url, workdir)
         child_answer(float(answer["build_seconds"]), **answer)
@@ -485,18 +498,26 @@ def run_mode(args: argparse.Namespace, mode: str, workdir: Path, **extra: Any) -
 def measure_backend(args: argparse.Namespace, backend: str, workdir: Path) -> dict[str, Any]:
     replicas = args.replicas
     with fresh_database(backend, workdir) as url:
-        built = run_mode(args, "build", workdir, url=url)
+        built = run_mode(
+            args,
+            "build",
+            workdir,
+            url=url,
+            work_mem=args.work_mem,
+            parallel_workers=args.parallel_workers,
+        )
         rse_id = int(built.answer["rse_id"])  # type: ignore[call-overload]
         print(
-            f"{backend}: catalog of {replicas:,} replicas built in {built.seconds:.0f} s "
-            f"(COPY / executemany, indexes in place)",
+            f"{backend}: catalog of {replicas:,} replicas loaded in {built.seconds:.0f} s "
+            f"(COPY / executemany, indexes in place)\n  snapshot plan: {built.answer['plan']}",
             flush=True,
         )
+        tuning = {"work_mem": args.work_mem, "parallel_workers": args.parallel_workers}
         runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
         for round_ in range(args.repeat):
             order = list(MODES) if round_ % 2 == 0 else list(reversed(MODES))
             for mode in order:
-                run = run_mode(args, mode, workdir, url=url, rse_id=rse_id)
+                run = run_mode(args, mode, workdir, url=url, rse_id=rse_id, **tuning)
                 runs[mode].append(run)
                 cpu = float(run.answer["cpu_seconds"])  # type: ignore[arg-type]
                 print(
@@ -543,6 +564,7 @@ def measure_backend(args: argparse.Namespace, backend: str, workdir: Path) -> di
     )
     result: dict[str, Any] = {
         "build_s": round(built.seconds, 1),
+        "plan": built.answer["plan"],
         "compare_s": round(seconds["compare"], 2),
         "listing_s": round(seconds["listing"], 2),
         "rows_s": round(seconds["rows"], 2),
@@ -565,6 +587,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--dir", default=None, help="where the SQLite catalog and listing go")
     parser.add_argument("--profile", help="one more compare run per backend under cProfile")
+    parser.add_argument(
+        "--work-mem", help="PostgreSQL: the snapshot's work_mem (default audits.SNAPSHOT_WORK_MEM)"
+    )
+    parser.add_argument(
+        "--parallel-workers",
+        type=int,
+        help="PostgreSQL: the snapshot's max_parallel_workers_per_gather "
+        "(default audits.SNAPSHOT_PARALLEL_WORKERS)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
