@@ -25,6 +25,16 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+DEADLOCK = "40P01"
+"""PostgreSQL's SQLSTATE for a transaction it aborted to break a deadlock."""
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL aborting this transaction to break a deadlock (running the
+    transaction again from its start is then the remedy)."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` with the settings Lacus relies on."""
     url = normalise_url(url)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
 
 from lacus.core import accounts, rses
 from lacus.core.clock import utcnow
-from lacus.db import make_engine, transaction, upgrade
+from lacus.db import is_deadlock, make_engine, transaction, upgrade
 from lacus.errors import AccessDenied, AlreadyExists
 from lacus.service.event_log import EventLog
 from lacus.service.kept import RSEConfigs, ScopeOwners
@@ -23,6 +25,8 @@ from lacus.service.oidc import OIDCVerifier
 from lacus.service.settings import Settings, default_database_url, write_settings
 from lacus.storage.posix import DIR_MODE
 from lacus.types import AccountType, ProtocolInfo, RSEType, Viewer
+
+T = TypeVar("T")
 
 ROOT = "root"
 ANALYZE_AFTER_ROWS = 5000
@@ -133,6 +137,20 @@ class Lake:
         finally:
             if rses_changed:
                 self.rse_configs.clear()
+
+    def write_retrying(self, body: Callable[[Connection], T], *, attempts: int = 3) -> T:
+        """``body`` in one read-write transaction (``write``), run again from its start when
+        PostgreSQL aborted the transaction to break a deadlock with a concurrent one (a daemon
+        touching the same rows in another order): nothing of the aborted attempt remains."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write() as conn:
+                    return body(conn)
+            except OperationalError as exc:
+                if attempt == attempts or not is_deadlock(exc):
+                    raise
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _events_committed(self) -> None:
         if self._event_log is not None:  # nobody in this process follows events otherwise

@@ -115,9 +115,12 @@ def _own(conn: Connection, principal: Principal, rule_id: str, action: str) -> d
 def delete_rule(
     lake: Lake, principal: Principal, rule_id: str, *, purge_replicas: bool | None = None
 ) -> None:
-    with lake.write() as conn:
+
+    def remove(conn: Connection) -> None:
         _own(conn, principal, rule_id, "remove")
         rules.delete_rule(conn, rule_id, purge_replicas=purge_replicas)
+
+    lake.write_retrying(remove)  # the conveyor may be finishing this rule's copies meanwhile
     lake.wake("reaper")
 
 
