@@ -37,15 +37,10 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from schemathesis import Case, CheckContext, Response
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
+from tests import test_schemathesis as plain_run
 from tests.conftest import ROOT_PASSWORD, RunningServer, reset_catalog
-from tests.test_schemathesis import authenticated, json_lines, openapi_document
+from tests.test_schemathesis import openapi_document
 
 CALLS = 300
 """Calls per backend, in scenarios (sequences of linked calls) of at most ``STEPS``."""
@@ -275,15 +270,8 @@ def hidden_stays_hidden(ctx: CheckContext, response: Response, case: Case) -> bo
     return True
 
 
-CHECKS = [
-    authenticated,
-    not_a_server_error,
-    status_code_conformance,
-    response_schema_conformance,
-    response_headers_conformance,
-    json_lines,
-    hidden_stays_hidden,
-]
+CHECKS = [*plain_run.CHECKS, hidden_stays_hidden]
+"""The plain run's checks, and no hidden DID named."""
 
 
 def _file(scope: str, name: str) -> dict[str, object]:
